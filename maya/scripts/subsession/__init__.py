@@ -1,0 +1,64 @@
+"""Sub-sessions for one long-running Python interpreter.
+
+A :class:`Session` owns private, freshly executed copies of the modules it imports,
+its own ``sys.path`` entries and environment variables, and can reload or unload them
+without restarting the host (Maya, Houdini, Nuke...)::
+
+    from subsession import Session
+
+    tool_a = Session("toolA", paths=["/tools/a/lib"])
+    with tool_a:
+        import requests           # toolA's requests, its own urllib3
+    requests.get("...")           # lazy imports still resolve inside toolA
+
+    @tool_a
+    def show() -> None:           # every call runs with toolA active
+        import toolA.ui
+        toolA.ui.show()
+
+The engine lives in the Rust extension :mod:`subsession._core`; this package is the
+typed facade.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from subsession._session import (
+    ClosedSessionError,
+    Session,
+    SessionError,
+    UnloadReport,
+    current,
+    get,
+    sessions,
+)
+
+__all__ = [
+    "ClosedSessionError",
+    "Session",
+    "SessionError",
+    "UnloadReport",
+    "current",
+    "get",
+    "load_config",
+    "sessions",
+]
+
+__version__ = "0.1.0"
+
+logging.getLogger("subsession").addHandler(logging.NullHandler())
+
+
+def load_config(paths: object = None) -> list[Session]:
+    """Create (or update) the sessions a studio config defines (SPEC §5).
+
+    ``paths`` is a path, a list of paths, or ``None`` for ``$SUBSESSION_CONFIG``
+    (os.pathsep-separated, later files override earlier ones). Returns the sessions.
+
+    >>> load_config("/studio/subsession.toml")          # doctest: +SKIP
+    [<Session 'toolA' ...>]
+    """
+    from subsession.config import load_config as _load
+
+    return _load(paths)

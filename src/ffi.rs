@@ -1,0 +1,1 @@
+//! C ABI (SPEC §6). Stub until the C ABI work lands.
