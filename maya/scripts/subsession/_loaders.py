@@ -26,6 +26,8 @@ __all__ = [
     "SessionExtensionLoader",
     "SessionSourceLoader",
     "SessionSourcelessLoader",
+    "SharedModuleLoader",
+    "UnloadProbe",
 ]
 
 
@@ -73,6 +75,27 @@ class AliasLoader:
 
     def exec_module(self, module: types.ModuleType) -> None:
         self.session._alias_load(module, self.qualified)
+
+
+class SharedModuleLoader:
+    """Hands a session an extension module that is already initialised (C extensions
+    cannot be initialised twice); the module keeps its own name and state."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+
+    def create_module(self, spec: machinery.ModuleSpec) -> types.ModuleType:
+        return self.module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+class UnloadProbe:
+    """Placed in a closing session's module globals: it dies with them, so a live
+    probe after a GC pass means something still holds the module's code."""
+
+    __slots__ = ("__weakref__",)
 
 
 class DirGate:

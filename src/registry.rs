@@ -1,0 +1,164 @@
+//! Open sessions, by registered name and by qualified-name prefix (SPEC §3.5).
+//!
+//! Lock order: activation state, then this registry, then a session's own state.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+
+use crate::policy::PREFIX;
+use crate::session::SessionCore;
+
+#[derive(Default)]
+struct Registry {
+    by_prefix: HashMap<String, Py<SessionCore>>,
+    by_name: HashMap<String, String>,
+    order: Vec<String>,
+    used_prefixes: HashSet<String>,
+    anonymous: u64,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+fn with<R>(py: Python<'_>, f: impl FnOnce(&mut Registry) -> R) -> R {
+    let mut guard = REGISTRY
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner());
+    f(guard.get_or_insert_with(Registry::default))
+}
+
+/// Checks a session name: 1-64 letters, digits, `_`, `-`, `.`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid session name {name:?}: use 1-64 letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+/// The readable prefix for a session name: `toolA` -> `__subsession_toolA__`;
+/// `-` and `.` become `_` because a prefix must be one module-name component.
+pub fn prefix_for(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if c == '-' || c == '.' { '_' } else { c })
+        .collect();
+    format!("{PREFIX}{clean}__")
+}
+
+/// Reserves a name and a prefix never used before in this process (qualified names
+/// stay readable: `__subsession_toolA__`, then `__subsession_toolA_2__` for a later
+/// session of the same name, so stale objects of a closed one never resolve to it).
+pub fn reserve(py: Python<'_>, name: Option<&str>) -> Result<String, String> {
+    with(py, |reg| {
+        let base = match name {
+            Some(name) => {
+                if reg.by_name.contains_key(name) {
+                    return Err(format!(
+                        "session {name:?} already exists; use subsession.get({name:?}) \
+                         or Session({name:?}, reuse=True)"
+                    ));
+                }
+                prefix_for(name)
+            }
+            None => {
+                reg.anonymous += 1;
+                format!("{PREFIX}{}__", reg.anonymous)
+            }
+        };
+        let mut prefix = base.clone();
+        let mut n = 1;
+        while reg.used_prefixes.contains(&prefix) {
+            n += 1;
+            prefix = format!("{}_{n}__", base.trim_end_matches("__"));
+        }
+        reg.used_prefixes.insert(prefix.clone());
+        Ok(prefix)
+    })
+}
+
+pub fn register(py: Python<'_>, core: &Bound<'_, SessionCore>) {
+    let session = core.get();
+    let prefix = session.prefix.clone();
+    let name = session.name.clone();
+    with(py, |reg| {
+        if let Some(name) = name {
+            reg.by_name.insert(name, prefix.clone());
+        }
+        reg.order.push(prefix.clone());
+        reg.by_prefix.insert(prefix, core.clone().unbind());
+    });
+}
+
+pub fn unregister(py: Python<'_>, prefix: &str) -> Option<Py<SessionCore>> {
+    with(py, |reg| {
+        let core = reg.by_prefix.remove(prefix)?;
+        reg.by_name.retain(|_, p| p != prefix);
+        reg.order.retain(|p| p != prefix);
+        Some(core)
+    })
+}
+
+/// The session owning a qualified-name head (`__subsession_toolA__`).
+pub fn by_prefix(py: Python<'_>, head: &str) -> Option<Py<SessionCore>> {
+    if !head.starts_with(PREFIX) {
+        return None;
+    }
+    with(py, |reg| reg.by_prefix.get(head).map(|c| c.clone_ref(py)))
+}
+
+/// The session owning a qualified module name (`__subsession_toolA__.requests`).
+pub fn owner_of(py: Python<'_>, qualified: &str) -> Option<Py<SessionCore>> {
+    by_prefix(py, qualified.split('.').next().unwrap_or(qualified))
+}
+
+pub fn by_name(py: Python<'_>, name: &str) -> Option<Py<SessionCore>> {
+    with(py, |reg| {
+        let prefix = reg.by_name.get(name)?;
+        reg.by_prefix.get(prefix).map(|c| c.clone_ref(py))
+    })
+}
+
+pub fn all(py: Python<'_>) -> Vec<Py<SessionCore>> {
+    with(py, |reg| {
+        reg.order
+            .iter()
+            .filter_map(|p| reg.by_prefix.get(p).map(|c| c.clone_ref(py)))
+            .collect()
+    })
+}
+
+pub fn is_empty(py: Python<'_>) -> bool {
+    with(py, |reg| reg.by_prefix.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["toolA", "a", "my-tool.v2_x", &"x".repeat(64)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "a/b", "é", &"x".repeat(65)] {
+            let err = validate_name(bad).unwrap_err();
+            assert!(err.contains("1-64 letters"), "{err}");
+        }
+    }
+
+    #[test]
+    fn prefixes_are_one_readable_component() {
+        assert_eq!(prefix_for("toolA"), "__subsession_toolA__");
+        assert_eq!(prefix_for("my-tool.v2"), "__subsession_my_tool_v2__");
+    }
+}

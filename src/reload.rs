@@ -1,0 +1,409 @@
+//! Hot reload and unload (SPEC §3.4, §3.6).
+//!
+//! While a session imports, it records who imports whom and each module's file
+//! stamp (mtime + size). `stale` compares stamps without holding the GIL; reloads
+//! run in dependency order (dependencies first) inside the session, and a failure
+//! rolls every module of the batch back to its previous globals.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyModule};
+
+use crate::errors::{ReloadError, SessionError};
+use crate::session::SessionCore;
+use crate::{activation, deep, graph, interp, registry};
+
+/// A file's identity for change detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub mtime_ns: i128,
+    pub size: u64,
+}
+
+pub fn stamp_of(path: &std::path::Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta.modified().ok()?;
+    let mtime_ns = match mtime.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    };
+    Some(Stamp {
+        mtime_ns,
+        size: meta.len(),
+    })
+}
+
+/// Per session: file stamps and the import graph.
+#[derive(Default)]
+pub struct Tracking {
+    pub files: HashMap<String, (PathBuf, Option<Stamp>)>,
+    pub graph: graph::ImportGraph,
+}
+
+/// Records a module's source file and its stamp when it finishes executing.
+pub fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_, PyModule>) {
+    let py = core.py();
+    let file = module
+        .dict()
+        .get_item(intern!(py, "__file__"))
+        .ok()
+        .flatten()
+        .and_then(|f| f.extract::<String>().ok());
+    if let Some(file) = file {
+        let path = PathBuf::from(file);
+        let stamp = stamp_of(&path);
+        core.get()
+            .lock(py)
+            .reload
+            .files
+            .insert(real.to_owned(), (path, stamp));
+    }
+}
+
+/// Records import edges `importer -> imported` for an import statement of session code.
+pub fn note_import(
+    core: &Bound<'_, SessionCore>,
+    globals: Option<&Bound<'_, PyAny>>,
+    absolute: Option<&str>,
+    fromlist: Option<&Bound<'_, PyAny>>,
+    result: &Bound<'_, PyAny>,
+) {
+    let py = core.py();
+    let session = core.get();
+    let Some(importer) = globals
+        .and_then(|g| g.cast::<PyDict>().ok())
+        .and_then(|g| g.get_item(intern!(py, "__name__")).ok().flatten())
+        .and_then(|n| n.extract::<String>().ok())
+    else {
+        return;
+    };
+    let Some(importer) = session.strip(&importer).map(str::to_owned) else {
+        return;
+    };
+    let base = match absolute {
+        Some(a) => a.to_owned(),
+        None => match activation::module_name(result)
+            .as_deref()
+            .and_then(|n| session.strip(n))
+        {
+            Some(real) => real.to_owned(),
+            None => return,
+        },
+    };
+    let mut imported = vec![base.clone()];
+    imported.extend(
+        interp::fromlist_names(fromlist)
+            .into_iter()
+            .map(|x| format!("{base}.{x}")),
+    );
+    let mut st = session.lock(py);
+    for target in imported {
+        if target != importer {
+            st.reload.graph.add_edge(&importer, &target);
+        }
+    }
+}
+
+/// Real names of modules whose file changed since they were executed.
+pub fn stale(core: &Bound<'_, SessionCore>) -> PyResult<Vec<String>> {
+    let py = core.py();
+    let entries: Vec<(String, PathBuf, Option<Stamp>)> = {
+        let st = core.get().lock(py);
+        st.reload
+            .files
+            .iter()
+            .filter(|(real, _)| st.modules.contains_key(*real))
+            .map(|(real, (path, stamp))| (real.clone(), path.clone(), *stamp))
+            .collect()
+    };
+    // The file system calls run without the GIL: other threads (Maya's UI) go on.
+    let mut changed = py.detach(move || {
+        entries
+            .into_iter()
+            .filter(|(_, path, stamp)| stamp_of(path) != *stamp)
+            .map(|(real, _, _)| real)
+            .collect::<Vec<_>>()
+    });
+    changed.sort();
+    Ok(changed)
+}
+
+fn resolve_module<'py>(
+    core: &Bound<'py, SessionCore>,
+    module: &Bound<'py, PyAny>,
+) -> PyResult<(String, Bound<'py, PyModule>)> {
+    let py = core.py();
+    let session = core.get();
+    let real = if let Ok(name) = module.extract::<String>() {
+        session.strip(&name).unwrap_or(&name).to_owned()
+    } else {
+        let name = activation::module_name(module).ok_or_else(|| {
+            pyo3::exceptions::PyTypeError::new_err(
+                "reload() takes a module object or a module name",
+            )
+        })?;
+        match session.strip(&name) {
+            Some(real) => real.to_owned(),
+            None => {
+                return Err(SessionError::new_err(format!(
+                    "module {name} does not belong to session {}; reload it with the session \
+                     that imported it (or importlib.reload for global modules)",
+                    session.label()
+                )));
+            }
+        }
+    };
+    let found = interp::sys_modules(py).get_item(session.qualified(&real))?;
+    match found {
+        Some(m) => Ok((real, m.cast_into::<PyModule>()?)),
+        None => Err(SessionError::new_err(format!(
+            "module {real} is not imported in session {}; import it there first",
+            session.label()
+        ))),
+    }
+}
+
+/// `s.reload(m)`: re-executes one module in place, inside the session.
+pub fn reload_one<'py>(
+    core: &Bound<'py, SessionCore>,
+    module: &Bound<'py, PyAny>,
+    deep: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (real, m) = resolve_module(core, module)?;
+    reload_batch(core, std::slice::from_ref(&real), deep)?;
+    Ok(m.into_any())
+}
+
+/// `s.reload_stale()`: changed modules and every session module depending on them.
+pub fn reload_stale(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<String>> {
+    let changed = stale(core)?;
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let py = core.py();
+    let order = {
+        let st = core.get().lock(py);
+        let known: HashSet<&str> = st.modules.keys().map(String::as_str).collect();
+        let plan = st
+            .reload
+            .graph
+            .reload_order(&changed, |n| known.contains(n));
+        for cycle in &plan.cycles {
+            log::warn!(target: "subsession", "import cycle, reloaded in name order: {}", cycle.join(" -> "));
+        }
+        plan.order
+    };
+    reload_batch(core, &order, deep)?;
+    Ok(order)
+}
+
+/// Every module of the session, dependencies first.
+pub fn reload_all(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<String>> {
+    let py = core.py();
+    let order = {
+        let st = core.get().lock(py);
+        let all: Vec<String> = st.modules.keys().cloned().collect();
+        let known: HashSet<&str> = st.modules.keys().map(String::as_str).collect();
+        st.reload
+            .graph
+            .reload_order(&all, |n| known.contains(n))
+            .order
+    };
+    reload_batch(core, &order, deep)?;
+    Ok(order)
+}
+
+/// Reloads `names` in order with the session active. On the first failure every
+/// module of the batch gets its previous globals back and the error names the file
+/// and line.
+fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> PyResult<()> {
+    let py = core.py();
+    let session = core.get();
+    session.ensure_open(py)?;
+    let importlib = py.import("importlib")?;
+    let mods = interp::sys_modules(py);
+    let mut done: Vec<(Bound<'_, PyModule>, Bound<'_, PyDict>)> = Vec::new();
+    activation::enter(core)?;
+    let outcome = (|| -> PyResult<()> {
+        for real in names {
+            let Some(module) = mods.get_item(session.qualified(real))? else {
+                continue;
+            };
+            let module = module.cast_into::<PyModule>()?;
+            let before = module.dict().copy()?;
+            done.push((module.clone(), before.clone()));
+            importlib.call_method1(intern!(py, "reload"), (&module,))?;
+            if deep {
+                deep::update_in_place(py, &before, &module)?;
+            }
+            note_loaded(core, real, &module);
+        }
+        Ok(())
+    })();
+    let left = activation::exit(core);
+    if let Err(err) = outcome {
+        for (module, before) in done.iter().rev() {
+            let dict = module.dict();
+            dict.clear();
+            dict.update(before.as_mapping())?;
+        }
+        return Err(ReloadError::new_err(describe_failure(py, &err)));
+    }
+    left
+}
+
+/// One line naming the file and line as tracebacks do, plus the error itself.
+fn describe_failure(py: Python<'_>, err: &PyErr) -> String {
+    let value = err.value(py);
+    let kind = value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Error".into());
+    // A SyntaxError carries its own location; others: the innermost traceback frame.
+    let syntax = value
+        .getattr("filename")
+        .ok()
+        .and_then(|f| f.extract::<String>().ok())
+        .zip(
+            value
+                .getattr("lineno")
+                .ok()
+                .and_then(|l| l.extract::<i64>().ok()),
+        );
+    let location = syntax.or_else(|| {
+        let mut tb = err.traceback(py)?.into_any();
+        loop {
+            let next = tb.getattr("tb_next").ok()?;
+            if next.is_none() {
+                break;
+            }
+            tb = next;
+        }
+        let frame = tb.getattr("tb_frame").ok()?;
+        let file = frame
+            .getattr("f_code")
+            .ok()?
+            .getattr("co_filename")
+            .ok()?
+            .extract::<String>()
+            .ok()?;
+        let line = tb.getattr("tb_lineno").ok()?.extract::<i64>().ok()?;
+        Some((file, line))
+    });
+    let message = value.str().map(|s| s.to_string()).unwrap_or_default();
+    match location {
+        Some((file, line)) => format!(
+            "reload failed, previous version kept: File \"{file}\", line {line}: {kind}: {message}"
+        ),
+        None => format!("reload failed, previous version kept: {kind}: {message}"),
+    }
+}
+
+/// `s.close()`: deactivated, modules forgotten, GC run; reports survivors.
+pub fn close<'py>(
+    core: &Bound<'py, SessionCore>,
+    force: bool,
+) -> PyResult<(String, Vec<String>, Bound<'py, PyDict>)> {
+    let py = core.py();
+    let session = core.get();
+    let label = session
+        .name
+        .clone()
+        .unwrap_or_else(|| session.prefix.clone());
+    {
+        let st = session.lock(py);
+        if st.closed {
+            return Ok((label, Vec::new(), PyDict::new(py)));
+        }
+        if !st.frames.is_empty() {
+            return Err(SessionError::new_err(format!(
+                "session {} is active; close it after its with-block ends",
+                session.label()
+            )));
+        }
+    }
+    let mods = interp::sys_modules(py);
+    let gc = py.import("gc")?;
+    let weakref = py.import("weakref")?;
+    let probe_class = interp::get(py)?.loaders.bind(py).getattr("UnloadProbe")?;
+    // Find every key holding this session's modules: qualified names and extras.
+    let mut keys: Vec<String> = Vec::new();
+    for key in mods.keys() {
+        if let Ok(k) = key.extract::<String>() {
+            if k == session.prefix || k.starts_with(&session.prefix_dot) {
+                keys.push(k);
+            }
+        }
+    }
+    let mut probes: Vec<(String, Bound<'_, PyAny>)> = Vec::new();
+    let mut unloaded = Vec::new();
+    for key in &keys {
+        let Some(module) = mods.get_item(key)? else {
+            continue;
+        };
+        mods.del_item(key)?;
+        let Some(real) = session.strip(key).map(str::to_owned) else {
+            continue;
+        };
+        if let Ok(m) = module.cast::<PyModule>() {
+            // A module's globals outlive the module object when a function of it is
+            // still referenced (a Qt callback): watch the dict, through a probe in it.
+            let probe = probe_class.call0()?;
+            m.dict().set_item("__subsession_unload_probe__", &probe)?;
+            probes.push((real.clone(), weakref.call_method1("ref", (probe,))?));
+        }
+        unloaded.push(real);
+    }
+    let extras: Vec<(String, Py<PyAny>)> = {
+        let mut st = session.lock(py);
+        st.closed = true;
+        st.modules.clear();
+        st.reload = Tracking::default();
+        st.extras.drain().collect()
+    };
+    for (name, module) in extras {
+        if mods.get_item(&name)?.is_some_and(|m| m.is(module.bind(py))) {
+            mods.del_item(&name)?;
+        }
+    }
+    activation::forget_session(py, session);
+    registry::unregister(py, &session.prefix);
+    session.namespace.bind(py).clear();
+    gc.call_method0("collect")?;
+    let leaks = PyDict::new(py);
+    let mut survivors = Vec::new();
+    for (real, probe_ref) in &probes {
+        let probe = probe_ref.call0()?;
+        if !probe.is_none() {
+            survivors.push((real.clone(), probe));
+        }
+    }
+    for (real, probe) in &survivors {
+        let holders = deep::describe_holders(py, probe, &session.prefix_dot)?;
+        leaks.set_item(real, PyList::new(py, holders)?)?;
+        if force {
+            if let Some(globals) = deep::owning_dict(py, probe)? {
+                globals.clear();
+            }
+        }
+    }
+    drop(survivors);
+    unloaded.sort();
+    let kept: BTreeSet<String> = leaks
+        .keys()
+        .iter()
+        .filter_map(|k| k.extract().ok())
+        .collect();
+    log::info!(
+        target: "subsession",
+        "closed session {label}: {} modules unloaded, {} still alive",
+        unloaded.len(),
+        kept.len()
+    );
+    Ok((label, unloaded, leaks))
+}

@@ -1,0 +1,369 @@
+//! The import hooks: each import goes to the session its code belongs to.
+//!
+//! - Session code runs with its own `__builtins__`, whose `__import__` is a
+//!   [`SessionImport`]: its absolute imports resolve to the session's qualified names,
+//!   whatever thread or time they run at ("sticky" routing).
+//! - `builtins.__import__` is replaced once, permanently, by [`global_import`]: with no
+//!   block active anywhere it checks one atomic and delegates to the C import. During
+//!   a block it sends the block's imports to the session and other threads' imports to
+//!   the global modules.
+//! - `importlib._bootstrap._gcd_import` (behind `importlib.import_module`) is replaced
+//!   by [`gcd_import`]: a dynamic import by real name is attributed to the nearest
+//!   calling frame outside the standard library (`importlib.resources.files("pkg")`
+//!   called from session code resolves in that session).
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::activation::{self, is_active};
+use crate::errors::ClosedSessionError;
+use crate::policy::{self, PREFIX};
+use crate::session::SessionCore;
+use crate::{interp, registry, reload};
+
+/// The `__import__` of one session's code.
+#[pyclass(frozen, module = "subsession._core")]
+pub struct SessionImport {
+    pub session: Py<SessionCore>,
+}
+
+#[pymethods]
+impl SessionImport {
+    #[pyo3(signature = (name, globals=None, locals=None, fromlist=None, level=0))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        name: &Bound<'py, PyAny>,
+        globals: Option<&Bound<'py, PyAny>>,
+        locals: Option<&Bound<'py, PyAny>>,
+        fromlist: Option<&Bound<'py, PyAny>>,
+        level: i32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        session_import(
+            self.session.bind(py),
+            name,
+            globals,
+            locals,
+            fromlist,
+            level,
+            true,
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<subsession import hook of {}>", self.session.get().prefix)
+    }
+}
+
+/// An import statement of session code (or, with `proxies=false`, of a block).
+pub fn session_import<'py>(
+    core: &Bound<'py, SessionCore>,
+    name: &Bound<'py, PyAny>,
+    globals: Option<&Bound<'py, PyAny>>,
+    locals: Option<&Bound<'py, PyAny>>,
+    fromlist: Option<&Bound<'py, PyAny>>,
+    level: i32,
+    proxies: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = core.py();
+    let session = core.get();
+    if level > 0 {
+        // Relative: the importer's (qualified) package already decides.
+        let result = interp::import_level(py, name, globals, locals, fromlist, level)?;
+        reload::note_import(core, globals, None, fromlist, &result);
+        return Ok(result);
+    }
+    let text_cow = name.cast::<PyString>()?.to_cow()?;
+    let text: &str = &text_cow;
+    let top = policy::top_level(text);
+    if proxies && top == "importlib" {
+        let module = interp::import_level(py, name, globals, locals, fromlist, 0)?;
+        if !interp::has_fromlist(fromlist) || text == "importlib" {
+            return Ok(session.importlib_proxy(py)?.into_bound(py));
+        }
+        if text == "importlib.metadata" {
+            return session
+                .importlib_proxy(py)?
+                .into_bound(py)
+                .getattr("metadata");
+        }
+        return Ok(module);
+    }
+    if proxies && text == "pkgutil" {
+        interp::import_level(py, name, globals, locals, fromlist, 0)?;
+        return Ok(session.pkgutil_proxy(py)?.into_bound(py));
+    }
+    if session.is_shared(py, text) {
+        return interp::import_level(py, name, globals, locals, fromlist, 0);
+    }
+    ensure_not_closed(py, session)?;
+    let qualified = PyString::new(py, &session.qualified(text));
+    let result = if interp::has_fromlist(fromlist) {
+        interp::import_level(py, qualified.as_any(), globals, locals, fromlist, 0)?
+    } else {
+        interp::import_level(py, qualified.as_any(), globals, locals, None, 0)?;
+        let top_key = session.qualified(top);
+        interp::sys_modules(py)
+            .get_item(&top_key)?
+            .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(top_key))?
+    };
+    if is_active() {
+        ensure_aliases(core, text, fromlist)?;
+    }
+    reload::note_import(core, globals, Some(text), fromlist, &result);
+    Ok(result)
+}
+
+fn ensure_not_closed(py: Python<'_>, session: &SessionCore) -> PyResult<()> {
+    if session.lock(py).closed {
+        return Err(ClosedSessionError::new_err(format!(
+            "session {} is closed: code still running from it cannot import; \
+             re-create the tool in a new session",
+            session.label()
+        )));
+    }
+    Ok(())
+}
+
+/// After an import in a block: the name, its parents and fromlist submodules are
+/// visible by real name (CPython's C import bypasses hooks for those).
+fn ensure_aliases(
+    core: &Bound<'_, SessionCore>,
+    name: &str,
+    fromlist: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = core.py();
+    let session = core.get();
+    let mods = interp::sys_modules(py);
+    let mut wanted: Vec<String> = policy::dotted_prefixes(name).map(str::to_owned).collect();
+    wanted.extend(
+        interp::fromlist_names(fromlist)
+            .into_iter()
+            .map(|x| format!("{name}.{x}")),
+    );
+    for real in wanted {
+        if let Some(m) = mods.get_item(session.qualified(&real))? {
+            let visible = mods.get_item(&real)?;
+            if !visible.is_some_and(|v| v.is(&m)) {
+                activation::alias_if_active(core, &real, &m)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `importlib.import_module` for a session: absolute or relative to `package`.
+pub fn session_import_module<'py>(
+    core: &Bound<'py, SessionCore>,
+    name: &str,
+    package: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = core.py();
+    let it = interp::get(py)?;
+    let level = name.len() - name.trim_start_matches('.').len();
+    let absolute: String = if level > 0 {
+        let bare = &name[level..];
+        it.resolve_name
+            .bind(py)
+            .call1((bare, package, level))?
+            .extract()?
+    } else {
+        name.to_owned()
+    };
+    route_absolute(core, &absolute)
+}
+
+fn route_absolute<'py>(
+    core: &Bound<'py, SessionCore>,
+    absolute: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = core.py();
+    let session = core.get();
+    let gcd = interp::get(py)?.original_gcd_import.bind(py);
+    if absolute.starts_with(PREFIX) || session.is_shared(py, absolute) {
+        return gcd.call1((absolute,));
+    }
+    ensure_not_closed(py, session)?;
+    let module = gcd.call1((session.qualified(absolute),))?;
+    if is_active() {
+        ensure_aliases(core, absolute, None)?;
+    }
+    Ok(module)
+}
+
+/// `builtins.__import__`, installed once for the life of the process.
+#[pyfunction]
+#[pyo3(signature = (name, globals=None, locals=None, fromlist=None, level=0))]
+pub fn global_import<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, PyAny>,
+    globals: Option<&Bound<'py, PyAny>>,
+    locals: Option<&Bound<'py, PyAny>>,
+    fromlist: Option<&Bound<'py, PyAny>>,
+    level: i32,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !is_active() {
+        return interp::import_level(py, name, globals, locals, fromlist, level);
+    }
+    if let Some(top) = activation::top_session(py) {
+        let core = top.bind(py);
+        let shared = level > 0
+            || name
+                .cast::<PyString>()
+                .ok()
+                .and_then(|s| s.to_cow().ok())
+                .is_none_or(|s| core.get().is_shared(py, &s));
+        if shared {
+            return interp::import_level(py, name, globals, locals, fromlist, level);
+        }
+        return session_import(core, name, globals, locals, fromlist, 0, false);
+    }
+    global_view_import(py, name, globals, locals, fromlist, level)
+}
+
+/// An import by a thread without an activation while some block is active elsewhere.
+fn global_view_import<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, PyAny>,
+    globals: Option<&Bound<'py, PyAny>>,
+    locals: Option<&Bound<'py, PyAny>>,
+    fromlist: Option<&Bound<'py, PyAny>>,
+    level: i32,
+) -> PyResult<Bound<'py, PyAny>> {
+    let absolute = absolute_name(py, name, globals, level).ok();
+    if let Some(abs) = &absolute {
+        if let Some(m) = activation::global_view(py, abs)? {
+            if interp::has_fromlist(fromlist) {
+                let is_package = m.hasattr(intern!(py, "__path__"))?;
+                let names = interp::fromlist_names(fromlist);
+                if !is_package || names.iter().all(|x| m.hasattr(x.as_str()).unwrap_or(false)) {
+                    return Ok(m);
+                }
+            } else if level == 0 {
+                let top = policy::top_level(abs);
+                let t = if top == abs {
+                    Some(m)
+                } else {
+                    activation::global_view(py, top)?
+                };
+                if let Some(t) = t {
+                    return Ok(t);
+                }
+            }
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    if let Some(abs) = &absolute {
+        names.extend(policy::dotted_prefixes(abs).map(str::to_owned));
+        names.extend(
+            interp::fromlist_names(fromlist)
+                .into_iter()
+                .map(|x| format!("{abs}.{x}")),
+        );
+    }
+    activation::with_global_view(py, &names, || {
+        interp::import_level(py, name, globals, locals, fromlist, level)
+    })
+}
+
+fn absolute_name(
+    py: Python<'_>,
+    name: &Bound<'_, PyAny>,
+    globals: Option<&Bound<'_, PyAny>>,
+    level: i32,
+) -> PyResult<String> {
+    let text: String = name.extract()?;
+    if level == 0 {
+        return Ok(text);
+    }
+    let it = interp::get(py)?;
+    let globals = match globals {
+        Some(g) if !g.is_none() => g.clone(),
+        _ => PyDict::new(py).into_any(),
+    };
+    let package = it.calc_package.bind(py).call1((globals,))?;
+    it.resolve_name
+        .bind(py)
+        .call1((text, package, level))?
+        .extract()
+}
+
+/// `importlib._bootstrap._gcd_import`, installed once for the life of the process.
+#[pyfunction]
+#[pyo3(signature = (name, package=None, level=0))]
+pub fn gcd_import<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, PyAny>,
+    package: Option<&Bound<'py, PyAny>>,
+    level: i32,
+) -> PyResult<Bound<'py, PyAny>> {
+    let it = interp::get(py)?;
+    let original = it.original_gcd_import.bind(py);
+    let mut name = name.clone();
+    if level > 0 {
+        it.sanity_check.bind(py).call1((&name, package, level))?;
+        name = it.resolve_name.bind(py).call1((&name, package, level))?;
+    }
+    let Ok(text) = name.extract::<String>() else {
+        return original.call1((name,));
+    };
+    if text.starts_with(PREFIX) || registry::is_empty(py) {
+        return original.call1((name,));
+    }
+    if let Some(owner) = calling_session(py) {
+        return route_absolute(owner.bind(py), &text);
+    }
+    if let Some(top) = activation::top_session(py) {
+        return route_absolute(top.bind(py), &text);
+    }
+    if is_active() {
+        if let Some(m) = activation::global_view(py, &text)? {
+            return Ok(m);
+        }
+        let names = vec![text];
+        return activation::with_global_view(py, &names, || original.call1((&name,)));
+    }
+    original.call1((name,))
+}
+
+/// The session of the nearest calling frame outside the standard library (and
+/// subsession itself), if that frame is session code.
+fn calling_session(py: Python<'_>) -> Option<Py<SessionCore>> {
+    // SAFETY: PyEval_GetFrame returns a borrowed reference to the running frame (or
+    // NULL); we take a new reference before doing anything else.
+    let frame = unsafe {
+        let ptr = pyo3::ffi::PyEval_GetFrame();
+        if ptr.is_null() {
+            return None;
+        }
+        Bound::from_borrowed_ptr(py, ptr.cast())
+    };
+    let mut frame = frame;
+    for _ in 0..64 {
+        let name = frame
+            .getattr(intern!(py, "f_globals"))
+            .ok()
+            .and_then(|g| g.get_item(intern!(py, "__name__")).ok())
+            .and_then(|n| n.extract::<String>().ok())?;
+        if name.starts_with(PREFIX) {
+            return registry::owner_of(py, &name);
+        }
+        let top = policy::top_level(&name);
+        if top != "subsession" && !policy::is_stdlib(top) {
+            return None;
+        }
+        frame = frame
+            .getattr(intern!(py, "f_back"))
+            .ok()
+            .filter(|f| !f.is_none())?;
+    }
+    None
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SessionImport>()?;
+    m.add_function(wrap_pyfunction!(global_import, m)?)?;
+    m.add_function(wrap_pyfunction!(gcd_import, m)?)?;
+    Ok(())
+}

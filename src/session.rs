@@ -1,0 +1,495 @@
+//! One session: its settings, its module bookkeeping and its Python-facing methods.
+//!
+//! The facade (`subsession.Session`) owns a `SessionCore`; the core keeps a reference
+//! back so the registry can hand out the facade object users created.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::{MutexExt, PyOnceLock};
+use pyo3::types::{PyDict, PyList, PyModule, PyString};
+
+use crate::policy::{self, Patterns};
+use crate::{activation, errors, finder, interp, registry, reload, routing};
+
+/// Settings a session is created with (and `configure` replaces).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub paths: Vec<String>,
+    pub env: Vec<(String, Option<String>)>,
+    pub keep_global: Patterns,
+    pub inherit_env: bool,
+    pub inherit_paths: bool,
+}
+
+/// Mutable state of one session.
+pub struct State {
+    pub settings: Settings,
+    /// Real names that have a qualified module in `sys.modules`.
+    pub modules: BTreeMap<String, Py<PyString>>,
+    /// Other real-name keys holding this session's modules (`requests.packages.*`):
+    /// written by session code, captured out of the global namespace on exit.
+    pub extras: HashMap<String, Py<PyAny>>,
+    /// Activation frames of this session on any thread (ids, innermost last).
+    pub frames: Vec<u64>,
+    pub closed: bool,
+    /// Import graph and file stamps, for stale detection and dependency order.
+    pub reload: reload::Tracking,
+}
+
+#[pyclass(frozen, module = "subsession._core")]
+pub struct SessionCore {
+    pub prefix: String,
+    pub prefix_dot: String,
+    pub name: Option<String>,
+    pub facade: Py<PyAny>,
+    /// The `__builtins__` of this session's code: `__import__` routes here.
+    pub builtins: Py<PyDict>,
+    /// Globals of `Session.exec`.
+    pub namespace: Py<PyDict>,
+    pub importlib_proxy: PyOnceLock<Py<PyAny>>,
+    pub pkgutil_proxy: PyOnceLock<Py<PyAny>>,
+    pub state: Mutex<State>,
+}
+
+impl SessionCore {
+    pub fn lock(&self, py: Python<'_>) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn qualified(&self, real: &str) -> String {
+        format!("{}{}", self.prefix_dot, real)
+    }
+
+    /// `x` for `__subsession_toolA__.x`, `None` for names of other sessions or globals.
+    pub fn strip<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.prefix_dot.as_str())
+    }
+
+    pub fn is_shared(&self, py: Python<'_>, name: &str) -> bool {
+        if policy::shared_by_everyone(name) {
+            return true;
+        }
+        self.lock(py).settings.keep_global.matches(name)
+    }
+
+    pub fn ensure_open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.lock(py).closed {
+            return Err(errors::ClosedSessionError::new_err(format!(
+                "session {} is closed; create a new Session to run it again",
+                self.label()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n:?}"),
+            None => self.prefix.clone(),
+        }
+    }
+
+    /// Notes a qualified module (`sys.modules` holds it under `prefix.real`).
+    pub fn note_module(&self, py: Python<'_>, real: &str) {
+        let mut st = self.lock(py);
+        if !st.modules.contains_key(real) {
+            let key = PyString::new(py, &self.qualified(real)).unbind();
+            st.modules.insert(real.to_owned(), key);
+        }
+    }
+
+    /// The session's search path: its own paths, then the global ones (or only the
+    /// standard library's with `inherit_paths=False`), without duplicates.
+    pub fn search_path(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let base = activation::base_path(py)?;
+        let it = interp::get(py)?;
+        let st = self.lock(py);
+        let mut out: Vec<String> = st.settings.paths.clone();
+        for p in base {
+            if out.contains(&p) {
+                continue;
+            }
+            if st.settings.inherit_paths || policy::is_stdlib_path(&p, &it.stdlib_dirs) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn importlib_proxy(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.importlib_proxy
+            .get(py)
+            .map(|p| p.clone_ref(py))
+            .ok_or_else(|| PyValueError::new_err("session proxies are not initialised"))
+    }
+
+    pub fn pkgutil_proxy(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.pkgutil_proxy
+            .get(py)
+            .map(|p| p.clone_ref(py))
+            .ok_or_else(|| PyValueError::new_err("session proxies are not initialised"))
+    }
+}
+
+fn parse_settings(
+    paths: Vec<String>,
+    env: &Bound<'_, PyDict>,
+    keep_global: Vec<String>,
+    inherit_env: bool,
+    inherit_paths: bool,
+) -> PyResult<Settings> {
+    Ok(Settings {
+        paths: absolute_paths(paths)?,
+        env: parse_env(env)?,
+        keep_global: Patterns::new(&keep_global).map_err(PyValueError::new_err)?,
+        inherit_env,
+        inherit_paths,
+    })
+}
+
+fn absolute_paths(paths: Vec<String>) -> PyResult<Vec<String>> {
+    let cwd = std::env::current_dir().map_err(|e| {
+        PyValueError::new_err(format!(
+            "cannot resolve relative paths: no current folder ({e})"
+        ))
+    })?;
+    let mut out: Vec<String> = Vec::new();
+    for p in paths {
+        if p.is_empty() {
+            return Err(PyValueError::new_err(
+                "empty entry in paths; give folders such as paths=['/tools/a/lib']",
+            ));
+        }
+        let abs = cwd.join(&p).to_string_lossy().into_owned();
+        if !out.contains(&abs) {
+            out.push(abs);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_env(env: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Option<String>)>> {
+    let mut out = Vec::with_capacity(env.len());
+    for (k, v) in env.iter() {
+        let key: String = k.extract().map_err(|_| {
+            PyTypeError::new_err("env keys must be strings, e.g. env={'TOOL_MODE': 'dev'}")
+        })?;
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(PyValueError::new_err(format!(
+                "invalid environment variable name {key:?}: no '=', no NUL, not empty"
+            )));
+        }
+        let value = if v.is_none() {
+            None
+        } else {
+            let s: String = v.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "env[{key:?}] must be a string or None (None unsets it in the session)"
+                ))
+            })?;
+            if s.contains('\0') {
+                return Err(PyValueError::new_err(format!(
+                    "env[{key:?}] contains a NUL byte"
+                )));
+            }
+            Some(s)
+        };
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl SessionCore {
+    #[new]
+    #[pyo3(signature = (facade, name, paths, env, keep_global, inherit_env, inherit_paths))]
+    fn py_new(
+        py: Python<'_>,
+        facade: Py<PyAny>,
+        name: Option<String>,
+        paths: Vec<String>,
+        env: &Bound<'_, PyDict>,
+        keep_global: Vec<String>,
+        inherit_env: bool,
+        inherit_paths: bool,
+    ) -> PyResult<Py<SessionCore>> {
+        let it = interp::get(py)?;
+        if let Some(name) = &name {
+            registry::validate_name(name).map_err(PyValueError::new_err)?;
+        }
+        let settings = parse_settings(paths, env, keep_global, inherit_env, inherit_paths)?;
+        let prefix =
+            registry::reserve(py, name.as_deref()).map_err(errors::SessionExistsError::new_err)?;
+        let builtins = it.builtins_dict.bind(py).copy()?;
+        let namespace = PyDict::new(py);
+        namespace.set_item("__name__", format!("{prefix}.__main__"))?;
+        namespace.set_item("__builtins__", &builtins)?;
+        let core = SessionCore {
+            prefix_dot: format!("{prefix}."),
+            prefix: prefix.clone(),
+            name,
+            facade,
+            builtins: builtins.unbind(),
+            namespace: namespace.unbind(),
+            importlib_proxy: PyOnceLock::new(),
+            pkgutil_proxy: PyOnceLock::new(),
+            state: Mutex::new(State {
+                settings,
+                modules: BTreeMap::new(),
+                extras: HashMap::new(),
+                frames: Vec::new(),
+                closed: false,
+                reload: reload::Tracking::default(),
+            }),
+        };
+        let core = Bound::new(py, core)?;
+        let session = core.get();
+        let importer = Bound::new(
+            py,
+            routing::SessionImport {
+                session: core.clone().unbind(),
+            },
+        )?;
+        session.builtins.bind(py).set_item("__import__", importer)?;
+        let loaders = it.loaders.bind(py);
+        let _ = session.importlib_proxy.set(
+            py,
+            loaders.getattr("ImportlibProxy")?.call1((&core,))?.unbind(),
+        );
+        let _ = session.pkgutil_proxy.set(
+            py,
+            loaders.getattr("PkgutilProxy")?.call1((&core,))?.unbind(),
+        );
+        // The root of the qualified names: a package with no path of its own; the
+        // finder resolves its children on the session's search path.
+        let root = PyModule::new(py, &prefix)?;
+        root.setattr("__path__", PyList::empty(py))?;
+        root.setattr("__package__", &prefix)?;
+        interp::sys_modules(py).set_item(&prefix, root)?;
+        registry::register(py, &core);
+        log::debug!("created session {} ({prefix})", session.label());
+        Ok(core.unbind())
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.name.clone()
+    }
+
+    #[getter]
+    fn prefix(&self) -> String {
+        self.prefix.clone()
+    }
+
+    #[getter]
+    fn facade(&self, py: Python<'_>) -> Py<PyAny> {
+        self.facade.clone_ref(py)
+    }
+
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.lock(py).closed
+    }
+
+    #[getter]
+    fn paths(&self, py: Python<'_>) -> Vec<String> {
+        self.lock(py).settings.paths.clone()
+    }
+
+    #[getter]
+    fn env<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let env = self.lock(py).settings.env.clone();
+        let out = PyDict::new(py);
+        for (k, v) in env {
+            out.set_item(k, v)?;
+        }
+        Ok(out)
+    }
+
+    #[getter]
+    fn keep_global(&self, py: Python<'_>) -> Vec<String> {
+        self.lock(py).settings.keep_global.source().to_vec()
+    }
+
+    #[getter]
+    fn inherit_env(&self, py: Python<'_>) -> bool {
+        self.lock(py).settings.inherit_env
+    }
+
+    #[getter]
+    fn inherit_paths(&self, py: Python<'_>) -> bool {
+        self.lock(py).settings.inherit_paths
+    }
+
+    #[getter]
+    fn namespace(&self, py: Python<'_>) -> Py<PyDict> {
+        self.namespace.clone_ref(py)
+    }
+
+    /// Replaces the given settings (None keeps one). Refused while active anywhere.
+    #[pyo3(signature = (paths, env, keep_global, inherit_env, inherit_paths))]
+    fn configure(
+        &self,
+        py: Python<'_>,
+        paths: Option<Vec<String>>,
+        env: Option<Bound<'_, PyDict>>,
+        keep_global: Option<Vec<String>>,
+        inherit_env: Option<bool>,
+        inherit_paths: Option<bool>,
+    ) -> PyResult<()> {
+        self.ensure_open(py)?;
+        let paths = paths.map(absolute_paths).transpose()?;
+        let env = env.map(|e| parse_env(&e)).transpose()?;
+        let keep = keep_global
+            .map(|k| Patterns::new(&k).map_err(PyValueError::new_err))
+            .transpose()?;
+        let mut st = self.lock(py);
+        if !st.frames.is_empty() {
+            return Err(errors::SessionError::new_err(format!(
+                "session {} is active; change its settings outside its with-block",
+                self.label()
+            )));
+        }
+        if let Some(p) = paths {
+            st.settings.paths = p;
+        }
+        if let Some(e) = env {
+            st.settings.env = e;
+        }
+        if let Some(k) = keep {
+            st.settings.keep_global = k;
+        }
+        if let Some(v) = inherit_env {
+            st.settings.inherit_env = v;
+        }
+        if let Some(v) = inherit_paths {
+            st.settings.inherit_paths = v;
+        }
+        Ok(())
+    }
+
+    /// Real name -> module, for the modules this session holds.
+    fn modules<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let keys: Vec<(String, Py<PyString>)> = {
+            let st = self.lock(py);
+            st.modules
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone_ref(py)))
+                .collect()
+        };
+        let sys_modules = interp::sys_modules(py);
+        let out = PyDict::new(py);
+        for (real, key) in keys {
+            if let Some(m) = sys_modules.get_item(key.bind(py))? {
+                out.set_item(real, m)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The real name of a qualified name of this session (other names unchanged).
+    fn real_name(&self, name: &str) -> String {
+        self.strip(name).unwrap_or(name).to_owned()
+    }
+
+    #[pyo3(name = "search_path")]
+    fn py_search_path(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.search_path(py)
+    }
+
+    fn enter(slf: &Bound<'_, Self>) -> PyResult<()> {
+        activation::enter(slf)
+    }
+
+    fn exit(slf: &Bound<'_, Self>) -> PyResult<()> {
+        activation::exit(slf)
+    }
+
+    /// Imports a real name in this session (absolute, or relative to `package`).
+    #[pyo3(signature = (name, package=None))]
+    fn import_module<'py>(
+        slf: &Bound<'py, Self>,
+        name: &str,
+        package: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        routing::session_import_module(slf, name, package)
+    }
+
+    /// `importlib.import_module` as the proxy given to session code calls it.
+    #[pyo3(name = "_import_module", signature = (name, package=None))]
+    fn import_module_proxy<'py>(
+        slf: &Bound<'py, Self>,
+        name: &str,
+        package: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        routing::session_import_module(slf, name, package)
+    }
+
+    /// Called by the session's loaders around a module's execution.
+    #[pyo3(name = "_exec_module")]
+    fn exec_module(
+        slf: &Bound<'_, Self>,
+        module: &Bound<'_, PyModule>,
+        exec: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        finder::exec_session_module(slf, module, exec)
+    }
+
+    #[pyo3(name = "_init_extension")]
+    fn init_extension<'py>(
+        slf: &Bound<'py, Self>,
+        step: &Bound<'py, PyAny>,
+        arg: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        activation::enter(slf)?;
+        let result = step.call1((arg,));
+        activation::exit(slf)?;
+        result
+    }
+
+    #[pyo3(name = "_alias_load")]
+    fn alias_load(
+        slf: &Bound<'_, Self>,
+        module: &Bound<'_, PyModule>,
+        qualified: &str,
+    ) -> PyResult<()> {
+        finder::alias_load(slf, module, qualified)
+    }
+
+    #[pyo3(signature = (module, deep=false))]
+    fn reload<'py>(
+        slf: &Bound<'py, Self>,
+        module: &Bound<'py, PyAny>,
+        deep: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        reload::reload_one(slf, module, deep)
+    }
+
+    fn stale(slf: &Bound<'_, Self>) -> PyResult<Vec<String>> {
+        reload::stale(slf)
+    }
+
+    #[pyo3(signature = (deep=false))]
+    fn reload_stale(slf: &Bound<'_, Self>, deep: bool) -> PyResult<Vec<String>> {
+        reload::reload_stale(slf, deep)
+    }
+
+    #[pyo3(signature = (deep=false))]
+    fn reload_all(slf: &Bound<'_, Self>, deep: bool) -> PyResult<Vec<String>> {
+        reload::reload_all(slf, deep)
+    }
+
+    /// Unloads the session: returns (label, unloaded names, {name: [holders]}).
+    #[pyo3(signature = (force=false))]
+    fn close<'py>(
+        slf: &Bound<'py, Self>,
+        force: bool,
+    ) -> PyResult<(String, Vec<String>, Bound<'py, PyDict>)> {
+        reload::close(slf, force)
+    }
+}
