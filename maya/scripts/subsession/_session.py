@@ -278,6 +278,10 @@ class Session:
         first. Returns the real names reloaded, in order."""
         return self._core.reload_stale(deep)
 
+    def reload_all(self, deep: bool = False) -> list[str]:
+        """Reload every module of this session, dependencies first; returns the names."""
+        return self._core.reload_all(deep)
+
     def close(self, force: bool = False) -> UnloadReport:
         """Unload: forget this session's modules and report any still alive.
 
