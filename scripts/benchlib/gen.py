@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 PER_SUB = 20
-HOST_PACKAGES = 90  # ~105 modules each: enough host modules for a 10k-module interpreter
+HOST_PACKAGES = 9  # like Maya's host list; ~1,050 modules each, enough for 10k in sys.modules
 GLOBAL_PACKAGES = 8  # 8 x 100 isolatable modules loaded globally
+HOST_SUBS_USED = 5  # bhost0.s0 .. s4: imported first by every worker
 LEAF = "leaf"  # the module of the reload package that no other module imports
 
 MODULE = '''"""{name}: generated benchmark module."""
@@ -65,8 +66,8 @@ def module_source(name: str, i: int, host: Optional[str] = None, sibling: str = 
 
 
 def host_module(i: int) -> str:
-    """A host module isolatable modules import: all live in ``bhost00`` (always loaded)."""
-    return f"bhost00.s{i % 5}.m{i % PER_SUB}"
+    """A host module isolatable modules import: the first host sub-packages, always loaded."""
+    return f"bhost0.s{i % HOST_SUBS_USED}.m{i % PER_SUB}"
 
 
 def write_package(
@@ -147,8 +148,8 @@ class Widget:
 
 def generate(root: Path, *, imp_copies: int, lazy_count: int) -> dict[str, Any]:
     """Write everything the measurements need; returns the layout the workers read."""
-    hosts = [f"bhost{k:02d}" for k in range(HOST_PACKAGES)]
-    host_subs = [s for h in hosts for s in write_package(root / "host", h, 106, eager=False, tiny=True)]
+    hosts = [f"bhost{k}" for k in range(HOST_PACKAGES)]
+    host_subs = [s for h in hosts for s in write_package(root / "host", h, 1050, eager=False, tiny=True)]
     globs = [f"bglob{k}" for k in range(GLOBAL_PACKAGES)]
     for g in globs:
         write_package(root / "glob", g, 100)

@@ -95,7 +95,9 @@ class Session:
 
     _core: _core.SessionCore
 
-    def __new__(cls, name: str | None = None, *args: Any, reuse: bool = False, **kw: Any) -> Session:
+    def __new__(
+        cls, name: str | None = None, *args: Any, reuse: bool = False, **kw: Any
+    ) -> Session:
         if reuse and name is not None:
             existing = _core.lookup(name)
             if existing is not None:

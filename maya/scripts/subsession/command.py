@@ -120,7 +120,7 @@ def execute(
     return value of ``function`` if it is a string, bool, number or list of strings,
     else ``None``. Raises :class:`CommandError`; bad input changes nothing.
     """
-    given = _normalise(flags)
+    given = _normalise(flags, query)
     if query and edit:
         raise CommandError("use either -query or -edit, not both")
     if query:
@@ -300,8 +300,7 @@ def _runner(session: Any, action: str, given: dict[str, Any]) -> Callable[[], Re
         target = getattr(module, function, None)
         if not callable(target):
             raise CommandError(
-                f"module {module_name!r}{label} has no function {function!r}; "
-                "check -function"
+                f"module {module_name!r}{label} has no function {function!r}; check -function"
             )
         value = _user_call(lambda: session.run(target), f"{module_name}.{function}(){label}")
         return _as_result(value)
@@ -312,14 +311,18 @@ def _runner(session: Any, action: str, given: dict[str, Any]) -> Callable[[], Re
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _normalise(flags: Mapping[str, Any]) -> dict[str, Any]:
-    """Long-name keyed, type-checked copy of ``flags``; flags set to False are dropped."""
+def _normalise(flags: Mapping[str, Any], query: bool) -> dict[str, Any]:
+    """Long-name keyed, type-checked copy of ``flags``.
+
+    Flags without argument set to ``False``/``None`` are dropped (as Maya does); in
+    query mode every other flag given counts as queried, whatever its value.
+    """
     given: dict[str, Any] = {}
     for key, value in flags.items():
         spec = flag(key)
         if spec.long in given:
             raise CommandError(f"-{spec.long} is given twice; give it once")
-        if spec.arg == "none" or value is None:
+        if spec.arg == "none" or query:
             if value is False or value is None:
                 continue
             value = True
@@ -328,15 +331,11 @@ def _normalise(flags: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
                 raise CommandError(f"-{spec.long} takes strings, e.g. -{spec.short} value")
             value = list(value)
-        elif spec.arg == "string" and not isinstance(value, (str, bool)):
+        elif spec.arg == "string" and not isinstance(value, str):
             raise CommandError(f"-{spec.long} takes a string, e.g. -{spec.short} value")
         elif spec.arg == "bool" and not isinstance(value, (bool, int)):
             raise CommandError(f"-{spec.long} takes on/off, e.g. -{spec.short} off")
         given[spec.long] = value
-    for key, value in given.items():  # a string flag given True is only fine in query mode
-        if _BY_NAME[key].arg == "string" and not _BY_NAME[key].multi:
-            if isinstance(value, bool):
-                given[key] = value
     return given
 
 
@@ -356,9 +355,6 @@ def _settings(given: dict[str, Any]) -> dict[str, Any]:
         settings["inherit_env"] = bool(given["inheritEnvironment"])
     if "inheritPath" in given:
         settings["inherit_paths"] = bool(given["inheritPath"])
-    for key in ("paths", "env"):
-        if key in settings and any(isinstance(v, bool) for v in settings[key]):
-            raise CommandError("settings need values outside query mode")
     return settings
 
 
@@ -366,7 +362,7 @@ def _key_value(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise CommandError(
-            f"-environment {item!r} is not KEY=VALUE; write it as e.g. -env \"TOOL_MODE=dev\""
+            f'-environment {item!r} is not KEY=VALUE; write it as e.g. -env "TOOL_MODE=dev"'
         )
     return key.strip(), value
 
