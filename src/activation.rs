@@ -981,9 +981,11 @@ pub fn search_path_from(
 ) -> PyResult<Vec<String>> {
     let it = interp::get(py)?;
     let st = session.lock(py);
-    let mut out: Vec<String> = st.settings.paths.clone();
+    // The global entries keep their order (duplicates too) after the session's own.
+    let own = &st.settings.paths;
+    let mut out: Vec<String> = own.clone();
     for p in base {
-        if !out.contains(p)
+        if !own.contains(p)
             && (st.settings.inherit_paths || policy::is_stdlib_path(p, &it.stdlib_dirs))
         {
             out.push(p.clone());

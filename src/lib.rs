@@ -68,6 +68,15 @@ fn sessions(py: Python<'_>) -> Vec<Py<PyAny>> {
         .collect()
 }
 
+/// (activations on this thread, activations on all threads): for diagnostics.
+#[pyfunction]
+fn activation_counts() -> (usize, usize) {
+    (
+        activation::depth(),
+        activation::ACTIVE.load(std::sync::atomic::Ordering::Acquire),
+    )
+}
+
 /// Replaces the host packages every session shares (default: Maya's).
 #[pyfunction]
 fn set_host_modules(names: Vec<String>) -> PyResult<()> {
@@ -110,6 +119,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     config::register(m)?;
     m.add_function(wrap_pyfunction!(current, m)?)?;
     m.add_function(wrap_pyfunction!(lookup, m)?)?;
+    m.add_function(wrap_pyfunction!(activation_counts, m)?)?;
     m.add_function(wrap_pyfunction!(sessions, m)?)?;
     m.add_function(wrap_pyfunction!(set_host_modules, m)?)?;
     m.add_function(wrap_pyfunction!(host_modules, m)?)?;

@@ -442,7 +442,7 @@ pub fn gcd_import<'py>(
         if let Some(m) = activation::global_view(py, &text)? {
             return Ok(m);
         }
-        let names = vec![text];
+        let names: Vec<String> = policy::dotted_prefixes(&text).map(str::to_owned).collect();
         return activation::with_global_view(py, &names, || original.call1((&name,)));
     }
     original.call1((name,))

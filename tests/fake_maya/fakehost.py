@@ -20,7 +20,7 @@ ROOT = FAKE.parents[1]
 PLUGINS = ROOT / "maya" / "plug-ins"
 
 if str(FAKE) not in sys.path:
-    sys.path.insert(0, str(FAKE))
+    sys.path.append(str(FAKE))
 
 from maya import _host  # noqa: E402  (needs the path above)
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fake_maya"))
+FAKE_MAYA = str(Path(__file__).resolve().parents[1] / "fake_maya")
+if FAKE_MAYA not in sys.path:  # appended: pytest re-inserts its folder if not sys.path[0]
+    sys.path.append(FAKE_MAYA)
 
 import fakehost  # noqa: E402
 import subsession  # noqa: E402
