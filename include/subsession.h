@@ -135,8 +135,9 @@ enum subsession_result subsession_import(const char *name, const char *module);
 
 // Imports `module` in the session and calls its `function` with no arguments,
 // with the session active; `*out_str` receives `str()` of the return value.
-// With `function` NULL, `module` is "package.module.function" (split at the last
-// dot). `function` may be dotted ("Class.method"). `out_str` may be NULL to
+// With `function` NULL, `module` is the whole target: "package.module.function"
+// (split at the last dot) or "package.module:Class.method" (split at the colon).
+// `function` may be dotted ("Class.method"). `out_str` may be NULL to
 // discard the result; otherwise free `*out_str` with subsession_string_free.
 //
 // Errors: NO_SUCH_SESSION, PYTHON_EXCEPTION (import, lookup, the call, or a

@@ -344,7 +344,7 @@ fn classify(py: Python<'_>, err: &PyErr, stage: Stage) -> subsession_result {
     // pyo3 turns a Rust panic inside the engine into pyo3_runtime.PanicException.
     if ty
         .qualname()
-        .map(|n| n.to_string() == "PanicException")
+        .map(|n| n == "PanicException")
         .unwrap_or(false)
     {
         return R::Panic;
@@ -795,8 +795,9 @@ pub unsafe extern "C" fn subsession_import(
 
 /// Imports `module` in the session and calls its `function` with no arguments,
 /// with the session active; `*out_str` receives `str()` of the return value.
-/// With `function` NULL, `module` is "package.module.function" (split at the last
-/// dot). `function` may be dotted ("Class.method"). `out_str` may be NULL to
+/// With `function` NULL, `module` is the whole target: "package.module.function"
+/// (split at the last dot) or "package.module:Class.method" (split at the colon).
+/// `function` may be dotted ("Class.method"). `out_str` may be NULL to
 /// discard the result; otherwise free `*out_str` with subsession_string_free.
 ///
 /// Errors: NO_SUCH_SESSION, PYTHON_EXCEPTION (import, lookup, the call, or a
@@ -825,16 +826,21 @@ pub unsafe extern "C" fn subsession_call(
             let s = session(py, name)?;
             let (module, function) = match function {
                 Some(f) => (module, f),
-                None => module.rsplit_once('.').ok_or_else(|| {
-                    py_failure(
-                        py,
-                        PyValueError::new_err(format!(
-                            "{module:?} is not \"module.function\"; pass the function \
-                             separately or use a dotted target such as \"toolA.ui.show\""
-                        )),
-                        Stage::Other,
-                    )
-                })?,
+                // "pkg.mod:Class.method" (entry-point style) or "pkg.mod.function".
+                None => module
+                    .split_once(':')
+                    .or_else(|| module.rsplit_once('.'))
+                    .ok_or_else(|| {
+                        py_failure(
+                            py,
+                            PyValueError::new_err(format!(
+                                "{module:?} is not \"module.function\"; pass the function \
+                                 separately or use a target such as \"toolA.ui.show\" or \
+                                 \"toolA.ui:Window.show\""
+                            )),
+                            Stage::Other,
+                        )
+                    })?,
             };
             let text = (|| -> PyResult<String> {
                 let mut target = s.call_method1("import_module", (module,))?;
