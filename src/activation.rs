@@ -81,10 +81,13 @@ struct Frame {
     own: Owned,
 }
 
+/// One frame's claim on a real name: the module it shows there, or None (hidden).
+type Owner = (u64, Option<Py<PyAny>>);
+
 #[derive(Default)]
 struct Aliases {
     /// real name -> [(frame, module or None=hidden)]; the last entry is visible.
-    owners: HashMap<String, Vec<(u64, Option<Py<PyAny>>)>>,
+    owners: HashMap<String, Vec<Owner>>,
     /// real name -> global module hidden while the name has owners.
     hidden: HashMap<String, Py<PyAny>>,
     /// real name -> loads in flight by threads without an activation.

@@ -243,33 +243,43 @@ pub fn describe_holders(
         return Ok(vec!["an unknown object".into()]);
     };
     let gc = py.import("gc")?;
-    let mut out: Vec<String> = Vec::new();
     let referrers: Vec<Bound<'_, PyAny>> = gc
         .call_method1("get_referrers", (&globals,))?
         .try_iter()?
         .flatten()
         .collect();
-    for r in referrers {
-        let kind = type_name(&r);
-        let described = match kind.as_str() {
-            "frame" => Some("a running frame (code of the module is executing)".to_owned()),
+    let mut module_holders: Vec<String> = Vec::new();
+    let mut code_holders: Vec<String> = Vec::new();
+    for r in &referrers {
+        match type_name(r).as_str() {
+            "frame" => code_holders.push("a running frame (its code is executing)".to_owned()),
+            "module" => module_holders.push(holder_of(py, r, "the module object", prefix_dot, 2)?),
             "function" => {
-                let what = format!("a function ({})", qualname(&r));
-                Some(holder_of(py, &r, &what, prefix_dot, 3)?)
+                let what = format!("a function ({})", qualname(r));
+                code_holders.push(holder_of(py, r, &what, prefix_dot, 3)?);
             }
-            "module" => Some(holder_of(py, &r, "the module object", prefix_dot, 2)?),
-            _ => None,
-        };
-        if let Some(d) = described {
-            if !out.contains(&d) {
-                out.push(d);
-            }
+            _ => {}
         }
     }
-    // Functions held only by their own (surviving) module say nothing new.
-    if out.iter().any(|d| !d.contains("held by session module")) {
-        out.retain(|d| !d.contains("held by session module"));
+    // The module object keeps its globals alive: if someone outside holds it, that is
+    // the leak to fix. Otherwise name what keeps its code alive.
+    let external = |d: &String| !d.contains("held by session module");
+    let mut out: Vec<String> = module_holders
+        .iter()
+        .filter(|d| external(d))
+        .cloned()
+        .collect();
+    if out.is_empty() {
+        out = code_holders
+            .iter()
+            .filter(|d| external(d))
+            .cloned()
+            .collect();
     }
+    if out.is_empty() {
+        out = module_holders.into_iter().chain(code_holders).collect();
+    }
+    out.dedup();
     if out.is_empty() {
         out.push("an object not tracked by the garbage collector".into());
     }

@@ -207,6 +207,7 @@ fn parse_env(env: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Option<String>)>>
 #[pymethods]
 impl SessionCore {
     #[new]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python signature one to one
     #[pyo3(signature = (facade, name, paths, env, keep_global, inherit_env, inherit_paths))]
     fn py_new(
         py: Python<'_>,

@@ -95,7 +95,9 @@ class Session:
 
     _core: _core.SessionCore
 
-    def __new__(cls, name: str | None = None, *args: Any, reuse: bool = False, **kw: Any) -> Session:
+    def __new__(
+        cls, name: str | None = None, *args: Any, reuse: bool = False, **kw: Any
+    ) -> Session:
         if reuse and name is not None:
             existing = _core.lookup(name)
             if existing is not None:
@@ -277,6 +279,10 @@ class Session:
         """Reload changed modules and every session module importing them, dependencies
         first. Returns the real names reloaded, in order."""
         return self._core.reload_stale(deep)
+
+    def reload_all(self, deep: bool = False) -> list[str]:
+        """Reload every module of this session, dependencies first; returns the names."""
+        return self._core.reload_all(deep)
 
     def close(self, force: bool = False) -> UnloadReport:
         """Unload: forget this session's modules and report any still alive.

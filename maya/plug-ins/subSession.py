@@ -1,0 +1,137 @@
+"""subSession: the Maya command of the ``subsession`` module (Python API 2.0).
+
+Load it from the Plug-in Manager (tick *Auto load* to have it every session) or::
+
+    cmds.loadPlugin("subSession.py")
+
+then, in Python or MEL::
+
+    cmds.subSession("toolA", create=True, path=["/tools/a/lib"])
+    cmds.subSession("toolA", module="toolA.ui", function="show")
+    cmds.subSession("toolA", query=True, modules=True)
+    subSession -m "toolA.ui" -fn "show" toolA;
+
+Flags, rules and results: ``help subSession``, the README's Maya section, and
+:mod:`subsession.command`, which holds all the logic; this file only adapts Maya's
+argument parsing and results to it. Unloading the plug-in removes the command; the
+sessions live on and are there again when it is loaded again.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import maya.api.OpenMaya as om
+
+try:
+    from subsession import __version__
+    from subsession import command as _command
+except ImportError as _error:  # the package or its compiled core is missing
+    raise ImportError(
+        f"subSession: cannot import the subsession package ({_error}); install the "
+        "subsession Maya module for this platform (see the README's Maya section)"
+    ) from _error
+
+COMMAND = "subSession"
+VENDOR = "subsession"
+
+_ARG_TYPES = {"none": om.MSyntax.kNoArg, "string": om.MSyntax.kString, "bool": om.MSyntax.kBoolean}
+
+
+def maya_useNewAPI() -> None:
+    """Tell Maya this plug-in uses the Python API 2.0."""
+
+
+class SubSessionCommand(om.MPxCommand):  # type: ignore[misc]
+    """``subSession [flags] [sessionName]``: create, run in, reload, query and close
+    sub-sessions. Not undoable."""
+
+    def __init__(self) -> None:
+        om.MPxCommand.__init__(self)
+
+    @staticmethod
+    def creator() -> SubSessionCommand:
+        return SubSessionCommand()
+
+    @staticmethod
+    def create_syntax() -> om.MSyntax:
+        """Every flag of :data:`subsession.command.FLAGS`; the object is the session."""
+        syntax = om.MSyntax()
+        syntax.setObjectType(om.MSyntax.kStringObjects, 0, 1)
+        syntax.enableQuery = True
+        syntax.enableEdit = True
+        for spec in _command.FLAGS:
+            syntax.addFlag(f"-{spec.short}", f"-{spec.long}", _ARG_TYPES[spec.arg])
+            if spec.multi:
+                syntax.makeFlagMultiUse(f"-{spec.short}")
+        return syntax
+
+    def isUndoable(self) -> bool:
+        return False
+
+    def hasSyntax(self) -> bool:
+        return True
+
+    def doIt(self, args: om.MArgList) -> None:
+        try:
+            try:
+                database = om.MArgDatabase(self.syntax(), args)
+            except Exception as error:
+                raise _command.CommandError(
+                    f"{error}; run `help {COMMAND}` for the flags"
+                ) from None
+            name, flags = _read(database)
+            result = _command.execute(
+                name, flags, query=bool(database.isQuery), edit=bool(database.isEdit)
+            )
+        except _command.CommandError as error:
+            if error.details:
+                sys.stderr.write(error.details)
+            self.displayError(str(error))
+            raise RuntimeError(f"{COMMAND}: {error}") from None
+        _set_result(self, result)
+
+
+def _read(database: Any) -> tuple[str | None, dict[str, Any]]:
+    """The session name and the flags used, keyed by long name (see ``execute``)."""
+    objects = list(database.getObjectStrings())
+    flags: dict[str, Any] = {}
+    query = bool(database.isQuery)
+    for spec in _command.FLAGS:
+        short = f"-{spec.short}"
+        if not database.isFlagSet(short):
+            continue
+        if query or spec.arg == "none":
+            flags[spec.long] = True
+        elif spec.multi:
+            flags[spec.long] = [
+                database.getFlagArgumentList(short, use).asString(0)
+                for use in range(database.numberOfFlagUses(short))
+            ]
+        elif spec.arg == "string":
+            flags[spec.long] = database.flagArgumentString(short, 0)
+        else:
+            flags[spec.long] = database.flagArgumentBool(short, 0)
+    return (str(objects[0]) if objects else None), flags
+
+
+def _set_result(command: om.MPxCommand, result: _command.Result) -> None:
+    """Strings, lists of strings, bools and numbers; an empty list returns nothing."""
+    command.clearResult()
+    if isinstance(result, list):
+        if result:
+            command.setResult(result)
+    elif result is not None:
+        command.setResult(result)
+
+
+def initializePlugin(plugin: om.MObject) -> None:
+    """Register the ``subSession`` command."""
+    fn = om.MFnPlugin(plugin, VENDOR, __version__, "Any")
+    fn.registerCommand(COMMAND, SubSessionCommand.creator, SubSessionCommand.create_syntax)
+
+
+def uninitializePlugin(plugin: om.MObject) -> None:
+    """Deregister the command; sessions stay alive."""
+    om.MFnPlugin(plugin).deregisterCommand(COMMAND)

@@ -1,0 +1,361 @@
+"""One measurement in a fresh interpreter: ``python worker.py TASK CONFIG_JSON``.
+
+Prints ``BENCH-RESULT <json>`` as its last line. Every task first builds a Maya-like
+interpreter (:func:`build`). A task whose API is not there yet (``NotImplementedError``
+or ``AttributeError`` from the probed call) returns ``{"na": reason}``; anything else
+that goes wrong raises, so the parent reports a crash.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+RESULT = "BENCH-RESULT "
+NA_ERRORS = (NotImplementedError, AttributeError)
+now = time.perf_counter_ns
+
+# A broad, side-effect-free slice of the standard library (~370 modules with deps).
+STDLIB = """json email email.mime.text http.client asyncio unittest xml.etree.ElementTree
+logging.handlers concurrent.futures multiprocessing decimal sqlite3 ctypes argparse pydoc
+inspect typing dataclasses urllib.request ssl csv zipfile tarfile shutil tempfile subprocess
+pickle pprint difflib textwrap uuid hashlib hmac fractions statistics contextvars queue socket
+selectors threading weakref glob fnmatch configparser getpass platform sysconfig ast dis
+tokenize traceback optparse gettext locale calendar datetime zoneinfo html.parser
+xml.dom.minidom xmlrpc.client wsgiref.simple_server http.server smtplib imaplib ftplib mailbox
+mimetypes base64 binascii codecs io struct array heapq bisect secrets string shlex cmd code
+timeit trace cProfile pstats tracemalloc doctest lzma bz2 gzip zlib plistlib netrc
+importlib.metadata importlib.resources pkgutil runpy compileall py_compile filecmp stat sched
+signal mmap logging.config unittest.mock email.parser email.policy http.cookies
+http.cookiejar urllib.robotparser xml.sax ctypes.util colorsys graphlib numbers enum
+functools operator itertools copy reprlib abc types""".split()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def build(cfg: dict[str, Any], target: int, reserve: int = 0) -> None:
+    """Fill ``sys.modules`` like Maya's: stdlib, ``subsession``, global isolatable packages
+    and host packages (shared through ``keep_global``) up to ``target - reserve`` modules."""
+    for name in STDLIB:
+        importlib.import_module(name)
+    root = Path(cfg["root"])
+    sys.path += [str(root / "host"), str(root / "glob")]
+    subs: list[str] = cfg["host_subs"]
+    for sub in subs[: cfg["host_subs_used"]]:
+        importlib.import_module(sub)
+    room = target - reserve - len(sys.modules)
+    for pkg in cfg["globs"][: max(0, min(len(cfg["globs"]), room // 250))]:
+        importlib.import_module(pkg)
+    for sub in subs[cfg["host_subs_used"] :]:
+        if len(sys.modules) >= target - reserve:
+            break
+        importlib.import_module(sub)
+    gc.collect()
+
+
+def session(cfg: dict[str, Any], *paths: Path) -> Any:
+    from subsession import Session
+
+    return Session(paths=[str(p) for p in paths], keep_global=cfg["hosts"])
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Nanoseconds one call of ``fn`` takes (automatic GC off, as timeit does)."""
+    gc.disable()
+    try:
+        start = now()
+        fn()
+        return now() - start
+    finally:
+        gc.enable()
+
+
+def alternate(
+    a: Callable[[], float], b: Callable[[], float], reps: int, warmup: int = 0
+) -> tuple[list[float], list[float]]:
+    """Samples of ``a`` and ``b`` taken in ABBA order; the first ``warmup`` pairs dropped."""
+    sa: list[float] = []
+    sb: list[float] = []
+    for i in range(reps + warmup):
+        if i % 2:
+            x, y = a(), b()
+        else:
+            y, x = b(), a()
+        if i >= warmup:
+            sa.append(x)
+            sb.append(y)
+    return sa, sb
+
+
+def session_import(s: Any, name: str) -> types.ModuleType:
+    with s:
+        return importlib.import_module(name)
+
+
+# -- (a) empty enter+exit -----------------------------------------------------------------
+def task_enter_exit(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, cfg["size"], reserve=205)
+    root = Path(cfg["root"])
+    empty, full = session(cfg), session(cfg, root / "sess")
+    session_import(full, "bsess")
+    held = len(full.modules)
+    assert held >= 200 and "bsess" not in sys.modules, "bsess must live in the session only"
+    batch = cfg["batch"]
+
+    def run(s: Any) -> Callable[[], float]:
+        def sample() -> float:
+            def loop() -> None:
+                for _ in range(batch):
+                    with s:
+                        pass
+
+            return timed(loop) / batch / 1000
+
+        return sample
+
+    us0, us200 = alternate(run(empty), run(full), cfg["samples"], warmup=3)
+    return {
+        "sys_modules": len(sys.modules),
+        "held": held,
+        "us0": median(us0),
+        "us200": median(us200),
+    }
+
+
+# -- (b) importing a 200-module package in a session vs plainly ----------------------------
+def task_import_pkg(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, 3000)
+    sys.path.insert(0, str(Path(cfg["root"]) / "imp"))  # both variants find it first
+    names = iter(cfg["imps"])
+    counts: list[int] = []
+
+    def in_session() -> float:
+        s, name = session(cfg), next(names)
+        gc.collect()
+        ns = timed(lambda: session_import(s, name))
+        assert name not in sys.modules, f"{name} leaked out of the session"
+        counts.append(len(s.modules))
+        return ns
+
+    def plain() -> float:
+        name = next(names)
+        gc.collect()
+        ns = timed(lambda: importlib.import_module(name))
+        assert name in sys.modules
+        return ns
+
+    a, b = alternate(in_session, plain, cfg["pairs"], warmup=1)
+    return {"ms_session": median(a) / 1e6, "ms_plain": median(b) / 1e6, "held": min(counts)}
+
+
+# -- (c) an import statement of a loaded module, no block active ---------------------------
+BODY = """    import json
+    import os.path
+    from json import dumps
+    import json
+    from collections import abc
+    import json
+    import os.path
+    from json import dumps
+    import json
+    from collections import abc
+"""
+LOOP = compile("for _ in _r:\n" + BODY, "<bench-c>", "exec")
+STATEMENTS = BODY.count("\n")
+
+
+def task_hook_cost(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, 3000)
+    if cfg["mode"] == "subsession":
+        s = session(cfg, Path(cfg["root"]) / "sess")
+        session_import(s, "bsess")
+        assert s.modules, "the session imported nothing"
+    else:
+        assert "subsession" not in sys.modules
+    n = cfg["loops"]
+
+    def sample() -> float:
+        return timed(lambda: exec(LOOP, {"_r": range(n)})) / (n * STATEMENTS)
+
+    samples = [sample() for _ in range(cfg["samples"] + 3)][3:]
+    return {"ns": median(samples), "mode": cfg["mode"]}
+
+
+# -- (d) the first lazy import after exit, from session code --------------------------------
+def task_lazy(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, 3000)
+    root = Path(cfg["root"])
+    sys.path.insert(0, str(root / "lazy_g"))
+    s = session(cfg, root / "lazy_s")
+    smod = session_import(s, "bsessmod")
+    gmod = importlib.import_module("bplainmod")
+    ks = iter(range(cfg["lazy_count"]))
+    kg = iter(range(cfg["lazy_count"]))
+
+    def in_session() -> float:
+        k = next(ks)
+        fn = getattr(smod, f"lazy_{k}")
+        ns = timed(fn)
+        assert f"blazy_{k}" not in sys.modules, "a lazy session import leaked"
+        return ns
+
+    def plain() -> float:
+        k = next(kg)
+        return timed(getattr(gmod, f"lazy_{k}"))
+
+    a, b = alternate(in_session, plain, cfg["lazy_count"] - 10, warmup=10)
+    return {"us_session": median(a) / 1e3, "us_plain": median(b) / 1e3}
+
+
+# -- (e) stale() vs a Python os.stat loop ---------------------------------------------------
+def task_stale(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, 3000)
+    s = session(cfg, Path(cfg["root"]) / "stale")
+    session_import(s, "bstale")
+    records = []
+    for name, mod in s.modules.items():
+        path = getattr(mod, "__file__", None)
+        if path:
+            st = os.stat(path)
+            records.append((name, path, st.st_mtime_ns, st.st_size))
+    try:
+        found = s.stale()
+    except NA_ERRORS as exc:
+        return {"na": f"s.stale() raised {type(exc).__name__}: {exc}"}
+    assert found == [], f"nothing changed, yet stale() returned {found[:5]}"
+
+    def py_stale() -> list[str]:
+        stat = os.stat
+        out = []
+        for name, path, mtime, size in records:
+            st = stat(path)
+            if st.st_mtime_ns != mtime or st.st_size != size:
+                out.append(name)
+        return out
+
+    a, b = alternate(lambda: timed(s.stale), lambda: timed(py_stale), cfg["reps"], warmup=3)
+    return {"ms_stale": median(a) / 1e6, "ms_python": median(b) / 1e6, "files": len(records)}
+
+
+# -- (f) reload_stale of one changed leaf vs importlib.reload ------------------------------
+def task_reload_stale(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, 3000)
+    root = Path(cfg["root"])
+    leaf = f"brel.{cfg['leaf']}"
+    s = session(cfg, root / "rel_s")
+    session_import(s, "brel")
+    smod = session_import(s, leaf)
+    sys.path.insert(0, str(root / "rel_g"))
+    gmod = importlib.import_module(leaf)
+    assert gmod is not smod
+    files = [Path(smod.__file__), Path(gmod.__file__)]
+    source = files[0].read_text().split("\nREV = ")[0]
+    stamp = int(time.time()) - 100_000
+    rev = iter(range(1, 1_000_000))
+
+    def touch() -> int:
+        k = next(rev)
+        for f in files:  # new text, new size, a distinct whole-second mtime (pyc headers)
+            f.write_text(f"{source}\nREV = {k}\n" + "#" * (k % 5))
+            os.utime(f, (stamp + k, stamp + k))
+        return k
+
+    try:
+        s.stale()
+        touch()
+        first = s.reload_stale()
+    except NA_ERRORS as exc:
+        return {"na": f"s.stale()/reload_stale() raised {type(exc).__name__}: {exc}"}
+    reloaded: list[str] = list(first)
+
+    def in_session() -> float:
+        k = touch()
+        gc.collect()
+        ns = timed(s.reload_stale)
+        assert s.modules[leaf].REV == k, "reload_stale() missed the change"
+        return ns
+
+    def plain() -> float:
+        k = touch()
+        gc.collect()
+        ns = timed(lambda: importlib.reload(gmod))
+        assert gmod.REV == k
+        return ns
+
+    a, b = alternate(in_session, plain, cfg["reps"], warmup=2)
+    return {
+        "ms_session": median(a) / 1e6,
+        "ms_plain": median(b) / 1e6,
+        "held": len(s.modules),
+        "reloaded": reloaded,
+    }
+
+
+# -- (g) deep reload with 10k instances, small vs large unrelated heap ---------------------
+def task_deep(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, 3000)
+    s = session(cfg, Path(cfg["root"]) / "deep")
+    mod = session_import(s, "bdeep")
+    path = Path(mod.__file__)
+    source = path.read_text().split("\nGENERATION = ")[0]
+    widgets = [mod.Widget(i) for i in range(10_000)]
+    rev = iter(range(1, 1_000_000))
+
+    def edit() -> int:
+        k = next(rev)
+        path.write_text(f"{source}\nGENERATION = {k}\n" + "#" * (k % 5))
+        os.utime(path, (k, k))
+        return k
+
+    try:
+        edit()
+        s.reload(mod, deep=True)
+    except NA_ERRORS as exc:
+        return {"na": f"s.reload(m, deep=True) raised {type(exc).__name__}: {exc}"}
+
+    def with_heap(size: int) -> Callable[[], float]:
+        def sample() -> float:
+            heap = [[i] for i in range(size)]  # GC-tracked, unrelated to the module
+            k = edit()
+            gc.collect()
+            ns = timed(lambda: s.reload(mod, deep=True))
+            assert s.modules["bdeep"].GENERATION == k and widgets[0].click() == 3
+            del heap
+            return ns
+
+        return sample
+
+    a, b = alternate(with_heap(1_000_000), with_heap(10_000), cfg["pairs"], warmup=1)
+    return {"ms_big": median(a) / 1e6, "ms_small": median(b) / 1e6}
+
+
+TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "enter_exit": task_enter_exit,
+    "import_pkg": task_import_pkg,
+    "hook_cost": task_hook_cost,
+    "lazy": task_lazy,
+    "stale": task_stale,
+    "reload_stale": task_reload_stale,
+    "deep": task_deep,
+}
+
+
+def main() -> None:
+    del sys.path[0]  # this script's folder: not part of a Maya-like interpreter
+    task, cfg = sys.argv[1], json.loads(sys.argv[2])
+    result = TASKS[task](cfg)
+    print(RESULT + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Fake ``maya.api`` (see :mod:`maya`)."""

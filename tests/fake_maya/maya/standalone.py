@@ -1,0 +1,16 @@
+"""Fake ``maya.standalone``: ``initialize`` switches the fake host to batch mode."""
+
+from __future__ import annotations
+
+from maya import _host
+
+
+def initialize(name: str = "python") -> None:
+    """Start the (fake) standalone session: batch mode, no UI."""
+    _host.state.batch = True
+    _host.state.standalone = True
+
+
+def uninitialize() -> None:
+    """End the standalone session."""
+    _host.state.standalone = False
