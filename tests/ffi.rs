@@ -29,6 +29,9 @@ static ABI: LazyLock<Abi> = LazyLock::new(|| {
     abi
 });
 
+/// One bad-argument call: the parameter the message must name, and the call.
+type ArgCase<'a> = (&'static str, Box<dyn Fn() -> i32 + 'a>);
+
 /// Runs Python statements in a fresh namespace; panics with the traceback.
 fn py_run(code: &str) {
     Python::attach(|py| {
@@ -226,7 +229,7 @@ fn null_arguments_are_rejected_per_parameter() {
     let mut out: *mut c_char = std::ptr::null_mut();
     unsafe {
         let out = &mut out as *mut *mut c_char;
-        let cases: Vec<(&str, Box<dyn Fn() -> i32>)> = vec![
+        let cases: Vec<ArgCase> = vec![
             ("name", Box::new(|| (abi.create)(null, null))),
             ("name", Box::new(|| (abi.exec)(null, s.as_ptr()))),
             ("source", Box::new(|| (abi.exec)(n.as_ptr(), null))),
@@ -300,7 +303,7 @@ fn invalid_utf8_is_rejected_per_parameter() {
     unsafe {
         let out = &mut out as *mut *mut c_char;
         let x = cs("utf8_x");
-        let cases: Vec<(&str, Box<dyn Fn() -> i32>)> = vec![
+        let cases: Vec<ArgCase> = vec![
             (
                 "name",
                 Box::new(|| (abi.create)(bad.as_ptr(), std::ptr::null())),
