@@ -11,12 +11,15 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::MutexExt;
+use pyo3::sync::{MutexExt, PyOnceLock};
 use pyo3::types::{PyDict, PyList, PyModule, PyString};
 
 use crate::errors::SessionError;
@@ -47,26 +50,42 @@ fn top_frame_id() -> Option<u64> {
     STACK.with(|s| s.borrow().last().map(|(id, _)| *id))
 }
 
-/// Names a frame aliased or hid, in order, with the module it showed (None = hidden).
+/// One name a frame aliased or hid: its key, the module it shows (None = hidden) and,
+/// for an alias of a session module, that module's qualified key.
+struct Claim {
+    key: Py<PyString>,
+    module: Option<Py<PyAny>>,
+    qualified: Option<Py<PyString>>,
+}
+
+/// Names a frame aliased or hid, in order.
 #[derive(Default)]
 struct Owned {
-    order: Vec<String>,
-    map: HashMap<String, Option<Py<PyAny>>>,
+    order: Vec<Arc<str>>,
+    map: FxHashMap<Arc<str>, Claim>,
 }
 
 impl Owned {
-    fn insert(&mut self, py: Python<'_>, name: &str, module: Option<&Bound<'_, PyAny>>) {
-        let value = module.map(|m| m.clone().unbind());
-        if self.map.insert(name.to_owned(), value).is_none() {
-            self.order.push(name.to_owned());
-        }
-        let _ = py;
+    fn reserve(&mut self, n: usize) {
+        self.order.reserve(n);
+        self.map.reserve(n);
     }
 
-    fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<Option<Bound<'py, PyAny>>> {
+    fn insert(&mut self, name: &str, claim: Claim) {
+        if let Some(existing) = self.map.get_mut(name) {
+            *existing = claim;
+            return;
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.map.insert(name.clone(), claim);
+        self.order.push(name);
+    }
+
+    fn module<'py>(&self, py: Python<'py>, name: &str) -> Option<Bound<'py, PyAny>> {
         self.map
             .get(name)
-            .map(|m| m.as_ref().map(|m| m.bind(py).clone()))
+            .and_then(|c| c.module.as_ref())
+            .map(|m| m.bind(py).clone())
     }
 }
 
@@ -74,7 +93,7 @@ struct Frame {
     session: Py<SessionCore>,
     depth: u32,
     saved_path: Py<PyList>,
-    applied_path: Vec<String>,
+    applied_path: Py<PyList>,
     saved_env: Py<PyAny>,
     applied_env: Py<PyAny>,
     c_only: Vec<(String, String)>,
@@ -87,21 +106,42 @@ type Owner = (u64, Option<Py<PyAny>>);
 #[derive(Default)]
 struct Aliases {
     /// real name -> [(frame, module or None=hidden)]; the last entry is visible.
-    owners: HashMap<String, Vec<Owner>>,
+    owners: FxHashMap<String, Vec<Owner>>,
     /// real name -> global module hidden while the name has owners.
-    hidden: HashMap<String, Py<PyAny>>,
+    hidden: FxHashMap<String, Py<PyAny>>,
     /// real name -> loads in flight by threads without an activation.
-    reserved: HashMap<String, usize>,
+    reserved: FxHashMap<String, usize>,
     /// top-level name -> real-name keys seen in sys.modules.
-    by_top: HashMap<String, HashSet<String>>,
-    frames: HashMap<u64, Frame>,
-    /// sys.path before the first activation patched it (threads without an
-    /// activation search this snapshot, not the list being mutated).
-    base_path: Option<Vec<String>>,
-    /// Path entries on the global sys.path: their gates stay open for everyone.
-    legit: HashSet<String>,
+    by_top: FxHashMap<String, FxHashSet<String>>,
+    frames: FxHashMap<u64, Frame>,
+    /// sys.path before the first activation patched it: threads without an
+    /// activation search this snapshot, not the list being mutated.
+    base: Option<Base>,
+    /// The last base, reused while sys.path is unchanged between blocks.
+    last_base: Option<Base>,
+    next_generation: u64,
+    gates: HashMap<String, Py<PyAny>>,
     next_id: u64,
     marker: Option<Py<PyModule>>,
+}
+
+struct Base {
+    list: Py<PyList>,
+    strings: Vec<String>,
+    /// Entries on the global sys.path: their gates stay open for everyone.
+    legit: HashSet<String>,
+    generation: u64,
+}
+
+impl Base {
+    fn clone_ref(&self, py: Python<'_>) -> Base {
+        Base {
+            list: self.list.clone_ref(py),
+            strings: self.strings.clone(),
+            legit: self.legit.clone(),
+            generation: self.generation,
+        }
+    }
 }
 
 static ALIASES: Mutex<Option<Aliases>> = Mutex::new(None);
@@ -128,29 +168,52 @@ fn lock(py: Python<'_>) -> Locked<'static> {
     }
 }
 
+/// `name.startswith(prefix)` without allocating.
+fn starts_with(name: &Bound<'_, PyString>, prefix: &Bound<'_, PyString>) -> bool {
+    // SAFETY: both are valid str objects; Tailmatch only reads them.
+    unsafe {
+        pyo3::ffi::PyUnicode_Tailmatch(name.as_ptr(), prefix.as_ptr(), 0, isize::MAX, -1) == 1
+    }
+}
+
+fn prefix_py(py: Python<'_>) -> &Bound<'_, PyString> {
+    static PREFIX_PY: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+    PREFIX_PY
+        .get_or_init(py, || PyString::intern(py, PREFIX).unbind())
+        .bind(py)
+}
+
+/// A module's `__name__` as a Python string, read from its dict (no Python code).
+fn module_name_py<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyString>> {
+    let module = obj.cast::<PyModule>().ok()?;
+    let name = module
+        .dict()
+        .get_item(intern!(obj.py(), "__name__"))
+        .ok()??;
+    name.cast_into::<PyString>().ok()
+}
+
 /// A module's `__name__`, read from its dict without running Python code.
 pub fn module_name(obj: &Bound<'_, PyAny>) -> Option<String> {
-    let module = obj.cast::<PyModule>().ok()?;
-    let dict = module.dict();
-    let name = dict.get_item(intern!(obj.py(), "__name__")).ok()??;
-    name.cast::<PyString>()
-        .ok()?
-        .to_cow()
-        .ok()
-        .map(|c| c.into_owned())
+    module_name_py(obj)?.to_cow().ok().map(|c| c.into_owned())
 }
 
 /// True for a module created by a session (qualified `__name__`).
 pub fn is_session_module(obj: &Bound<'_, PyAny>) -> bool {
-    module_name(obj).is_some_and(|n| n.starts_with(PREFIX))
+    module_name_py(obj).is_some_and(|n| starts_with(&n, prefix_py(obj.py())))
+}
+
+/// True for a module of `session`.
+fn belongs_to(obj: &Bound<'_, PyAny>, session: &SessionCore) -> bool {
+    module_name_py(obj).is_some_and(|n| starts_with(&n, session.prefix_dot_py.bind(obj.py())))
 }
 
 fn session_of(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Option<Py<SessionCore>> {
-    let name = module_name(obj)?;
-    if !name.starts_with(PREFIX) {
+    let name = module_name_py(obj)?;
+    if !starts_with(&name, prefix_py(py)) {
         return None;
     }
-    registry::owner_of(py, &name)
+    registry::owner_of(py, &name.to_cow().ok()?)
 }
 
 fn is_initializing(obj: &Bound<'_, PyAny>) -> bool {
@@ -192,6 +255,7 @@ impl Aliases {
         &self,
         mods: &Bound<'_, PyDict>,
         name: &str,
+        key: &Bound<'_, PyString>,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
         if self.reserved.contains_key(name) {
@@ -199,11 +263,11 @@ impl Aliases {
         }
         if let Some((_, visible)) = self.owners.get(name).and_then(|o| o.last()) {
             match visible {
-                Some(m) => mods.set_item(name, m)?,
+                Some(m) => mods.set_item(key, m)?,
                 None => {
-                    if let Some(old) = mods.get_item(name)? {
+                    if let Some(old) = mods.get_item(key)? {
                         garbage.push(old.unbind());
-                        mods.del_item(name)?;
+                        mods.del_item(key)?;
                     }
                 }
             }
@@ -216,12 +280,19 @@ impl Aliases {
         mods: &Bound<'_, PyDict>,
         frame: u64,
         name: &str,
+        key: &Bound<'_, PyString>,
         module: Option<&Bound<'_, PyAny>>,
+        qualified: Option<&Bound<'_, PyString>>,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
         let py = mods.py();
-        let current = mods.get_item(name)?;
-        let owners = self.owners.entry(name.to_owned()).or_default();
+        let current = mods.get_item(key)?;
+        if !self.owners.contains_key(name) {
+            self.owners.insert(name.to_owned(), Vec::with_capacity(1));
+        }
+        let Some(owners) = self.owners.get_mut(name) else {
+            return Ok(());
+        };
         // A value is a global to hide unless it is a session module or the alias the
         // top owner set (an alias may hold a stdlib module: six.moves.http_client).
         let global = current.as_ref().filter(|cur| {
@@ -240,54 +311,64 @@ impl Aliases {
             _ => owners.push((frame, value)),
         }
         if let Some(f) = self.frames.get_mut(&frame) {
-            f.own.insert(py, name, module);
+            f.own.insert(
+                name,
+                Claim {
+                    key: key.clone().unbind(),
+                    module: module.map(|m| m.clone().unbind()),
+                    qualified: qualified.map(|q| q.clone().unbind()),
+                },
+            );
         }
         // Never alias over a global that is still executing (its import would
         // return our module to its importer).
         if !global.is_some_and(is_initializing) {
-            self.apply(mods, name, garbage)?;
+            self.apply(mods, name, key, garbage)?;
         }
         Ok(())
     }
 
+    fn has_owner(&self, name: &str) -> bool {
+        self.owners.get(name).is_some_and(|o| !o.is_empty())
+    }
+
+    /// Ends `frame`'s claim on `name`; `current` is sys.modules[name] and `ours` the
+    /// module the frame showed there.
+    #[allow(clippy::too_many_arguments)] // hot path: no lookups the caller already did
     fn pop(
         &mut self,
         mods: &Bound<'_, PyDict>,
         frame: u64,
         name: &str,
+        key: &Bound<'_, PyString>,
+        current: Option<Bound<'_, PyAny>>,
+        ours: Option<&Bound<'_, PyAny>>,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
-        let py = mods.py();
         let Some(owners) = self.owners.get_mut(name) else {
             return Ok(());
         };
         owners.retain(|(f, _)| *f != frame);
         if !owners.is_empty() {
-            return self.apply(mods, name, garbage);
+            return self.apply(mods, name, key, garbage);
         }
-        self.owners.remove(name);
+        // The emptied entry stays: the next activation reuses it without allocating.
         let hidden = self.hidden.remove(name);
         if self.reserved.contains_key(name) {
             return Ok(());
         }
-        let current = mods.get_item(name)?;
-        let ours = self
-            .frames
-            .get(&frame)
-            .and_then(|f| f.own.get(py, name))
-            .flatten();
         let restorable = match &current {
             None => true,
-            Some(cur) => is_session_module(cur) || ours.as_ref().is_some_and(|o| o.is(cur)),
+            Some(cur) => ours.is_some_and(|o| o.is(cur)) || is_session_module(cur),
         };
         // Otherwise keep the global an unhooked import put back meanwhile.
         if restorable {
             match hidden {
-                Some(g) => mods.set_item(name, g)?,
+                Some(g) => mods.set_item(key, g)?,
                 None => {
                     if let Some(cur) = current {
                         garbage.push(cur.unbind());
-                        mods.del_item(name)?;
+                        mods.del_item(key)?;
                     }
                 }
             }
@@ -300,11 +381,12 @@ impl Aliases {
         if self.marker.is_none() {
             self.marker = Some(PyModule::new(py, MARKER)?.unbind());
         }
-        if mods.contains(MARKER)? {
-            mods.del_item(MARKER)?;
+        let key = intern!(py, MARKER);
+        if mods.contains(key)? {
+            mods.del_item(key)?;
         }
         if let Some(m) = &self.marker {
-            mods.set_item(MARKER, m)?;
+            mods.set_item(key, m)?;
         }
         Ok(())
     }
@@ -313,16 +395,15 @@ impl Aliases {
     fn scan(&mut self, mods: &Bound<'_, PyDict>, garbage: &mut Vec<Py<PyAny>>) -> PyResult<()> {
         let py = mods.py();
         let it = interp::get(py)?;
+        let marker = intern!(py, MARKER);
         let new_keys = loop {
             let attempt: PyResult<Vec<Bound<'_, PyAny>>> = (|| {
                 let mut keys = Vec::new();
-                if mods.contains(MARKER)? {
+                if mods.contains(marker)? {
                     let rev = it.reversed.bind(py).call1((mods,))?;
                     for k in rev.try_iter()? {
                         let k = k?;
-                        if k.cast::<PyString>()
-                            .is_ok_and(|s| s.to_cow().is_ok_and(|s| s == MARKER))
-                        {
+                        if k.is(marker) || k.eq(marker)? {
                             break;
                         }
                         keys.push(k);
@@ -339,10 +420,13 @@ impl Aliases {
                 Err(e) => return Err(e),
             }
         };
+        if new_keys.is_empty() {
+            return Ok(());
+        }
         self.move_marker(mods)?;
         for key in new_keys {
-            if let Ok(name) = key.extract::<String>() {
-                self.note(mods, &name, garbage)?;
+            if let Ok(key) = key.cast_into::<PyString>() {
+                self.note(mods, &key, garbage)?;
             }
         }
         Ok(())
@@ -351,31 +435,33 @@ impl Aliases {
     fn note(
         &mut self,
         mods: &Bound<'_, PyDict>,
-        key: &str,
+        key: &Bound<'_, PyString>,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
         let py = mods.py();
-        if key.starts_with(PREFIX) {
-            if let Some((head, rest)) = key.split_once('.') {
+        let name = key.to_cow()?;
+        if name.starts_with(PREFIX) {
+            if let Some((head, rest)) = name.split_once('.') {
                 if let Some(s) = registry::by_prefix(py, head) {
-                    s.get().note_module(py, rest);
+                    s.get().note_module(py, rest, Some(key));
                 }
             }
             return Ok(());
         }
-        self.by_top
-            .entry(policy::top_level(key).to_owned())
-            .or_default()
-            .insert(key.to_owned());
         let Some(value) = mods.get_item(key)? else {
             return Ok(());
         };
         let Some(session) = session_of(py, &value) else {
+            // A global: indexed so blocks can hide the rest of a package they shadow.
+            self.by_top
+                .entry(policy::top_level(&name).to_owned())
+                .or_default()
+                .insert(name.to_string());
             return Ok(());
         };
         let tracked = self
             .owners
-            .get(key)
+            .get(name.as_ref())
             .and_then(|o| o.last())
             .and_then(|(_, m)| m.as_ref())
             .is_some_and(|m| m.bind(py).is(&value));
@@ -384,14 +470,14 @@ impl Aliases {
         }
         match self.frame_for(py, session.get()) {
             // Leaves sys.modules with that block.
-            Some(frame) => self.push(mods, frame, key, Some(&value), garbage)?,
+            Some(frame) => self.push(mods, frame, &name, key, Some(&value), None, garbage)?,
             None => {
                 // Written outside any block: captured, never left global.
                 session
                     .get()
                     .lock(py)
                     .extras
-                    .insert(key.to_owned(), value.clone().unbind());
+                    .insert(name.to_string(), value.clone().unbind());
                 garbage.push(value.unbind());
                 mods.del_item(key)?;
             }
@@ -409,18 +495,40 @@ impl Aliases {
         });
         mine.or_else(|| session.lock(py).frames.last().copied())
     }
+
+    /// Freezes the global sys.path for the time blocks are active (reusing the last
+    /// snapshot while sys.path did not change).
+    fn freeze_base(&mut self, sys_path: &Bound<'_, PyList>) -> PyResult<()> {
+        let py = sys_path.py();
+        if let Some(last) = &self.last_base {
+            if last.list.bind(py).eq(sys_path)? {
+                self.base = Some(last.clone_ref(py));
+                return Ok(());
+            }
+        }
+        let strings: Vec<String> = sys_path
+            .iter()
+            .filter_map(|p| p.extract::<String>().ok())
+            .collect();
+        self.next_generation += 1;
+        let base = Base {
+            list: PyList::new(py, sys_path.iter())?.unbind(),
+            legit: strings.iter().cloned().collect(),
+            strings,
+            generation: self.next_generation,
+        };
+        self.last_base = Some(base.clone_ref(py));
+        self.base = Some(base);
+        Ok(())
+    }
 }
 
 /// `sys.path` as the global code sees it: the pre-activation snapshot while any block
 /// is active, else the live list.
 pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
-    if let Some(base) = lock(py).state().base_path.clone() {
-        return Ok(base);
+    if let Some(base) = lock(py).state().base.as_ref() {
+        return Ok(base.strings.clone());
     }
-    live_path(py)
-}
-
-fn live_path(py: Python<'_>) -> PyResult<Vec<String>> {
     Ok(interp::sys_path(py)?
         .iter()
         .filter_map(|p| p.extract::<String>().ok())
@@ -433,29 +541,35 @@ pub fn gate_open(py: Python<'_>, path: &str, fullname: &str) -> bool {
     if fullname.starts_with(PREFIX) || !is_active() {
         return true;
     }
-    if lock(py).state().legit.contains(path) {
+    if lock(py)
+        .state()
+        .base
+        .as_ref()
+        .is_some_and(|b| b.legit.contains(path))
+    {
         return true;
     }
     top_session(py).is_some_and(|s| s.get().lock(py).settings.paths.iter().any(|p| p == path))
 }
 
-fn gate_paths(py: Python<'_>, paths: &[String]) -> PyResult<()> {
-    let it = interp::get(py)?;
-    let sys = py.import("sys")?;
-    let cache = sys.getattr("path_importer_cache")?;
-    let gate_class = it.loaders.bind(py).getattr("DirGate")?;
-    let gate = wrap_pyfunction!(gate_open, py)?;
+/// Wraps the `sys.path_importer_cache` entries of session-only paths in gates, so
+/// threads without that session active skip them while blocks are active.
+fn gate_paths(py: Python<'_>, st: &mut Aliases, paths: &[String]) -> PyResult<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let cache = py.import("sys")?.getattr("path_importer_cache")?;
+    let mut gate_fn: Option<Bound<'_, PyAny>> = None;
     for path in paths {
         let current = cache.get_item(path).ok();
-        if current
-            .as_ref()
-            .is_some_and(|c| c.is_instance(&gate_class).unwrap_or(false))
-        {
-            continue;
+        if let (Some(cur), Some(gate)) = (&current, st.gates.get(path)) {
+            if cur.is(gate.bind(py)) {
+                continue;
+            }
         }
         let mut inner = current.filter(|c| !c.is_none());
         if inner.is_none() {
-            for hook in sys.getattr("path_hooks")?.try_iter()? {
+            for hook in py.import("sys")?.getattr("path_hooks")?.try_iter()? {
                 match hook?.call1((path,)) {
                     Ok(finder) => {
                         inner = Some(finder);
@@ -466,21 +580,42 @@ fn gate_paths(py: Python<'_>, paths: &[String]) -> PyResult<()> {
                 }
             }
         }
-        if let Some(inner) = inner {
-            cache.set_item(path, gate_class.call1((path, inner, &gate))?)?;
+        let Some(inner) = inner else { continue };
+        if gate_fn.is_none() {
+            gate_fn = Some(wrap_pyfunction!(gate_open, py)?.into_any());
         }
+        let gate_class = interp::get(py)?.loaders.bind(py).getattr("DirGate")?;
+        let gate = gate_class.call1((path, inner, gate_fn.as_ref()))?;
+        cache.set_item(path, &gate)?;
+        st.gates.insert(path.clone(), gate.unbind());
     }
     Ok(())
 }
 
 // ---- environment ----------------------------------------------------------------------
 
+/// `os.environ`'s encoded data dict (live).
+fn env_data<'py>(py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let environ = interp::get(py)?.environ.bind(py);
+    Ok(environ
+        .getattr(intern!(py, "_data"))
+        .ok()
+        .and_then(|d| d.cast_into::<PyDict>().ok()))
+}
+
 /// A copy of `os.environ`'s encoded data (C-level dict copy, cheap to compare).
 fn env_snapshot(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let environ = interp::get(py)?.environ.bind(py);
-    match environ.getattr(intern!(py, "_data")) {
-        Ok(data) => Ok(data.cast_into::<PyDict>()?.copy()?.into_any().unbind()),
-        Err(_) => Ok(PyDict::new(py).into_any().unbind()),
+    match env_data(py)? {
+        Some(data) => Ok(data.copy()?.into_any().unbind()),
+        None => Ok(PyDict::new(py).into_any().unbind()),
+    }
+}
+
+/// True when the environment still equals `snapshot`.
+fn env_unchanged(py: Python<'_>, snapshot: &Bound<'_, PyAny>) -> PyResult<bool> {
+    match env_data(py)? {
+        Some(data) => data.eq(snapshot),
+        None => Ok(true),
     }
 }
 
@@ -533,27 +668,14 @@ fn env_set(py: Python<'_>, target: &[(String, String)]) -> PyResult<()> {
     Ok(())
 }
 
-fn env_restore(py: Python<'_>, snapshot: &Bound<'_, PyAny>) -> PyResult<()> {
-    let now = env_snapshot(py)?;
-    if now.bind(py).eq(snapshot)? {
-        return Ok(());
-    }
-    let target = env_decode(py, snapshot)?;
-    env_set(py, &target)
-}
-
 /// Changes the block made to the environment: (key, new value or None if deleted).
 fn env_changes(
     py: Python<'_>,
     applied: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<(String, Option<String>)>> {
     let now = env_snapshot(py)?;
-    let now = now.bind(py);
-    if now.eq(applied)? {
-        return Ok(Vec::new());
-    }
     let before: HashMap<String, String> = env_decode(py, applied)?.into_iter().collect();
-    let after: HashMap<String, String> = env_decode(py, now)?.into_iter().collect();
+    let after: HashMap<String, String> = env_decode(py, now.bind(py))?.into_iter().collect();
     let mut changes: Vec<(String, Option<String>)> = after
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(v))
@@ -569,18 +691,16 @@ fn env_changes(
     Ok(changes)
 }
 
+/// Applies the session's environment; returns C-level variables it had to unset.
 fn apply_env(
     py: Python<'_>,
-    session: &SessionCore,
+    env: &[(String, Option<String>)],
+    inherit: bool,
     outermost_saved: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Vec<(String, String)>> {
-    let (env, inherit) = {
-        let st = session.lock(py);
-        (st.settings.env.clone(), st.settings.inherit_env)
-    };
     let environ = interp::get(py)?.environ.bind(py);
     if inherit && outermost_saved.is_none() {
-        for (k, v) in &env {
+        for (k, v) in env {
             match v {
                 None => {
                     if environ.contains(k)? {
@@ -601,7 +721,7 @@ fn apply_env(
             (true, Some(saved)) => env_decode(py, saved)?,
             _ => Vec::new(),
         };
-        for (k, v) in &env {
+        for (k, v) in env {
             target.retain(|(tk, _)| tk != k);
             if let Some(v) = v {
                 target.push((k.clone(), v.clone()));
@@ -633,9 +753,8 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     let reentered = STACK.with(|s| {
         s.borrow()
             .last()
-            .is_some_and(|(_, c)| std::ptr::eq(c.get(), session))
-            .then(|| s.borrow().last().map(|(id, _)| *id))
-            .flatten()
+            .filter(|(_, c)| std::ptr::eq(c.get(), session))
+            .map(|(id, _)| *id)
     });
     let mut locked = lock(py);
     if let Some(id) = reentered {
@@ -644,156 +763,214 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
             return Ok(());
         }
     }
-    let result = enter_locked(core, &mut locked);
-    let garbage = std::mem::take(&mut locked.garbage);
+    let mods = interp::sys_modules(py);
+    let mut garbage = std::mem::take(&mut locked.garbage);
+    let st = locked.state();
+    let first = !is_active();
+    ACTIVE.fetch_add(1, Ordering::AcqRel);
+    st.next_id += 1;
+    let id = st.next_id;
+    let result = enter_frame(core, st, id, first, &mods, &mut garbage);
+    match &result {
+        Ok(()) => {
+            STACK.with(|s| s.borrow_mut().push((id, core.clone().unbind())));
+            session.lock(py).frames.push(id);
+        }
+        Err(_) => {
+            // Undo a half-done activation; the original error is what the user needs.
+            if st.frames.contains_key(&id) {
+                let _ = leave_frame(py, st, id, session, &mods, &mut garbage);
+            } else if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
+                st.base = None;
+            }
+        }
+    }
     drop(locked);
     drop(garbage);
     result
 }
 
-fn enter_locked(core: &Bound<'_, SessionCore>, locked: &mut Locked<'_>) -> PyResult<()> {
+fn enter_frame(
+    core: &Bound<'_, SessionCore>,
+    st: &mut Aliases,
+    id: u64,
+    first: bool,
+    mods: &Bound<'_, PyDict>,
+    garbage: &mut Vec<Py<PyAny>>,
+) -> PyResult<()> {
     let py = core.py();
     let session = core.get();
-    let mods = interp::sys_modules(py);
     let sys_path = interp::sys_path(py)?;
-    let mut garbage = std::mem::take(&mut locked.garbage);
-    let st = locked.state();
-    if !is_active() {
-        let base = live_path(py)?;
-        st.legit = base.iter().cloned().collect();
-        st.base_path = Some(base);
+    if first || st.base.is_none() {
+        st.freeze_base(&sys_path)?;
     }
-    ACTIVE.fetch_add(1, Ordering::AcqRel);
-    let outcome = (|| -> PyResult<u64> {
-        st.scan(&mods, &mut garbage)?;
-        st.next_id += 1;
-        let id = st.next_id;
-        let below = top_frame_id();
-        let outermost_saved = STACK.with(|s| s.borrow().first().map(|(id, _)| *id));
-        st.frames.insert(
+    st.scan(mods, garbage)?;
+    let below = top_frame_id();
+    let outermost = STACK.with(|s| s.borrow().first().map(|(id, _)| *id));
+    st.frames.insert(
+        id,
+        Frame {
+            session: core.clone().unbind(),
+            depth: 0,
+            saved_path: PyList::new(py, sys_path.iter())?.unbind(),
+            applied_path: PyList::empty(py).unbind(),
+            saved_env: env_snapshot(py)?,
+            applied_env: py.None(),
+            c_only: Vec::new(),
+            own: Owned::default(),
+        },
+    );
+    // The session's modules (dropping names whose module left sys.modules).
+    struct Entry<'py> {
+        name: String,
+        key: Bound<'py, PyString>,
+        qualified: Bound<'py, PyString>,
+        module: Bound<'py, PyAny>,
+    }
+    let mut entries: Vec<Entry<'_>> = Vec::new();
+    let (extras, paths, env, inherit_env, cached_search) = {
+        let mut ss = session.lock(py);
+        let mut gone = Vec::new();
+        for (real, keys) in &ss.modules {
+            match mods.get_item(keys.qualified.bind(py))? {
+                Some(m) => entries.push(Entry {
+                    name: real.clone(),
+                    key: keys.real.bind(py).clone(),
+                    qualified: keys.qualified.bind(py).clone(),
+                    module: m,
+                }),
+                None => gone.push(real.clone()),
+            }
+        }
+        for g in gone {
+            ss.modules.remove(&g);
+        }
+        let extras: Vec<(String, Py<PyAny>)> = ss
+            .extras
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone_ref(py)))
+            .collect();
+        let generation = st.base.as_ref().map(|b| b.generation);
+        let cached = ss
+            .search_cache
+            .as_ref()
+            .filter(|(g, _)| Some(*g) == generation)
+            .map(|(_, l)| l.clone_ref(py));
+        (
+            extras,
+            ss.settings.paths.clone(),
+            ss.settings.env.clone(),
+            ss.settings.inherit_env,
+            cached,
+        )
+    };
+    let own_names: FxHashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    if let Some(f) = st.frames.get_mut(&id) {
+        f.own.reserve(entries.len() + extras.len());
+    }
+    // Hide what the frame below shows that this session lacks (A-B-A nesting).
+    if let Some(below) = below {
+        let shown: Vec<(Arc<str>, Py<PyString>)> = st
+            .frames
+            .get(&below)
+            .map(|f| {
+                f.own
+                    .order
+                    .iter()
+                    .filter_map(|n| {
+                        let claim = f.own.map.get(n)?;
+                        claim.module.as_ref()?;
+                        Some((n.clone(), claim.key.clone_ref(py)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (n, key) in shown {
+            if !own_names.contains(n.as_ref()) {
+                st.push(mods, id, &n, key.bind(py), None, None, garbage)?;
+            }
+        }
+    }
+    for e in &entries {
+        st.push(
+            mods,
             id,
-            Frame {
-                session: core.clone().unbind(),
-                depth: 0,
-                saved_path: PyList::new(py, sys_path.iter())?.unbind(),
-                applied_path: Vec::new(),
-                saved_env: env_snapshot(py)?,
-                applied_env: py.None(),
-                c_only: Vec::new(),
-                own: Owned::default(),
-            },
-        );
-        // The session's modules, dropping names whose module left sys.modules.
-        let mut names: Vec<(String, Bound<'_, PyAny>)> = Vec::new();
-        let (extras, paths) = {
-            let mut ss = session.lock(py);
-            let mut gone = Vec::new();
-            for (real, key) in &ss.modules {
-                match mods.get_item(key.bind(py))? {
-                    Some(m) => names.push((real.clone(), m)),
-                    None => gone.push(real.clone()),
-                }
-            }
-            for g in gone {
-                ss.modules.remove(&g);
-            }
-            let extras: Vec<(String, Py<PyAny>)> = ss
-                .extras
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone_ref(py)))
-                .collect();
-            (extras, ss.settings.paths.clone())
-        };
-        let own_names: HashSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
-        // Hide what the frame below shows that this session lacks (A-B-A nesting).
-        if let Some(below) = below {
-            let shown: Vec<String> = st
-                .frames
-                .get(&below)
-                .map(|f| {
-                    f.own
-                        .order
-                        .iter()
-                        .filter(|n| f.own.map.get(*n).is_some_and(|m| m.is_some()))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            for n in shown {
-                if !own_names.contains(n.as_str()) {
-                    st.push(&mods, id, &n, None, &mut garbage)?;
-                }
-            }
-        }
-        for (n, m) in &names {
-            st.push(&mods, id, n, Some(m), &mut garbage)?;
-        }
-        for (n, m) in &extras {
-            st.push(&mods, id, n, Some(m.bind(py)), &mut garbage)?;
-        }
-        // Hide the rest of every global package this session shadows.
-        let tops: HashSet<&str> = names.iter().map(|(n, _)| policy::top_level(n)).collect();
-        let extra_names: HashSet<&str> = extras.iter().map(|(n, _)| n.as_str()).collect();
-        for top in tops {
-            let keys: Vec<String> = st
-                .by_top
-                .get(top)
-                .map(|k| k.iter().cloned().collect())
-                .unwrap_or_default();
-            for k in keys {
-                if own_names.contains(k.as_str()) || extra_names.contains(k.as_str()) {
-                    continue;
-                }
-                let Some(g) = mods.get_item(&k)? else {
-                    continue;
-                };
-                if !is_session_module(&g) && !is_extension(py, &g) && !session.is_shared(py, &k) {
-                    st.push(&mods, id, &k, None, &mut garbage)?;
-                }
-            }
-        }
-        let base = st.base_path.clone().unwrap_or_default();
-        drop(names);
-        let search = search_path_from(py, session, &base)?;
-        gate_paths(py, &paths)?;
-        sys_path.call_method1(
-            "__setitem__",
-            (pyo3::types::PySlice::full(py), PyList::new(py, &search)?),
+            &e.name,
+            &e.key,
+            Some(&e.module),
+            Some(&e.qualified),
+            garbage,
         )?;
-        let saved = outermost_saved
-            .and_then(|o| st.frames.get(&o))
-            .map(|f| f.saved_env.clone_ref(py));
-        let c_only = apply_env(py, session, saved.as_ref().map(|s| s.bind(py)))?;
-        let applied_env = env_snapshot(py)?;
-        if let Some(f) = st.frames.get_mut(&id) {
-            f.applied_path = search;
-            f.applied_env = applied_env;
-            f.c_only = c_only;
-        }
-        st.move_marker(&mods)?;
-        Ok(id)
-    })();
-    locked.garbage = garbage;
-    let st = locked.state();
-    match outcome {
-        Ok(id) => {
-            STACK.with(|s| s.borrow_mut().push((id, core.clone().unbind())));
-            session.lock(py).frames.push(id);
-            Ok(())
-        }
-        Err(e) => {
-            // Undo a half-done activation; the original error is what the user needs.
-            let id = st.next_id;
-            if st.frames.contains_key(&id) {
-                let mut garbage = std::mem::take(&mut locked.garbage);
-                let _ = leave_frame(py, locked.state(), id, session, &mods, &mut garbage);
-                locked.garbage = garbage;
-            } else {
-                ACTIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+    for (n, m) in &extras {
+        let key = PyString::new(py, n);
+        st.push(mods, id, n, &key, Some(m.bind(py)), None, garbage)?;
+    }
+    // Hide the rest of every global package this session shadows.
+    let tops: FxHashSet<&str> = entries.iter().map(|e| policy::top_level(&e.name)).collect();
+    let extra_names: FxHashSet<&str> = extras.iter().map(|(n, _)| n.as_str()).collect();
+    for top in tops {
+        let Some(keys) = st.by_top.get(top) else {
+            continue;
+        };
+        let candidates: Vec<String> = keys
+            .iter()
+            .filter(|k| !own_names.contains(k.as_str()) && !extra_names.contains(k.as_str()))
+            .cloned()
+            .collect();
+        for k in candidates {
+            let key = PyString::new(py, &k);
+            let Some(g) = mods.get_item(&key)? else {
+                continue;
+            };
+            if !is_session_module(&g) && !is_extension(py, &g) && !session.is_shared(py, &k) {
+                st.push(mods, id, &k, &key, None, None, garbage)?;
             }
-            Err(e)
         }
     }
+    drop(entries);
+    let search = match cached_search {
+        Some(list) => list,
+        None => {
+            let base = st
+                .base
+                .as_ref()
+                .map(|b| b.strings.clone())
+                .unwrap_or_default();
+            let list = PyList::new(py, search_path_from(py, session, &base)?)?.unbind();
+            let generation = st.base.as_ref().map_or(0, |b| b.generation);
+            session.lock(py).search_cache = Some((generation, list.clone_ref(py)));
+            list
+        }
+    };
+    gate_paths(py, st, &paths)?;
+    sys_path.set_slice(0, isize::MAX as usize, search.bind(py))?;
+    let saved_outer = outermost
+        .and_then(|o| st.frames.get(&o))
+        .map(|f| f.saved_env.clone_ref(py));
+    let c_only = apply_env(
+        py,
+        &env,
+        inherit_env,
+        saved_outer.as_ref().map(|s| s.bind(py)),
+    )?;
+    let applied_env = if env.is_empty() && inherit_env && saved_outer.is_none() {
+        // Nothing changed: the saved snapshot is the applied one.
+        st.frames
+            .get(&id)
+            .map(|f| f.saved_env.clone_ref(py))
+            .unwrap_or(py.None())
+    } else {
+        env_snapshot(py)?
+    };
+    let applied_path = PyList::new(py, sys_path.iter())?.unbind();
+    if let Some(f) = st.frames.get_mut(&id) {
+        f.applied_path = applied_path;
+        f.applied_env = applied_env;
+        f.c_only = c_only;
+    }
+    st.move_marker(mods)?;
+    Ok(())
 }
 
 /// The session's search path given the global base path.
@@ -827,7 +1004,7 @@ pub fn exit(core: &Bound<'_, SessionCore>) -> PyResult<()> {
         Some((id, true)) => id,
         Some((_, false)) => {
             return Err(SessionError::new_err(format!(
-                "cannot leave session {}: another session entered after it is still active; \
+                "cannot leave session {}: a session entered after it is still active; \
                  leave the inner session first",
                 session.label()
             )));
@@ -873,64 +1050,71 @@ fn leave_frame(
     keep(st.scan(mods, garbage));
     STACK.with(|s| s.borrow_mut().retain(|(f, _)| *f != id));
     session.lock(py).frames.retain(|f| *f != id);
-    let (order, own_values): (Vec<String>, Vec<Option<Py<PyAny>>>) = match st.frames.get(&id) {
-        Some(f) => (
-            f.own.order.clone(),
-            f.own
-                .order
-                .iter()
-                .map(|n| {
-                    f.own
-                        .map
-                        .get(n)
-                        .and_then(|m| m.as_ref().map(|m| m.clone_ref(py)))
-                })
-                .collect(),
-        ),
-        None => (Vec::new(), Vec::new()),
-    };
-    for (name, shown) in order.iter().zip(own_values).rev() {
+    let owned = st
+        .frames
+        .get_mut(&id)
+        .map(|f| std::mem::take(&mut f.own))
+        .unwrap_or_default();
+    let Owned { order, mut map } = owned;
+    for name in order.iter().rev() {
+        let Some(claim) = map.remove(name) else {
+            continue;
+        };
         keep((|| {
-            let current = mods.get_item(name)?;
-            let qualified = mods.get_item(session.qualified(name))?;
-            let shown = shown.map(|m| m.into_bound(py));
+            let key = claim.key.bind(py);
+            let current = mods.get_item(key)?;
+            let shown = claim.module.map(|m| m.into_bound(py));
+            let qualified_module = || -> PyResult<Option<Bound<'_, PyAny>>> {
+                match &claim.qualified {
+                    Some(q) => mods.get_item(q.bind(py)),
+                    None => Ok(None),
+                }
+            };
             if let Some(m) = &shown {
-                if !same(qualified.as_ref(), Some(m)) {
-                    // An extra (a real-name key of session code), not an alias.
+                // Aliases of session modules are recognised by their qualified key;
+                // anything else the frame showed is an extra (session code's key).
+                let alias =
+                    claim.qualified.is_some() && same(qualified_module()?.as_ref(), Some(m));
+                if !alias {
                     let mut ss = session.lock(py);
                     if same(current.as_ref(), Some(m)) {
-                        ss.extras.insert(name.clone(), m.clone().unbind());
+                        ss.extras.insert(name.to_string(), m.clone().unbind());
                     } else {
-                        ss.extras.remove(name);
+                        ss.extras.remove(name.as_ref());
                     }
                 }
             }
             if let Some(cur) = &current {
                 let replaced = !same(Some(cur), shown.as_ref())
-                    && !same(Some(cur), qualified.as_ref())
-                    && session_of(py, cur).is_some_and(|s| std::ptr::eq(s.get(), session));
+                    && belongs_to(cur, session)
+                    && !same(Some(cur), qualified_module()?.as_ref());
                 if replaced {
                     // Block code replaced our entry in place: it stays the session's.
                     session
                         .lock(py)
                         .extras
-                        .insert(name.clone(), cur.clone().unbind());
+                        .insert(name.to_string(), cur.clone().unbind());
                 }
             }
-            st.pop(mods, id, name, garbage)
+            st.pop(mods, id, name, key, current, shown.as_ref(), garbage)
         })());
     }
     if let Some(frame) = st.frames.remove(&id) {
         keep(capture_changes(py, session, &frame));
         keep((|| {
             let sys_path = interp::sys_path(py)?;
-            sys_path.call_method1(
-                "__setitem__",
-                (pyo3::types::PySlice::full(py), frame.saved_path.bind(py)),
-            )?;
+            if !sys_path.eq(frame.saved_path.bind(py))? {
+                sys_path.set_slice(0, isize::MAX as usize, frame.saved_path.bind(py))?;
+            }
             Ok(())
         })());
-        keep(env_restore(py, frame.saved_env.bind(py)));
+        keep((|| {
+            let saved = frame.saved_env.bind(py);
+            if !env_unchanged(py, saved)? {
+                env_set(py, &env_decode(py, saved)?)?;
+            }
+            Ok(())
+        })());
         keep((|| {
             let os = interp::get(py)?.os.bind(py);
             for (k, v) in &frame.c_only {
@@ -941,11 +1125,7 @@ fn leave_frame(
         garbage.push(frame.session.into_any());
     }
     if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
-        st.base_path = None;
-        match live_path(py) {
-            Ok(p) => st.legit = p.into_iter().collect(),
-            Err(e) => keep(Err(e)),
-        }
+        st.base = None;
     }
     keep(st.move_marker(mods));
     match first_error {
@@ -957,15 +1137,28 @@ fn leave_frame(
 /// Changes the block made to the environment and `sys.path` belong to the session:
 /// they are seen again on its next activation.
 fn capture_changes(py: Python<'_>, session: &SessionCore, frame: &Frame) -> PyResult<()> {
-    let env_changes = if frame.applied_env.is_none(py) {
+    let applied_env = frame.applied_env.bind(py);
+    let env_changes = if applied_env.is_none() || env_unchanged(py, applied_env)? {
         Vec::new()
     } else {
-        env_changes(py, frame.applied_env.bind(py))?
+        env_changes(py, applied_env)?
     };
-    let added: Vec<String> = live_path(py)?
-        .into_iter()
-        .filter(|p| !frame.applied_path.contains(p))
-        .collect();
+    let sys_path = interp::sys_path(py)?;
+    let added: Vec<String> = if sys_path.eq(frame.applied_path.bind(py))? {
+        Vec::new()
+    } else {
+        let applied: HashSet<String> = frame
+            .applied_path
+            .bind(py)
+            .iter()
+            .filter_map(|p| p.extract().ok())
+            .collect();
+        sys_path
+            .iter()
+            .filter_map(|p| p.extract::<String>().ok())
+            .filter(|p| !applied.contains(p))
+            .collect()
+    };
     if env_changes.is_empty() && added.is_empty() {
         return Ok(());
     }
@@ -979,6 +1172,7 @@ fn capture_changes(py: Python<'_>, session: &SessionCore, frame: &Frame) -> PyRe
             st.settings.paths.push(p);
         }
     }
+    st.search_cache = None;
     Ok(())
 }
 
@@ -1002,17 +1196,24 @@ pub fn alias_if_active(
         return Ok(false);
     }
     let mods = interp::sys_modules(py);
+    let key = PyString::new(py, name);
+    let qualified =
+        module_name_py(module).filter(|n| starts_with(n, session.prefix_dot_py.bind(py)));
     let mut locked = lock(py);
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
-    let visible = mods.get_item(name)?;
-    let owned = st
-        .frames
-        .get(&id)
-        .and_then(|f| f.own.get(py, name))
-        .flatten();
+    let visible = mods.get_item(&key)?;
+    let owned = st.frames.get(&id).and_then(|f| f.own.module(py, name));
     let result = if !same(visible.as_ref(), Some(module)) || !same(owned.as_ref(), Some(module)) {
-        st.push(&mods, id, name, Some(module), &mut garbage)
+        st.push(
+            &mods,
+            id,
+            name,
+            &key,
+            Some(module),
+            qualified.as_ref(),
+            &mut garbage,
+        )
     } else {
         Ok(())
     };
@@ -1051,7 +1252,7 @@ pub fn with_global_view<'py>(
         let st = locked.state();
         for n in names {
             *st.reserved.entry(n.clone()).or_default() += 1;
-            if st.owners.contains_key(n) {
+            if st.has_owner(n) {
                 match st.hidden.get(n).map(|g| g.clone_ref(py)) {
                     Some(g) => mods.set_item(n, g)?,
                     None => {
@@ -1074,12 +1275,13 @@ pub fn with_global_view<'py>(
             continue;
         }
         st.reserved.remove(n);
-        if st.owners.contains_key(n) {
+        if st.has_owner(n) {
             if let Some(g) = mods.get_item(n)?.filter(|g| !is_session_module(g)) {
                 // A global loaded meanwhile stays hidden from the blocks.
                 st.hidden.insert(n.clone(), g.unbind());
             }
-            st.apply(&mods, n, &mut garbage)?;
+            let key = PyString::new(py, n);
+            st.apply(&mods, n, &key, &mut garbage)?;
         }
     }
     drop(locked);
@@ -1087,16 +1289,14 @@ pub fn with_global_view<'py>(
     result
 }
 
-/// Forgets every alias and capture of a closing session (it is not active anywhere).
+/// Forgets what the engine kept of a closing session (it is not active anywhere).
 pub fn forget_session(py: Python<'_>, session: &SessionCore) {
     let mut locked = lock(py);
     let st = locked.state();
-    let prefix = session.prefix_dot.clone();
-    st.hidden
-        .retain(|_, m| module_name(m.bind(py)).is_none_or(|n| !n.starts_with(&prefix)));
+    st.hidden.retain(|_, m| !belongs_to(m.bind(py), session));
 }
 
-/// The number of this thread's activations (for tests and `current()`).
+/// The number of this thread's activations.
 pub fn depth() -> usize {
     STACK.with(|s| s.borrow().len())
 }

@@ -202,7 +202,7 @@ pub fn exec_session_module(
         return Ok(());
     };
     if let Some(real) = session.strip(&name) {
-        session.note_module(py, real);
+        session.note_module(py, real, None);
         reload::note_loaded(core, real, module);
         activation::alias_if_active(core, real, module.as_any())?;
     }
@@ -273,7 +273,7 @@ pub fn install(py: Python<'_>, loaders: &Bound<'_, PyModule>) -> PyResult<()> {
     let builtins = it.builtins.bind(py);
     let current = builtins.getattr("__import__")?;
     if current.is(it.original_import.bind(py)) {
-        builtins.setattr("__import__", wrap_pyfunction!(routing::global_import, py)?)?;
+        builtins.setattr("__import__", routing::make_import_hook(py)?)?;
     }
     let bootstrap = it.bootstrap.bind(py);
     if bootstrap

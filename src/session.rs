@@ -27,8 +27,9 @@ pub struct Settings {
 /// Mutable state of one session.
 pub struct State {
     pub settings: Settings,
-    /// Real names that have a qualified module in `sys.modules`.
-    pub modules: BTreeMap<String, Py<PyString>>,
+    /// Real names that have a qualified module in `sys.modules`, with both keys
+    /// made once (activation looks them up on every enter and exit).
+    pub modules: BTreeMap<String, ModuleKeys>,
     /// Other real-name keys holding this session's modules (`requests.packages.*`):
     /// written by session code, captured out of the global namespace on exit.
     pub extras: HashMap<String, Py<PyAny>>,
@@ -37,12 +38,21 @@ pub struct State {
     pub closed: bool,
     /// Import graph and file stamps, for stale detection and dependency order.
     pub reload: reload::Tracking,
+    /// The search path computed for a base path generation (see activation).
+    pub search_cache: Option<(u64, Py<PyList>)>,
+}
+
+pub struct ModuleKeys {
+    pub real: Py<PyString>,
+    pub qualified: Py<PyString>,
 }
 
 #[pyclass(frozen, module = "subsession._core")]
 pub struct SessionCore {
     pub prefix: String,
     pub prefix_dot: String,
+    /// `prefix_dot` as a Python string, for allocation-free prefix checks.
+    pub prefix_dot_py: Py<PyString>,
     pub name: Option<String>,
     pub facade: Py<PyAny>,
     /// The `__builtins__` of this session's code: `__import__` routes here.
@@ -95,11 +105,27 @@ impl SessionCore {
     }
 
     /// Notes a qualified module (`sys.modules` holds it under `prefix.real`).
-    pub fn note_module(&self, py: Python<'_>, real: &str) {
+    /// `dict_key` is the very key object sys.modules holds, when known: looking the
+    /// module up with it compares pointers instead of characters.
+    pub fn note_module(&self, py: Python<'_>, real: &str, dict_key: Option<&Bound<'_, PyString>>) {
         let mut st = self.lock(py);
-        if !st.modules.contains_key(real) {
-            let key = PyString::new(py, &self.qualified(real)).unbind();
-            st.modules.insert(real.to_owned(), key);
+        match st.modules.get_mut(real) {
+            Some(keys) => {
+                if let Some(k) = dict_key {
+                    keys.qualified = k.clone().unbind();
+                }
+            }
+            None => {
+                let qualified = match dict_key {
+                    Some(k) => k.clone().unbind(),
+                    None => PyString::new(py, &self.qualified(real)).unbind(),
+                };
+                let keys = ModuleKeys {
+                    real: PyString::intern(py, real).unbind(),
+                    qualified,
+                };
+                st.modules.insert(real.to_owned(), keys);
+            }
         }
     }
 
@@ -232,6 +258,7 @@ impl SessionCore {
         namespace.set_item("__builtins__", &builtins)?;
         let core = SessionCore {
             prefix_dot: format!("{prefix}."),
+            prefix_dot_py: PyString::intern(py, &format!("{prefix}.")).unbind(),
             prefix: prefix.clone(),
             name,
             facade,
@@ -246,6 +273,7 @@ impl SessionCore {
                 frames: Vec::new(),
                 closed: false,
                 reload: reload::Tracking::default(),
+                search_cache: None,
             }),
         };
         let core = Bound::new(py, core)?;
@@ -371,6 +399,7 @@ impl SessionCore {
         if let Some(v) = inherit_paths {
             st.settings.inherit_paths = v;
         }
+        st.search_cache = None;
         Ok(())
     }
 
@@ -380,7 +409,7 @@ impl SessionCore {
             let st = self.lock(py);
             st.modules
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone_ref(py)))
+                .map(|(k, v)| (k.clone(), v.qualified.clone_ref(py)))
                 .collect()
         };
         let sys_modules = interp::sys_modules(py);

@@ -43,7 +43,7 @@ def maya_useNewAPI() -> None:
     """Tell Maya this plug-in uses the Python API 2.0."""
 
 
-class SubSessionCommand(om.MPxCommand):  # type: ignore[misc]
+class SubSessionCommand(om.MPxCommand):
     """``subSession [flags] [sessionName]``: create, run in, reload, query and close
     sub-sessions. Not undoable."""
 

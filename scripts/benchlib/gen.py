@@ -9,7 +9,6 @@ modules each, and the leaves; sub-packages import their leaves with absolute imp
 from __future__ import annotations
 
 import compileall
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,6 +17,7 @@ HOST_PACKAGES = 9  # like Maya's host list; ~1,050 modules each, enough for 10k 
 GLOBAL_PACKAGES = 8  # 8 x 100 isolatable modules loaded globally
 HOST_SUBS_USED = 5  # bhost0.s0 .. s4: imported first by every worker
 LEAF = "leaf"  # the module of the reload package that no other module imports
+EDITS = "# -- bench edits below --\n"  # the reload benchmarks rewrite what follows
 
 MODULE = '''"""{name}: generated benchmark module."""
 import json
@@ -115,8 +115,8 @@ def write_flat(root: Path, name: str, i: int, extra: str = "") -> Path:
 
 def lazy_caller(prefix: str, count: int) -> str:
     """A module of functions ``lazy_<k>()`` whose body imports ``<prefix><k>`` lazily."""
-    funcs = [f"def lazy_{k}():\n    import {prefix}{k}\n    return {prefix}{k}\n" for k in range(count)]
-    return "\n\n".join(funcs)
+    body = "def lazy_{k}():\n    import {m}{k}\n    return {m}{k}\n"
+    return "\n\n".join(body.format(k=k, m=prefix) for k in range(count))
 
 
 DEEP = '''"""bdeep: the module deep reload updates in place."""
@@ -149,7 +149,9 @@ class Widget:
 def generate(root: Path, *, imp_copies: int, lazy_count: int) -> dict[str, Any]:
     """Write everything the measurements need; returns the layout the workers read."""
     hosts = [f"bhost{k}" for k in range(HOST_PACKAGES)]
-    host_subs = [s for h in hosts for s in write_package(root / "host", h, 1050, eager=False, tiny=True)]
+    host_subs = []
+    for h in hosts:
+        host_subs += write_package(root / "host", h, 1050, eager=False, tiny=True)
     globs = [f"bglob{k}" for k in range(GLOBAL_PACKAGES)]
     for g in globs:
         write_package(root / "glob", g, 100)
@@ -165,10 +167,11 @@ def generate(root: Path, *, imp_copies: int, lazy_count: int) -> dict[str, Any]:
     write_package(root / "stale", "bstale", 2000, tiny=True)
     for side in ("rel_s", "rel_g"):
         write_package(root / side, "brel", 199)
-        write_flat(root / side / "brel", LEAF, 7)
+        write_flat(root / side / "brel", LEAF, 7, EDITS)
     (root / "deep").mkdir()
-    (root / "deep" / "bdeep.py").write_text(DEEP)
-    compileall.compile_dir(str(root), quiet=2)  # in-process: faster than a pool here
+    (root / "deep" / "bdeep.py").write_text(DEEP + EDITS)
+    for measured in ("glob", "sess", "imp", "lazy_s", "lazy_g", "rel_s", "rel_g", "deep"):
+        compileall.compile_dir(str(root / measured), quiet=2)  # filler loads from source
     return {
         "root": str(root),
         "hosts": hosts,
@@ -176,4 +179,7 @@ def generate(root: Path, *, imp_copies: int, lazy_count: int) -> dict[str, Any]:
         "globs": globs,
         "imps": imps,
         "lazy_count": lazy_count,
+        "host_subs_used": HOST_SUBS_USED,
+        "leaf": LEAF,
+        "edits": EDITS,
     }

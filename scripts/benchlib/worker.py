@@ -1,6 +1,9 @@
 """One measurement in a fresh interpreter: ``python worker.py TASK CONFIG_JSON``.
 
-Prints ``BENCH-RESULT <json>`` as its last line. Every task first builds a Maya-like
+Prints ``BENCH-RESULT <json>`` as its last line. A *served* task (compared across
+interpreters) prints its setup info that way, then answers each sampler name read from
+stdin with one ``BENCH-RESULT <value>`` line, so the parent can interleave the samples of
+several live interpreters. Every task first builds a Maya-like
 interpreter (:func:`build`). A task whose API is not there yet (``NotImplementedError``
 or ``AttributeError`` from the probed call) returns ``{"na": reason}``; anything else
 that goes wrong raises, so the parent reports a crash.
@@ -40,7 +43,7 @@ functools operator itertools copy reprlib abc types""".split()
 
 
 def median(values: list[float]) -> float:
-    return statistics.median(values)
+    return float(statistics.median(values))
 
 
 def build(cfg: dict[str, Any], target: int, reserve: int = 0) -> None:
@@ -75,7 +78,7 @@ def timed(fn: Callable[[], object]) -> float:
     try:
         start = now()
         fn()
-        return now() - start
+        return float(now() - start)
     finally:
         gc.enable()
 
@@ -102,34 +105,28 @@ def session_import(s: Any, name: str) -> types.ModuleType:
         return importlib.import_module(name)
 
 
-# -- (a) empty enter+exit -----------------------------------------------------------------
-def task_enter_exit(cfg: dict[str, Any]) -> dict[str, Any]:
+# -- (a) empty enter+exit (served: the parent interleaves samples of 1k/3k/10k workers) ----
+Samplers = dict[str, Callable[[], float]]
+
+
+def serve_enter_exit(cfg: dict[str, Any]) -> tuple[Samplers, dict[str, Any]]:
     build(cfg, cfg["size"], reserve=205)
     root = Path(cfg["root"])
     empty, full = session(cfg), session(cfg, root / "sess")
     session_import(full, "bsess")
     held = len(full.modules)
     assert held >= 200 and "bsess" not in sys.modules, "bsess must live in the session only"
-    batch = cfg["batch"]
+    batch = int(cfg["batch"])
 
     def run(s: Any) -> Callable[[], float]:
-        def sample() -> float:
-            def loop() -> None:
-                for _ in range(batch):
-                    with s:
-                        pass
+        def loop() -> None:
+            for _ in range(batch):
+                with s:
+                    pass
 
-            return timed(loop) / batch / 1000
+        return lambda: timed(loop) / batch / 1000  # µs per enter+exit
 
-        return sample
-
-    us0, us200 = alternate(run(empty), run(full), cfg["samples"], warmup=3)
-    return {
-        "sys_modules": len(sys.modules),
-        "held": held,
-        "us0": median(us0),
-        "us200": median(us200),
-    }
+    return {"0": run(empty), "200": run(full)}, {"sys_modules": len(sys.modules), "held": held}
 
 
 # -- (b) importing a 200-module package in a session vs plainly ----------------------------
@@ -155,7 +152,12 @@ def task_import_pkg(cfg: dict[str, Any]) -> dict[str, Any]:
         return ns
 
     a, b = alternate(in_session, plain, cfg["pairs"], warmup=1)
-    return {"ms_session": median(a) / 1e6, "ms_plain": median(b) / 1e6, "held": min(counts)}
+    return {
+        "ms_session": median(a) / 1e6,
+        "ms_plain": median(b) / 1e6,
+        "held": min(counts),
+        "samples_ns": {"session": a, "plain": b},
+    }
 
 
 # -- (c) an import statement of a loaded module, no block active ---------------------------
@@ -174,7 +176,7 @@ LOOP = compile("for _ in _r:\n" + BODY, "<bench-c>", "exec")
 STATEMENTS = BODY.count("\n")
 
 
-def task_hook_cost(cfg: dict[str, Any]) -> dict[str, Any]:
+def serve_hook_cost(cfg: dict[str, Any]) -> tuple[Samplers, dict[str, Any]]:
     build(cfg, 3000)
     if cfg["mode"] == "subsession":
         s = session(cfg, Path(cfg["root"]) / "sess")
@@ -182,13 +184,12 @@ def task_hook_cost(cfg: dict[str, Any]) -> dict[str, Any]:
         assert s.modules, "the session imported nothing"
     else:
         assert "subsession" not in sys.modules
-    n = cfg["loops"]
+    n = int(cfg["loops"])
 
-    def sample() -> float:
+    def sample() -> float:  # ns per statement
         return timed(lambda: exec(LOOP, {"_r": range(n)})) / (n * STATEMENTS)
 
-    samples = [sample() for _ in range(cfg["samples"] + 3)][3:]
-    return {"ns": median(samples), "mode": cfg["mode"]}
+    return {"ns": sample}, {"mode": cfg["mode"]}
 
 
 # -- (d) the first lazy import after exit, from session code --------------------------------
@@ -214,7 +215,11 @@ def task_lazy(cfg: dict[str, Any]) -> dict[str, Any]:
         return timed(getattr(gmod, f"lazy_{k}"))
 
     a, b = alternate(in_session, plain, cfg["lazy_count"] - 10, warmup=10)
-    return {"us_session": median(a) / 1e3, "us_plain": median(b) / 1e3}
+    return {
+        "us_session": median(a) / 1e3,
+        "us_plain": median(b) / 1e3,
+        "samples_ns": {"session": a, "plain": b},
+    }
 
 
 # -- (e) stale() vs a Python os.stat loop ---------------------------------------------------
@@ -244,7 +249,12 @@ def task_stale(cfg: dict[str, Any]) -> dict[str, Any]:
         return out
 
     a, b = alternate(lambda: timed(s.stale), lambda: timed(py_stale), cfg["reps"], warmup=3)
-    return {"ms_stale": median(a) / 1e6, "ms_python": median(b) / 1e6, "files": len(records)}
+    return {
+        "ms_stale": median(a) / 1e6,
+        "ms_python": median(b) / 1e6,
+        "files": len(records),
+        "samples_ns": {"stale": a, "python": b},
+    }
 
 
 # -- (f) reload_stale of one changed leaf vs importlib.reload ------------------------------
@@ -258,15 +268,15 @@ def task_reload_stale(cfg: dict[str, Any]) -> dict[str, Any]:
     sys.path.insert(0, str(root / "rel_g"))
     gmod = importlib.import_module(leaf)
     assert gmod is not smod
-    files = [Path(smod.__file__), Path(gmod.__file__)]
-    source = files[0].read_text().split("\nREV = ")[0]
+    files = [Path(str(smod.__file__)), Path(str(gmod.__file__))]
+    source = files[0].read_text().split(cfg["edits"])[0] + cfg["edits"]
     stamp = int(time.time()) - 100_000
     rev = iter(range(1, 1_000_000))
 
     def touch() -> int:
         k = next(rev)
         for f in files:  # new text, new size, a distinct whole-second mtime (pyc headers)
-            f.write_text(f"{source}\nREV = {k}\n" + "#" * (k % 5))
+            f.write_text(f"{source}REV = {k}\n" + "#" * (k % 5))
             os.utime(f, (stamp + k, stamp + k))
         return k
 
@@ -298,6 +308,7 @@ def task_reload_stale(cfg: dict[str, Any]) -> dict[str, Any]:
         "ms_plain": median(b) / 1e6,
         "held": len(s.modules),
         "reloaded": reloaded,
+        "samples_ns": {"session": a, "plain": b},
     }
 
 
@@ -306,14 +317,14 @@ def task_deep(cfg: dict[str, Any]) -> dict[str, Any]:
     build(cfg, 3000)
     s = session(cfg, Path(cfg["root"]) / "deep")
     mod = session_import(s, "bdeep")
-    path = Path(mod.__file__)
-    source = path.read_text().split("\nGENERATION = ")[0]
+    path = Path(str(mod.__file__))
+    source = path.read_text().split(cfg["edits"])[0] + cfg["edits"]
     widgets = [mod.Widget(i) for i in range(10_000)]
     rev = iter(range(1, 1_000_000))
 
     def edit() -> int:
         k = next(rev)
-        path.write_text(f"{source}\nGENERATION = {k}\n" + "#" * (k % 5))
+        path.write_text(f"{source}GENERATION = {k}\n" + "#" * (k % 5))
         os.utime(path, (k, k))
         return k
 
@@ -336,13 +347,19 @@ def task_deep(cfg: dict[str, Any]) -> dict[str, Any]:
         return sample
 
     a, b = alternate(with_heap(1_000_000), with_heap(10_000), cfg["pairs"], warmup=1)
-    return {"ms_big": median(a) / 1e6, "ms_small": median(b) / 1e6}
+    return {
+        "ms_big": median(a) / 1e6,
+        "ms_small": median(b) / 1e6,
+        "samples_ns": {"big": a, "small": b},
+    }
 
 
+SERVED: dict[str, Callable[[dict[str, Any]], tuple[Samplers, dict[str, Any]]]] = {
+    "enter_exit": serve_enter_exit,
+    "hook_cost": serve_hook_cost,
+}
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "enter_exit": task_enter_exit,
     "import_pkg": task_import_pkg,
-    "hook_cost": task_hook_cost,
     "lazy": task_lazy,
     "stale": task_stale,
     "reload_stale": task_reload_stale,
@@ -353,8 +370,15 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def main() -> None:
     del sys.path[0]  # this script's folder: not part of a Maya-like interpreter
     task, cfg = sys.argv[1], json.loads(sys.argv[2])
-    result = TASKS[task](cfg)
-    print(RESULT + json.dumps(result), flush=True)
+    if task not in SERVED:
+        print(RESULT + json.dumps(TASKS[task](cfg)), flush=True)
+        return
+    samplers, info = SERVED[task](cfg)
+    print(RESULT + json.dumps(info), flush=True)
+    for line in sys.stdin:  # one sampler name per line; an empty line or EOF ends
+        if not line.strip():
+            break
+        print(RESULT + json.dumps(samplers[line.strip()]()), flush=True)
 
 
 if __name__ == "__main__":

@@ -227,7 +227,9 @@ class GlobalState:
         added = sorted(set(other.modules) - set(self.modules))
         removed = sorted(set(self.modules) - set(other.modules))
         replaced = sorted(
-            k for k in set(self.modules) & set(other.modules) if self.modules[k] is not other.modules[k]
+            k
+            for k in set(self.modules) & set(other.modules)
+            if self.modules[k] is not other.modules[k]
         )
         if added:
             out.append(f"sys.modules keys added: {added[:20]}")
@@ -248,7 +250,9 @@ class GlobalState:
         if other.environ_obj is not self.environ_obj or other.environ_type is not os._Environ:
             out.append(f"os.environ replaced by {other.environ_type!r}")
         if [id(x) for x in self.meta_path] != [id(x) for x in other.meta_path]:
-            out.append(f"sys.meta_path changed:\n  before {self.meta_path}\n  after  {other.meta_path}")
+            out.append(
+                f"sys.meta_path changed:\n  before {self.meta_path}\n  after  {other.meta_path}"
+            )
         if self.import_fn is not other.import_fn:
             out.append(f"builtins.__import__ changed: {self.import_fn!r} -> {other.import_fn!r}")
         if [id(x) for x in self.path_hooks] != [id(x) for x in other.path_hooks]:

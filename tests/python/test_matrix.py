@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import subsession
 from conftest import (
     SESSION_PREFIX,
     PkgFactory,
@@ -36,8 +37,6 @@ from conftest import (
     module_file,
     runs_of,
 )
-
-import subsession
 
 # -- the generated package ------------------------------------------------------------------
 
@@ -200,7 +199,9 @@ def write_rich(pkgs: PkgFactory, name: str, helper: str, version: str) -> Path:
 
 
 @pytest.fixture
-def rich(pkgs: PkgFactory, new_session: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> Rich:
+def rich(
+    pkgs: PkgFactory, new_session: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> Rich:
     name = pkgs.unique("rich")
     helper = pkgs.unique("helper")
     roots = {v: write_rich(pkgs, name, helper, v) for v in ("0.1", "1.0", "2.0")}
@@ -325,8 +326,9 @@ def test_1_stdlib_is_shared(new_session: Any) -> None:
     assert "json" not in s.modules
 
 
-def test_1_keep_global_exact_and_patterns(pkgs: PkgFactory, new_session: Any,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_1_keep_global_exact_and_patterns(
+    pkgs: PkgFactory, new_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     exact, star, glob = pkgs.unique("kgexact"), pkgs.unique("kgstar"), pkgs.unique("studio")
     isolated = pkgs.unique("kgiso")
     files = {"sub.py": "X = 1\n"}
@@ -348,19 +350,26 @@ def test_1_keep_global_exact_and_patterns(pkgs: PkgFactory, new_session: Any,
     assert isolated not in sys.modules
 
 
-def test_1_host_modules_are_shared(pkgs: PkgFactory, new_session: Any,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_1_host_modules_are_shared(
+    pkgs: PkgFactory, new_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host (here a fake ``ufe``, on the default host list) is loaded before any tool;
+    a session importing it gets that object even with its own copy on its paths."""
     if "ufe" in sys.modules:
         pytest.fail("a real 'ufe' is loaded; this test generates a fake host package 'ufe'")
     pkgs.names.add("ufe")
-    groot = pkgs.make("ufe", "0.1")
-    sroot = pkgs.make("ufe", "1.0")
+    groot = pkgs.make("ufe", "0.1", {"sub.py": "X = 0\n"})
+    sroot = pkgs.make("ufe", "1.0", {"sub.py": "X = 1\n"})
     monkeypatch.syspath_prepend(str(groot))
+    host = import_stmt("ufe")
     s = new_session(paths=[sroot])
     with s:
         inside = import_stmt("ufe")
-    assert inside.VERSION == "0.1"
-    assert sys.modules["ufe"] is inside
+        sub = import_stmt("ufe.sub")  # first imported inside: still the host's
+    assert inside is host
+    assert sub.X == 0 and not is_session_module(sub)
+    assert sys.modules["ufe.sub"] is sub
+    assert "ufe" not in s.modules
 
 
 # -- 2. same Session re-entered / new Session --------------------------------------------------
@@ -464,7 +473,9 @@ def test_3_lazy_top_level_import(rich: Rich, where: str) -> None:
 
 @pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("method", LAZY_DATA_METHODS)
-def test_3_stdlib_helpers_resolve_real_names_in_session(rich: Rich, method: str, where: str) -> None:
+def test_3_stdlib_helpers_resolve_real_names_in_session(
+    rich: Rich, method: str, where: str
+) -> None:
     with rich.a:
         lazy_a = import_stmt(f"{rich.name}.lazy")
     with rich.b:
@@ -677,7 +688,9 @@ def _is_stdlib_entry(p: str) -> bool:
 
 
 @pytest.mark.usefixtures("env_guard")
-def test_6_inherit_env_false_is_exactly_env(new_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_6_inherit_env_false_is_exactly_env(
+    new_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     glob, mine = _key("glob"), _key("mine")
     monkeypatch.setenv(glob, "global")
     before = dict(os.environ)
@@ -695,7 +708,9 @@ def test_6_inherit_env_false_is_exactly_env(new_session: Any, monkeypatch: pytes
 
 
 @pytest.mark.usefixtures("env_guard")
-def test_6_inherit_env_overrides_and_unsets(new_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_6_inherit_env_overrides_and_unsets(
+    new_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keep, override, unset, added = _key("keep"), _key("over"), _key("unset"), _key("add")
     monkeypatch.setenv(keep, "k")
     monkeypatch.setenv(override, "global")
@@ -753,7 +768,9 @@ def test_6_environ_stays_real_mapping(new_session: Any) -> None:
 
 
 @pytest.mark.usefixtures("env_guard")
-def test_6_env_changes_inside_belong_to_session(new_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_6_env_changes_inside_belong_to_session(
+    new_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mine, added, deleted_global = _key("mine"), _key("added"), _key("delg")
     monkeypatch.setenv(deleted_global, "g")
     before = dict(os.environ)
@@ -772,7 +789,9 @@ def test_6_env_changes_inside_belong_to_session(new_session: Any, monkeypatch: p
 
 
 @pytest.mark.usefixtures("env_guard")
-def test_6_inherit_env_sees_later_global_changes(new_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_6_inherit_env_sees_later_global_changes(
+    new_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     glob = _key("later")
     monkeypatch.setenv(glob, "one")
     s = new_session(env={_key("x"): "1"})
@@ -803,8 +822,9 @@ def test_6_inherit_paths_false(rich: Rich, new_session: Any) -> None:
     assert sys.path == before
 
 
-def test_6_inherit_paths_false_hides_global_only_packages(pkgs: PkgFactory, new_session: Any,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_6_inherit_paths_false_hides_global_only_packages(
+    pkgs: PkgFactory, new_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gname = pkgs.unique("globonly")
     monkeypatch.syspath_prepend(str(pkgs.make(gname, "0.1")))
     s = new_session(paths=[pkgs.make(pkgs.unique("x"), "1.0")], inherit_paths=False)

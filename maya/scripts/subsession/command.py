@@ -182,15 +182,6 @@ def _edit(name: str | None, given: dict[str, Any]) -> Result:
 def _act(name: str | None, given: dict[str, Any]) -> Result:
     actions = [k for k in _ACTIONS if k in given]
     runners = [k for k in actions if k in _RUNNERS]
-    if not actions:
-        raise CommandError(
-            f"nothing to do: give one of {_dashed(_ACTIONS)}, or -query/-edit a setting"
-        )
-    if len(actions) > 1 and not (actions[0] == "create" and len(actions) == 2 and runners):
-        raise CommandError(
-            f"{_dashed(actions)} cannot be combined: one action per call "
-            "(only -create may be combined with -command, -file or -module)"
-        )
     for dependent, needed in _NEEDS.items():
         if dependent in given and needed not in given:
             raise CommandError(f"-{dependent} needs -{needed}")
@@ -199,6 +190,15 @@ def _act(name: str | None, given: dict[str, Any]) -> Result:
         raise CommandError(
             f"-{settings[0]} goes with -create or -edit (or -query to read it), "
             f"e.g. subSession -edit -{settings[0]} ... {name or 'toolA'}"
+        )
+    if not actions:
+        raise CommandError(
+            f"nothing to do: give one of {_dashed(_ACTIONS)}, or -query/-edit a setting"
+        )
+    if len(actions) > 1 and not (actions[0] == "create" and len(actions) == 2 and runners):
+        raise CommandError(
+            f"{_dashed(actions)} cannot be combined: one action per call "
+            "(only -create may be combined with -command, -file or -module)"
         )
     action = actions[0]
     if action in ("list", "config"):

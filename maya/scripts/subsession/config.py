@@ -1,0 +1,188 @@
+"""The studio config (SPEC §5): named sessions defined in TOML or JSON files.
+
+Files are listed in ``$SUBSESSION_CONFIG`` (``os.pathsep``-separated, studio first,
+user last) or passed to :func:`load_config`. Parsing, layering, ``${VAR}``/``~``
+expansion and validation happen in Rust (:func:`subsession._core.parse_config`); this
+module applies the result to the session registry. See ``docs/config.md`` for the
+format and the layering rules::
+
+    # studio.toml
+    [defaults]
+    keep_global = ["studio_core"]
+
+    [sessions.toolA]
+    paths = ["${STUDIO_TOOLS}/toolA/lib"]
+    env = { TOOLA_MODE = "prod" }
+    startup = "toolA.boot"
+
+>>> import subsession
+>>> subsession.load_config("/studio/subsession.toml")  # doctest: +SKIP
+[<Session 'toolA' 1 modules>]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Optional, TypedDict, Union
+
+from subsession import _core
+from subsession._session import Session
+
+__all__ = ["ConfigError", "ENV_VAR", "config_paths", "load_config", "parse_config"]
+
+log = logging.getLogger("subsession")
+
+ConfigError: type[ValueError] = _core.ConfigError
+"""Raised for an invalid config: ``file:line:column: key.path: what is wrong``.
+
+The instance also carries ``file``, ``line``, ``column`` and ``key`` (``None`` when not
+known), e.g. to point a UI at the spot.
+"""
+
+ENV_VAR = "SUBSESSION_CONFIG"
+"""The environment variable listing config files (``os.pathsep``-separated)."""
+
+PathArg = Union[str, "os.PathLike[str]"]
+
+
+class SessionSettings(TypedDict):
+    """One session's settings as :func:`parse_config` returns them."""
+
+    paths: list[str]
+    env: dict[str, Optional[str]]
+    keep_global: list[str]
+    inherit_env: bool
+    inherit_paths: bool
+    startup: Optional[str]
+
+
+class ParsedConfig(TypedDict):
+    """The layered config: extra host modules and sessions in definition order."""
+
+    host_modules: list[str]
+    sessions: dict[str, SessionSettings]
+
+
+def config_paths(paths: PathArg | Sequence[PathArg] | None = None) -> list[str]:
+    """Normalise ``paths`` to a list of file names.
+
+    ``None`` reads ``$SUBSESSION_CONFIG``; empty entries (``"a.toml::b.toml"``, a
+    trailing separator) are skipped, so unset or empty means no files. A leading ``~``
+    is expanded, as a shell would not inside a quoted variable.
+    """
+    if paths is None:
+        value = os.environ.get(ENV_VAR, "")
+        items: list[PathArg] = [p for p in value.split(os.pathsep) if p.strip()]
+    elif isinstance(paths, (str, os.PathLike)):
+        items = [paths]
+    elif isinstance(paths, bytes):
+        raise TypeError("config paths must be str or os.PathLike, not bytes")
+    else:
+        items = list(paths)
+    return [os.path.expanduser(os.fspath(p)) for p in items]
+
+
+def parse_config(paths: PathArg | Sequence[PathArg] | None = None) -> ParsedConfig:
+    """Read, validate and layer the config files without touching any session.
+
+    Raises :class:`ConfigError` for the first problem found in any file.
+    """
+    files = config_paths(paths)
+    if not files:
+        return {"host_modules": [], "sessions": {}}
+    result: ParsedConfig = _core.parse_config(files)
+    return result
+
+
+def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:
+    """Create, or update, the sessions the studio config defines; return them.
+
+    ``paths`` is one file, a sequence of files (studio first, user last; later files
+    override earlier ones), or ``None`` for ``$SUBSESSION_CONFIG``. Unset or empty
+    means no config and returns ``[]``.
+
+    Every file is read and validated before any session changes, so a
+    :class:`ConfigError` (``file:line:column: key: message``) leaves everything as it
+    was. A session that already exists under a configured name is reused and gets the
+    configured settings (its imported modules are kept); if applying them fails, the
+    sessions changed so far are restored and the new ones closed.
+
+    Once all sessions are configured, each ``startup`` module is imported in its
+    session. A failing startup import is logged (ERROR, with traceback, logger
+    ``subsession``) and does not stop the other sessions: one broken tool must not
+    take the rest of Maya's start-up down with it.
+    """
+    parsed = parse_config(paths)
+    _apply_host_modules(parsed["host_modules"])
+    sessions = _apply_sessions(parsed["sessions"])
+    for session, settings in zip(sessions, parsed["sessions"].values()):
+        startup = settings["startup"]
+        if startup is None:
+            continue
+        try:
+            session.import_module(startup)
+        except Exception:
+            log.exception("session %s: startup module %r failed to import", session.name, startup)
+    return sessions
+
+
+def _apply_host_modules(names: list[str]) -> None:
+    if not names:
+        return
+    add = getattr(_core, "add_host_modules", None)
+    if add is None:
+        log.warning(
+            "config host_modules %s ignored: this build of subsession cannot extend the "
+            "host module list",
+            names,
+        )
+        return
+    add(names)
+
+
+def _snapshot(session: Session) -> dict[str, Any]:
+    return {
+        "paths": list(session.paths),
+        "env": dict(session.env),
+        "keep_global": list(session.keep_global),
+        "inherit_env": session.inherit_env,
+        "inherit_paths": session.inherit_paths,
+    }
+
+
+def _apply_sessions(sessions: dict[str, SessionSettings]) -> list[Session]:
+    created: list[Session] = []
+    changed: list[tuple[Session, dict[str, Any]]] = []
+    result: list[Session] = []
+    try:
+        for name, settings in sessions.items():
+            existing = _core.lookup(name)
+            session = Session(name, reuse=True)
+            if existing is None:
+                created.append(session)
+            else:
+                changed.append((session, _snapshot(session)))
+            session.configure(
+                paths=settings["paths"],
+                env=settings["env"],
+                keep_global=settings["keep_global"],
+                inherit_env=settings["inherit_env"],
+                inherit_paths=settings["inherit_paths"],
+            )
+            result.append(session)
+    except BaseException:
+        # Best effort: a restore that fails too must not hide the original error.
+        for session, before in reversed(changed):
+            try:
+                session.configure(**before)
+            except Exception:
+                log.exception("session %s: could not restore its settings", session.name)
+        for session in reversed(created):
+            try:
+                session.close()
+            except Exception:
+                log.exception("session %s: could not close it", session.name)
+        raise
+    return result

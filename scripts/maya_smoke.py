@@ -1,0 +1,169 @@
+"""Smoke test of the real subSession plug-in in Maya, for people who have Maya.
+
+Run it with Maya's interpreter (it cannot run on this project's CI: no Maya there)::
+
+    mayapy scripts/maya_smoke.py                  # the module in this checkout (maya/)
+    mayapy scripts/maya_smoke.py --module DIR     # an installed module folder
+
+Windows: ``"C:\\Program Files\\Autodesk\\Maya2025\\bin\\mayapy.exe" scripts\\maya_smoke.py``.
+It starts ``maya.standalone``, loads ``plug-ins/subSession.py`` from the module folder,
+creates two sessions holding two versions of a small library, runs code in each,
+queries modules, reloads a changed module, closes both, unloads the plug-in, and
+prints PASS or FAIL per step. Exit status 0 when every step passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any, Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LIB = "VERSION = {version!r}\n\n\ndef version():\n    return VERSION\n"
+
+
+class Smoke:
+    """Runs the steps; each prints PASS or FAIL (with the reason)."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def step(self, title: str, check: Callable[[], Any]) -> Any:
+        try:
+            value = check()
+        except Exception as error:  # report and go on: later steps say what still works
+            self.failed += 1
+            print(f"FAIL  {title}: {type(error).__name__}: {error}")
+            traceback.print_exc(limit=3, file=sys.stdout)
+            return None
+        print(f"PASS  {title}")
+        return value
+
+
+def expect(value: Any, expected: Any) -> Any:
+    if value != expected:
+        raise AssertionError(f"got {value!r}, expected {expected!r}")
+    return value
+
+
+def write_lib(root: str, version: str) -> str:
+    folder = os.path.join(root, f"v{version}", "libsmoke")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "__init__.py"), "w", encoding="utf-8") as handle:
+        handle.write(LIB.format(version=version))
+    return os.path.dirname(folder)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--module",
+        default=os.path.join(os.path.dirname(HERE), "maya"),
+        help="the subsession module folder (default: maya/ of this checkout)",
+    )
+    module = os.path.abspath(parser.parse_args().module)
+    smoke = Smoke()
+    temp = tempfile.mkdtemp(prefix="subsession-smoke-")
+
+    def start() -> None:
+        import maya.standalone
+
+        maya.standalone.initialize(name="python")
+
+    smoke.step("maya.standalone.initialize()", start)
+
+    def import_package() -> None:
+        try:
+            import subsession  # noqa: F401
+        except ImportError:  # not on MAYA_MODULE_PATH: use the module folder given
+            sys.path.insert(0, os.path.join(module, "scripts"))
+            import subsession  # noqa: F401
+        print(f"      subsession {subsession.__version__} from {subsession.__file__}")
+
+    smoke.step("import subsession", import_package)
+    from maya import cmds, mel
+
+    plugin = os.path.join(module, "plug-ins", "subSession.py")
+    smoke.step("loadPlugin subSession.py", lambda: cmds.loadPlugin(plugin))
+    v1, v2 = write_lib(temp, "1"), write_lib(temp, "2")
+    smoke.step("create smokeA (lib 1)", lambda: cmds.subSession("smokeA", create=True, path=[v1]))
+    smoke.step("create smokeB (lib 2)", lambda: cmds.subSession("smokeB", c=True, p=[v2]))
+
+    def interleave() -> None:
+        for _ in range(2):
+            expect(cmds.subSession("smokeA", module="libsmoke", function="version"), "1")
+            expect(cmds.subSession("smokeB", module="libsmoke", function="version"), "2")
+        if "libsmoke" in sys.modules:
+            raise AssertionError("a session's libsmoke leaked into sys.modules")
+
+    smoke.step("module/function in each session, interleaved", interleave)
+
+    def command() -> None:
+        cmds.subSession("smokeA", command="import libsmoke\nseen = libsmoke.VERSION")
+        import subsession
+
+        expect(subsession.get("smokeA").namespace["seen"], "1")
+
+    smoke.step("command runs inside smokeA", command)
+    smoke.step(
+        "query modules",
+        lambda: expect(cmds.subSession("smokeB", query=True, modules=True), ["libsmoke"]),
+    )
+
+    def reload() -> None:
+        path = os.path.join(v1, "libsmoke", "__init__.py")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(LIB.format(version="1.1"))
+        later = time.time() + 10
+        os.utime(path, (later, later))
+        expect(cmds.subSession("smokeA", query=True, stale=True), ["libsmoke"])
+        expect(cmds.subSession("smokeA", reload=True), ["libsmoke"])
+        expect(cmds.subSession("smokeA", module="libsmoke", function="version"), "1.1")
+
+    smoke.step("stale + reload", reload)
+    smoke.step(
+        "MEL: subSession -m libsmoke -fn version smokeB",
+        lambda: expect(mel.eval('subSession -m "libsmoke" -fn "version" smokeB;'), "2"),
+    )
+
+    def bad_input() -> None:
+        try:
+            cmds.subSession("smokeA", environment=["NOEQUALS"], edit=True)
+        except RuntimeError:
+            return
+        raise AssertionError("a malformed KEY=VALUE did not fail")
+
+    smoke.step("bad input fails with an error", bad_input)
+
+    def close() -> None:
+        for name in ("smokeA", "smokeB"):
+            alive = cmds.subSession(name, close=True)
+            if alive:
+                raise AssertionError(f"{name}: modules still alive after close: {alive}")
+            expect(cmds.subSession(name, query=True, exists=True), False)
+
+    smoke.step("close both (no module left alive)", close)
+
+    def unload() -> None:
+        cmds.unloadPlugin("subSession")
+        if hasattr(cmds, "subSession"):
+            raise AssertionError("subSession is still a command after unloadPlugin")
+
+    smoke.step("unloadPlugin removes the command", unload)
+
+    def stop() -> None:
+        import maya.standalone
+
+        maya.standalone.uninitialize()
+
+    smoke.step("maya.standalone.uninitialize()", stop)
+    print("smoke:", "FAILED" if smoke.failed else "all steps passed")
+    return 1 if smoke.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Helpers for tests that run subsession's Maya side against the fake host.
+
+``import fakehost`` (with ``tests/fake_maya`` on ``sys.path``) then
+``fakehost.fresh_maya(monkeypatch)`` for a fresh fake Maya whose
+``MAYA_PLUG_IN_PATH`` holds the repository's ``maya/plug-ins``;
+``fakehost.close_new_sessions(before)`` closes the sessions a test opened;
+``fakehost.write_tree(root, files)`` writes a tree of source files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+FAKE = Path(__file__).resolve().parent
+ROOT = FAKE.parents[1]
+PLUGINS = ROOT / "maya" / "plug-ins"
+
+if str(FAKE) not in sys.path:
+    sys.path.insert(0, str(FAKE))
+
+from maya import _host  # noqa: E402  (needs the path above)
+
+
+def fresh_maya(monkeypatch: Any, batch: bool = False) -> Any:
+    """Reset the fake Maya, point ``MAYA_PLUG_IN_PATH`` at ``maya/plug-ins``."""
+    _host.reset(batch=batch)
+    monkeypatch.setenv("MAYA_PLUG_IN_PATH", str(PLUGINS))
+    return _host
+
+
+def open_sessions() -> set[int]:
+    import subsession
+
+    return {id(s) for s in subsession.sessions()}
+
+
+def close_new_sessions(before: set[int]) -> None:
+    """Close every session opened since ``open_sessions()`` returned ``before``."""
+    import subsession
+
+    for session in subsession.sessions():
+        if id(session) not in before and not session.closed:
+            session.close()
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write ``{relative path: source}`` under ``root`` (dedented); returns ``root``."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return root
+
+
+def touch_newer(path: Path, text: str) -> None:
+    """Rewrite ``path`` with ``text`` and move its mtime forward (so it is stale)."""
+    stat = path.stat()
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    os.utime(path, (stat.st_atime + 10, stat.st_mtime + 10))

@@ -1,0 +1,84 @@
+"""Fake ``maya.cmds``: plug-in loading, ``about``, ``warning`` and every command a
+loaded plug-in registered (``cmds.subSession(...)``), which vanish on unload."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from maya import _host
+
+
+def about(*, batch: bool = False, version: bool = False, **kwargs: Any) -> Any:
+    """``about(batch=True)`` -> whether Maya runs without UI; ``version=True`` -> "2025"."""
+    if batch:
+        return _host.state.batch
+    if version:
+        return "2025"
+    raise TypeError(f"about(): flag not faked: {sorted(kwargs) or 'none given'}")
+
+
+def loadPlugin(*names: str, quiet: bool = False, qt: bool = False, **kwargs: Any) -> list[str]:
+    """Load plug-ins by path or by name on ``MAYA_PLUG_IN_PATH``; returns the names."""
+    if kwargs:
+        raise TypeError(f"Invalid flag '{next(iter(kwargs))}'")
+    loaded: list[str] = []
+    for name in names:
+        loaded.extend(_host.load_plugin(name, quiet or qt))
+    return loaded
+
+
+def unloadPlugin(*names: str, force: bool = False, f: bool = False) -> list[str]:
+    """Unload plug-ins (``uninitializePlugin`` runs); returns the names."""
+    for name in names:
+        _host.unload_plugin(name)
+    return [_host.plugin_name(n) for n in names]
+
+
+def pluginInfo(name: str = "", *, query: bool = False, q: bool = False, **kwargs: Any) -> Any:
+    """``pluginInfo(name, q=True, loaded=True)`` and ``path``/``version``/``vendor``/
+    ``command``/``registered``; ``listPlugins=True`` without a name."""
+    if not (query or q):
+        raise RuntimeError("pluginInfo: only query mode is faked")
+    plugin = _host.state.plugins.get(_host.plugin_name(name)) if name else None
+    if kwargs.get("listPlugins") or kwargs.get("lp"):
+        return sorted(_host.state.plugins) or None
+    if kwargs.get("loaded") or kwargs.get("l"):
+        return plugin is not None
+    if kwargs.get("registered") or kwargs.get("r"):
+        return plugin is not None
+    if plugin is None:
+        raise RuntimeError(f"Plug-in '{name}' is not loaded.")
+    if kwargs.get("path") or kwargs.get("p"):
+        return plugin.path
+    if kwargs.get("version") or kwargs.get("v"):
+        return plugin.version
+    if kwargs.get("vendor") or kwargs.get("vd"):
+        return plugin.vendor
+    if kwargs.get("command") or kwargs.get("c"):
+        return [c for c, cmd in _host.state.commands.items() if cmd.plugin == plugin.name] or None
+    raise TypeError(f"pluginInfo: flag not faked: {sorted(kwargs)}")
+
+
+def warning(*args: Any) -> None:
+    """Print a warning in the Script Editor."""
+    _host.message("warning", " ".join(str(a) for a in args))
+
+
+def __getattr__(name: str) -> Any:
+    """Registered plug-in commands appear here, as in Maya, and vanish on unload."""
+    if name.startswith("__") or name not in _host.state.commands:
+        raise AttributeError(f"module 'maya.cmds' has no attribute {name!r}")
+
+    @functools.wraps(_call)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        if name not in _host.state.commands:
+            raise RuntimeError(f"Command {name!r} is no longer registered")
+        return _host.invoke(name, _host.python_words(name, args, kwargs))
+
+    command.__name__ = command.__qualname__ = name
+    return command
+
+
+def _call(*args: Any, **kwargs: Any) -> Any:
+    """A command registered by a plug-in."""

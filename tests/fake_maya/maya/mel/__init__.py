@@ -1,0 +1,79 @@
+"""Fake ``maya.mel``: ``eval`` runs MEL command statements.
+
+Enough MEL for commands in command syntax: ``subSession -m "toolA.ui" -fn show toolA;``
+(words separated by blanks, double-quoted strings with ``\\"``, ``\\\\``, ``\\n``
+escapes, statements ended by ``;``, ``//`` comments) and ``loadPlugin``/
+``unloadPlugin``. Every word reaches the command as a string, as in MEL; the result of
+the last statement is returned (bools as ints, as MEL has no bool type).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from maya import _host
+
+_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+
+
+def eval(script: str) -> Any:  # noqa: A001 - Maya's name
+    """Run ``script``; raises RuntimeError when a statement fails, as Maya does."""
+    result: Any = None
+    for words in _statements(script):
+        name, args = words[0], words[1:]
+        if name in ("loadPlugin", "unloadPlugin"):
+            from maya import cmds
+
+            quiet = any(w in ("-quiet", "-qt") for w in args)
+            files = [w for w in args if not w.startswith("-")]
+            result = (
+                cmds.loadPlugin(*files, quiet=quiet)
+                if name == "loadPlugin"
+                else cmds.unloadPlugin(*files)
+            )
+            continue
+        result = _host.invoke(name, list(args), mel=True)
+    return result
+
+
+def _statements(script: str) -> list[list[str]]:
+    statements: list[list[str]] = []
+    words: list[str] = []
+    i = 0
+    while i < len(script):
+        char = script[i]
+        if script.startswith("//", i):
+            i = script.find("\n", i) if "\n" in script[i:] else len(script)
+        elif char == ";":
+            if words:
+                statements.append(words)
+            words = []
+            i += 1
+        elif char.isspace():
+            i += 1
+        elif char == '"':
+            text, i = _quoted(script, i + 1)
+            words.append(text)
+        else:
+            start = i
+            while i < len(script) and not script[i].isspace() and script[i] not in ';"':
+                i += 1
+            words.append(script[start:i])
+    if words:
+        statements.append(words)
+    return statements
+
+
+def _quoted(script: str, i: int) -> tuple[str, int]:
+    out: list[str] = []
+    while i < len(script):
+        char = script[i]
+        if char == "\\" and i + 1 < len(script):
+            out.append(_ESCAPES.get(script[i + 1], script[i + 1]))
+            i += 2
+        elif char == '"':
+            return "".join(out), i + 1
+        else:
+            out.append(char)
+            i += 1
+    raise RuntimeError("Syntax error: unterminated string in MEL script")

@@ -1,0 +1,192 @@
+"""Real PyPI packages in two versions each, installed once into a cache OUTSIDE the repo.
+
+Each install is a ``pip install --target`` folder holding one version of a library and
+its whole (pinned) dependency tree, ready to be a session's ``paths=[folder]``:
+
+    <cache>/<python tag>/<install key>/  e.g. ~/.cache/subsession-test-packages/cp311/six-1.16.0/
+
+The cache is ``$SUBSESSION_TEST_CACHE`` or ``~/.cache/subsession-test-packages``; it is
+reused when complete (a marker file records exactly what was installed) and never
+committed. Only PyPI is contacted, through pip. If pip cannot fetch, :func:`ensure`
+raises :class:`FetchError` with a message saying how to fix it; tests turn that into a
+failure, never a skip. ``scripts/fetch_test_packages`` fills the cache beforehand.
+
+Versions were chosen so that wheels exist for CPython 3.9-3.13 on Linux, macOS and
+Windows (pure-Python wheels, or binary wheels for every one of those versions):
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["INSTALLS", "PAIRS", "FetchError", "cache_root", "ensure", "ensure_all"]
+
+CERTIFI = "certifi==2024.8.30"
+
+#: install key -> pinned requirements (the library first, then its dependency tree)
+INSTALLS: dict[str, tuple[str, ...]] = {
+    "six-1.15.0": ("six==1.15.0",),
+    "six-1.16.0": ("six==1.16.0",),
+    "attrs-21.4.0": ("attrs==21.4.0",),
+    "attrs-23.2.0": ("attrs==23.2.0",),
+    "packaging-20.9": ("packaging==20.9", "pyparsing==2.4.7"),
+    "packaging-24.1": ("packaging==24.1",),
+    "requests-2.25.1": (
+        "requests==2.25.1",
+        "urllib3==1.26.20",
+        "chardet==4.0.0",
+        "idna==2.10",
+        CERTIFI,
+    ),
+    "requests-2.32.3": (
+        "requests==2.32.3",
+        "urllib3==2.2.3",
+        "charset-normalizer==3.4.0",  # binary (mypyc) wheels
+        "idna==3.10",
+        CERTIFI,
+    ),
+    # pydantic 1 ships Cython-compiled wheels; the pair uses its pure-Python wheel, the
+    # compiled one is installed separately (test_pydantic1_cython_compiled)
+    "pydantic-1.10.21": ("pydantic==1.10.21", "typing-extensions==4.12.2"),
+    "pydantic-cython-1.10.21": ("pydantic==1.10.21", "typing-extensions==4.12.2"),
+    "pydantic-2.10.6": (
+        "pydantic==2.10.6",
+        "pydantic-core==2.27.2",  # the compiled (Rust/PyO3) extension
+        "annotated-types==0.7.0",
+        "typing-extensions==4.12.2",
+    ),
+    "click-7.1.2": ("click==7.1.2",),
+    "click-8.1.7": ("click==8.1.7",),
+}
+
+#: library -> (older install key, newer install key)
+PAIRS: dict[str, tuple[str, str]] = {
+    "six": ("six-1.15.0", "six-1.16.0"),
+    "attrs": ("attrs-21.4.0", "attrs-23.2.0"),
+    "packaging": ("packaging-20.9", "packaging-24.1"),
+    "requests": ("requests-2.25.1", "requests-2.32.3"),
+    "pydantic": ("pydantic-1.10.21", "pydantic-2.10.6"),
+    "click": ("click-7.1.2", "click-8.1.7"),
+}
+
+#: installs restricted to pure-Python wheels
+PURE = frozenset({"pydantic-1.10.21"})
+
+MARKER = ".subsession-test-install.json"
+
+
+class FetchError(RuntimeError):
+    """pip could not install a test package."""
+
+
+def cache_root() -> Path:
+    """``$SUBSESSION_TEST_CACHE`` or ``~/.cache/subsession-test-packages``."""
+    configured = os.environ.get("SUBSESSION_TEST_CACHE")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return Path.home() / ".cache" / "subsession-test-packages"
+
+
+def python_tag(python: str | None = None) -> str:
+    """``cp311`` for the interpreter that runs (binary wheels are per version)."""
+    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+        return f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    out = subprocess.run(
+        [python, "-c", "import sys; print('cp%d%d' % sys.version_info[:2])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def _marker(key: str, python: str) -> dict[str, object]:
+    return {"requirements": list(INSTALLS[key]), "pure": key in PURE, "python": python_tag(python)}
+
+
+def _marker_ok(folder: Path, expected: dict[str, object]) -> bool:
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(data == expected)
+
+
+def _insert_before_requirements(cmd: list[str], n: int, extra: list[str]) -> list[str]:
+    return cmd[: len(cmd) - n] + extra + cmd[len(cmd) - n :]
+
+
+def ensure(key: str, *, python: str | None = None, verbose: bool = False) -> Path:
+    """The install folder for ``key`` (see :data:`INSTALLS`), installing it if needed."""
+    requirements = INSTALLS[key]
+    python = python or sys.executable
+    base = cache_root() / python_tag(python)
+    folder = base / key
+    marker = _marker(key, python)
+    if _marker_ok(folder, marker):
+        if verbose:
+            print(f"cached     {key:<20} {folder}")
+        return folder
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=base))
+    cmd = [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--target",
+        str(staging),
+        "--no-deps",  # every dependency is pinned in INSTALLS
+        "--only-binary=:all:",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        "--quiet",
+        *requirements,
+    ]
+    if key in PURE:
+        tag = python_tag(python)
+        pure = ["--platform", "any", "--implementation", "py", "--abi", "none"]
+        pure += ["--python-version", f"{tag[2]}.{tag[3:]}"]
+        cmd = _insert_before_requirements(cmd, len(requirements), pure)
+    if verbose:
+        print(f"installing {key:<20} {' '.join(requirements)}", flush=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FetchError(_explain(key, requirements, str(exc))) from exc
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FetchError(_explain(key, requirements, (proc.stderr or proc.stdout).strip()))
+    (staging / MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    if folder.exists():  # an incomplete older install, or a concurrent fetch finished first
+        if _marker_ok(folder, marker):
+            shutil.rmtree(staging, ignore_errors=True)
+            return folder
+        shutil.rmtree(folder)
+    os.replace(staging, folder)
+    if verbose:
+        print(f"installed  {key:<20} {folder}")
+    return folder
+
+
+def _explain(key: str, requirements: tuple[str, ...], detail: str) -> str:
+    return (
+        f"could not install the real test package {key} ({', '.join(requirements)}) "
+        f"into {cache_root()} with pip from PyPI.\n"
+        f"pip said: {detail[-2000:]}\n"
+        "Fix: make PyPI reachable (proxy/index settings of pip) and run "
+        "`python scripts/fetch_test_packages`, or point SUBSESSION_TEST_CACHE at a "
+        "folder that already holds these installs."
+    )
+
+
+def ensure_all(*, python: str | None = None, verbose: bool = False) -> dict[str, Path]:
+    return {key: ensure(key, python=python, verbose=verbose) for key in INSTALLS}

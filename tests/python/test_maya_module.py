@@ -1,0 +1,153 @@
+"""The Maya module around the plug-in: subsession.mod, scripts/package and
+scripts/install (with a stand-in binary: these tests check layout, not the build),
+and scripts/maya_smoke.py run against the fake Maya."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import subsession
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE = ROOT / "tests" / "fake_maya"
+HEADERS = {"linux": b"\x7fELF\x02\x01\x01", "mac": b"\xcf\xfa\xed\xfe\x07", "win64": b"MZ\x90\x00"}
+NAMES = {"linux": "_core.abi3.so", "mac": "_core.abi3.so", "win64": "_core.pyd"}
+
+
+def script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def fake_binary(tmp_path: Path, platform: str) -> Path:
+    path = tmp_path / "built" / platform / NAMES[platform]
+    path.parent.mkdir(parents=True)
+    path.write_bytes(HEADERS[platform] + b"\0" * 64)
+    return path
+
+
+def package(tmp_path: Path, platform: str = "linux") -> Path:
+    done = script(
+        "package", "--binary", str(fake_binary(tmp_path, platform)), "--out", str(tmp_path / "dist")
+    )
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def test_mod_file_blocks() -> None:
+    text = (ROOT / "maya" / "subsession.mod").read_text(encoding="utf-8")
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    assert {b.split()[1] for b in blocks} == {"PLATFORM:linux", "PLATFORM:mac", "PLATFORM:win64"}
+    for block in blocks:
+        head, *lines = block.strip().splitlines()
+        assert head.split()[2:] == ["subsession", subsession.__version__, "."]
+        for line in lines:
+            key, _, value = line.partition(":")
+            assert key in ("scripts", "plug-ins") and (ROOT / "maya" / value.strip()).is_dir()
+
+
+@pytest.mark.parametrize("platform", ["linux", "mac", "win64"])
+def test_package_zip_layout(tmp_path: Path, platform: str) -> None:
+    zip_path = package(tmp_path, platform)
+    assert zip_path.name == f"subsession-maya-{subsession.__version__}-{platform}.zip"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        top = archive.read("subsession.mod").decode()
+        inner = archive.read("subsession/subsession.mod").decode()
+        plugin = archive.read("subsession/plug-ins/subSession.py")
+        binary = archive.read(f"subsession/scripts/subsession/{NAMES[platform]}")
+    assert (
+        top.splitlines()[0]
+        == f"+ PLATFORM:{platform} subsession {subsession.__version__} subsession"
+    )
+    assert inner.splitlines()[0].endswith(" .") and "PLATFORM:" + platform in inner
+    assert "scripts: scripts" in top and "plug-ins: plug-ins" in top
+    assert plugin == (ROOT / "maya" / "plug-ins" / "subSession.py").read_bytes()
+    assert binary.startswith(HEADERS[platform])
+    for needed in ("__init__.py", "_session.py", "_loaders.py", "command.py", "maya.py"):
+        assert f"subsession/scripts/subsession/{needed}" in names
+    cores = [n for n in names if "/_core" in n and not n.endswith(".pyi")]
+    assert cores == [f"subsession/scripts/subsession/{NAMES[platform]}"]
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_package_rejects_what_is_not_a_binary(tmp_path: Path) -> None:
+    bogus = tmp_path / "_core.abi3.so"
+    bogus.write_text("not a binary")
+    done = script("package", "--binary", str(bogus), "--out", str(tmp_path))
+    assert done.returncode != 0 and "is not a Linux, macOS or Windows binary" in done.stderr
+    other = tmp_path / "libfoo.so"
+    other.write_bytes(HEADERS["linux"])
+    done = script("package", "--binary", str(other), "--out", str(tmp_path))
+    assert done.returncode != 0 and "is not a _core binary" in done.stderr
+
+
+def test_install_zip_into_target_and_replace(tmp_path: Path) -> None:
+    zip_path = package(tmp_path)
+    target = tmp_path / "modules"
+    stale = target / "subsession" / "scripts" / "old.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
+    done = script("install", str(zip_path), "--target", str(target))
+    assert done.returncode == 0, done.stderr
+    assert (target / "subsession.mod").read_text().startswith("+ PLATFORM:linux subsession")
+    assert (target / "subsession" / "plug-ins" / "subSession.py").is_file()
+    assert (target / "subsession" / "scripts" / "subsession" / "_core.abi3.so").is_file()
+    assert not stale.exists()
+
+
+def test_install_default_target_is_maya_app_dir(tmp_path: Path) -> None:
+    zip_path = package(tmp_path)
+    done = script("install", str(zip_path), env={"MAYA_APP_DIR": str(tmp_path / "app")})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "app" / "modules" / "subsession.mod").is_file()
+
+
+def test_install_errors(tmp_path: Path) -> None:
+    done = script("install", str(tmp_path / "nope.zip"), "--target", str(tmp_path))
+    assert done.returncode != 0 and "does not exist; run scripts/package" in done.stderr
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("readme.txt", "")
+    done = script("install", str(other), "--target", str(tmp_path / "m"))
+    assert done.returncode != 0 and "is not a subsession module zip" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["build", "package", "install", "typecheck_maya"])
+def test_scripts_have_help(name: str) -> None:
+    path = ROOT / "scripts" / name
+    command = (
+        [str(path), "--help"] if name == "typecheck_maya" else [sys.executable, str(path), "--help"]
+    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and f"scripts/{name}" in done.stdout
+
+
+def test_smoke_script_against_the_fake_maya(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "maya_smoke.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line for line in lines if line.startswith("FAIL")] == []
+    assert len([line for line in lines if line.startswith("PASS")]) == 14
+    assert lines[-1] == "smoke: all steps passed"

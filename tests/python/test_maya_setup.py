@@ -1,0 +1,171 @@
+"""``subsession.maya``: ``setup()`` for userSetup.py with a layered studio config, and
+the one-line ``run()`` helper for shelf buttons and workspace controls (SPEC §4.2, §5)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fake_maya"))
+
+import fakehost  # noqa: E402
+import subsession  # noqa: E402
+import subsession.maya  # noqa: E402
+
+from maya import _host, cmds  # noqa: E402
+
+UI = """\
+import libx
+
+def show(greeting="shows"):
+    return f"toolA {greeting} libx " + libx.VERSION
+"""
+
+
+@pytest.fixture
+def maya(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh fake Maya (interactive, plug-in not loaded) and no studio config."""
+    before = fakehost.open_sessions()
+    monkeypatch.delenv("SUBSESSION_CONFIG", raising=False)
+    host = fakehost.fresh_maya(monkeypatch)
+    yield host
+    fakehost.close_new_sessions(before)
+    _host.reset()
+
+
+@pytest.fixture
+def layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """studio.toml -> show/show.toml -> user/user.json, on SUBSESSION_CONFIG."""
+    monkeypatch.setenv("SUBSESSION_TEST_ROOT", str(tmp_path))
+    fakehost.write_tree(
+        tmp_path,
+        {
+            "v1/libx/__init__.py": "VERSION = '1'\n",
+            "v2/libx/__init__.py": "VERSION = '2'\n",
+            "tools/toolA/__init__.py": "",
+            "tools/toolA/ui.py": UI,
+            "studio.toml": """\
+                # studio-wide: every session shares six with Maya's interpreter
+                [defaults]
+                keep_global = ["six"]
+
+                [sessions.toolA]
+                paths = ["v1", "tools"]
+
+                [sessions.toolB]
+                paths = ["v1"]
+                """,
+            "show/show.toml": """\
+                # the show moves toolA to libx 2
+                [sessions.toolA]
+                paths = ["../v2", "../tools"]
+                """,
+            "user/user.json": """\
+                {"sessions": {"toolC": {"paths": ["${SUBSESSION_TEST_ROOT}/v2"],
+                                        "inherit_env": false}}}
+                """,
+        },
+    )
+    files = [
+        tmp_path / "studio.toml",
+        tmp_path / "show" / "show.toml",
+        tmp_path / "user" / "user.json",
+    ]
+    monkeypatch.setenv("SUBSESSION_CONFIG", os.pathsep.join(map(str, files)))
+    return files
+
+
+def loaded() -> bool:
+    return bool(cmds.pluginInfo("subSession", query=True, loaded=True))
+
+
+def names() -> list[str]:
+    return sorted(s.name for s in subsession.sessions() if s.name)
+
+
+def test_setup_waits_for_idle_then_loads_plugin_and_layered_config(
+    maya: Any, layers: list[Path]
+) -> None:
+    root = layers[0].parent
+    subsession.maya.setup()
+    assert not loaded() and names() == []  # nothing before Maya is idle
+    assert len(_host.state.deferred) == 1
+    assert _host.run_idle() == 1
+    assert loaded()
+    assert {"toolA", "toolB", "toolC"} <= set(names())
+    assert subsession.get("toolA").paths == [str(root / "v2"), str(root / "tools")]  # show wins
+    assert subsession.get("toolB").paths == [str(root / "v1")]  # studio only
+    assert "six" in subsession.get("toolB").keep_global  # studio defaults
+    assert subsession.get("toolC").paths == [str(root / "v2")]  # user, ${VAR} expanded
+    assert subsession.get("toolC").inherit_env is False
+    assert subsession.maya.run("toolA", "toolA.ui", "show") == "toolA shows libx 2"
+    assert cmds.subSession("toolA", q=True, modules=True) == ["libx", "toolA", "toolA.ui"]
+    assert [m for m in _host.state.messages if m[0] == "error"] == []
+
+
+def test_setup_is_immediate_in_batch_mode(
+    maya: Any, layers: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakehost.fresh_maya(monkeypatch, batch=True)
+    deferred: list[Any] = []
+    monkeypatch.setattr("maya.utils.executeDeferred", deferred.append)
+    subsession.maya.setup()
+    assert deferred == []  # not even queued
+    assert loaded() and {"toolA", "toolB", "toolC"} <= set(names())
+
+
+def test_setup_deferred_false_and_explicit_config(maya: Any, layers: list[Path]) -> None:
+    subsession.maya.setup(str(layers[0]), deferred=False)
+    assert loaded() and {"toolA", "toolB"} <= set(names()) and "toolC" not in names()
+    assert subsession.get("toolA").paths[0].endswith("v1")
+
+
+def test_setup_config_list_and_no_plugin(maya: Any, layers: list[Path]) -> None:
+    subsession.maya.setup([layers[0], layers[1]], plugin=False)
+    _host.run_idle()
+    assert not loaded()
+    assert subsession.get("toolA").paths[0].endswith("v2")
+    assert "toolC" not in names()
+
+
+def test_setup_without_config_only_loads_the_plugin(maya: Any) -> None:
+    subsession.maya.setup()
+    _host.run_idle()
+    assert loaded() and names() == []
+    subsession.maya.setup()  # twice: the plug-in is already loaded, no warning
+    _host.run_idle()
+    assert [m for m in _host.state.messages if m[0] in ("warning", "error")] == []
+
+
+def test_setup_reports_config_errors(
+    maya: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "studio.toml"
+    bad.write_text("[sessions.toolA]\npaths = []\ncolour = 'red'\n", encoding="utf-8")
+    monkeypatch.setenv("SUBSESSION_CONFIG", str(bad))
+    subsession.maya.setup()
+    _host.run_idle()  # deferred: the error lands in the Script Editor, Maya goes on
+    (error,) = [text for level, text in _host.state.messages if level == "error"]
+    assert "studio.toml" in error and "colour" in error
+    assert "toolA" not in names()
+    with pytest.raises(Exception, match="colour"):  # immediate: the caller gets it
+        subsession.maya.setup(deferred=False)
+
+
+def test_run_helper(maya: Any, layers: list[Path]) -> None:
+    subsession.maya.setup(deferred=False)
+    assert subsession.maya.run("toolA", "toolA.ui", "show", "greets") == "toolA greets libx 2"
+    assert subsession.maya.run("toolB", "libx").VERSION == "1"
+    ui_script = "import subsession.maya; r = subsession.maya.run('toolA', 'toolA.ui', 'show')"
+    namespace: dict[str, Any] = {}
+    exec(ui_script, namespace)  # what a workspace control's uiScript runs
+    assert namespace["r"] == "toolA shows libx 2"
+    assert "libx" not in sys.modules
+    with pytest.raises(subsession.SessionError, match="define it in the studio config"):
+        subsession.maya.run("nope", "toolA.ui", "show")
+    with pytest.raises(ImportError):
+        subsession.maya.run("toolB", "toolA.ui", "show")  # toolB has no tools/ path
