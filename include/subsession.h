@@ -102,12 +102,14 @@ void subsession_string_free(char *s);
 
 // Creates the named session (the same object `subsession.get(name)` returns in
 // Python). `config_json` is NULL (defaults) or one session's settings as a JSON
-// object with the per-session keys of the studio config: `paths` (list of
-// folders), `env` (object; null unsets), `keep_global` (list), `inherit_env`,
+// object with the per-session keys of the studio config (docs: the config
+// section), parsed by the same parser: `paths` (list of folders), `env` (object;
+// false or null unsets a variable), `keep_global` (list), `inherit_env`,
 // `inherit_paths` (booleans, default true), `startup` (module imported in the
 // session after creating it; if it fails the session is closed again).
-// `${VAR}` expands in paths and env values, a leading `~` in paths; relative
-// paths resolve against the current directory. Unknown keys are errors.
+// `${VAR}` / `${VAR:-default}` expand in paths and env values, a leading `~` too;
+// relative paths resolve against the current directory. Unknown keys are errors,
+// reported as `config_json:LINE:COLUMN: key: message`.
 //
 // Errors: SESSION_EXISTS, INVALID_CONFIG (bad JSON, key, value or name),
 // PYTHON_EXCEPTION (startup module failed).

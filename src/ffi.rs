@@ -27,6 +27,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
 
+use crate::config::{self, SessionSpec};
+
 /// Version of the C ABI declared in this header. Bumped on any incompatible change;
 /// compare it with `subsession_abi_version()` to detect a mismatched library.
 pub const SUBSESSION_ABI_VERSION: u32 = 1;
@@ -447,195 +449,33 @@ fn session<'py>(py: Python<'py>, name: &str) -> Outcome<Bound<'py, PyAny>> {
 // Session config (the per-session keys of SPEC §5, as one JSON object)
 // ---------------------------------------------------------------------------------
 
-/// One session's settings: the per-session keys of the studio config (SPEC §5).
-struct SessionConfig {
-    paths: Vec<String>,
-    env: Vec<(String, Option<String>)>,
-    keep_global: Vec<String>,
-    inherit_env: bool,
-    inherit_paths: bool,
-    startup: Option<String>,
+/// Parses `config_json` with the studio config's own parser (pure Rust, no
+/// statics), so the C ABI accepts exactly what a `[sessions.x]` table accepts and
+/// reports errors the same way: `config_json:LINE:COLUMN: key: message`.
+fn parse_config(text: Option<&str>) -> Outcome<SessionSpec> {
+    match text {
+        None => Ok(SessionSpec::default()),
+        Some(text) => config::parse_session_json(text, "config_json")
+            .map_err(|e| Failure::new(R::InvalidConfig, e.to_string())),
+    }
 }
 
-impl Default for SessionConfig {
-    fn default() -> Self {
-        SessionConfig {
-            paths: Vec::new(),
-            env: Vec::new(),
-            keep_global: Vec::new(),
-            inherit_env: true,
-            inherit_paths: true,
-            startup: None,
+/// Builds the keyword arguments of `subsession.Session(...)` from the settings.
+fn session_kwargs<'py>(py: Python<'py>, spec: &SessionSpec) -> Outcome<Bound<'py, PyDict>> {
+    (|| -> PyResult<Bound<'py, PyDict>> {
+        let kwargs = PyDict::new(py);
+        let env = PyDict::new(py);
+        for (k, v) in &spec.env {
+            env.set_item(k, v)?;
         }
-    }
-}
-
-const CONFIG_KEYS: &str = "paths, env, keep_global, inherit_env, inherit_paths, startup";
-
-fn config_error(message: String) -> Failure {
-    Failure::new(R::InvalidConfig, format!("config_json: {message}"))
-}
-
-fn string_list(key: &str, value: &serde_json::Value) -> Outcome<Vec<String>> {
-    let wrong = || {
-        config_error(format!(
-            "`{key}` must be a list of strings, e.g. \"{key}\": [\"a\"]"
-        ))
-    };
-    value
-        .as_array()
-        .ok_or_else(wrong)?
-        .iter()
-        .map(|v| v.as_str().map(str::to_owned).ok_or_else(wrong))
-        .collect()
-}
-
-fn boolean(key: &str, value: &serde_json::Value) -> Outcome<bool> {
-    value
-        .as_bool()
-        .ok_or_else(|| config_error(format!("`{key}` must be true or false, not {value}")))
-}
-
-/// Parses and validates by hand rather than with a serde derive: a derive accepts
-/// a JSON array for a struct (positionally) and its type errors do not name the
-/// key, while SPEC §5 wants every error to name the offending key.
-fn parse_config(text: Option<&str>) -> Outcome<SessionConfig> {
-    let mut cfg = SessionConfig::default();
-    let Some(text) = text else {
-        return Ok(cfg);
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| config_error(format!("invalid JSON: {e}")))?;
-    let object = match value {
-        // `null` is accepted like a NULL pointer: defaults.
-        serde_json::Value::Null => return Ok(cfg),
-        serde_json::Value::Object(object) => object,
-        other => {
-            return Err(config_error(format!(
-                "expected a session config object such as {{\"paths\": [\"/tools/a\"]}}, got {}",
-                json_kind(&other)
-            )));
-        }
-    };
-    for (key, value) in &object {
-        match key.as_str() {
-            "paths" => cfg.paths = string_list(key, value)?,
-            "keep_global" => cfg.keep_global = string_list(key, value)?,
-            "inherit_env" => cfg.inherit_env = boolean(key, value)?,
-            "inherit_paths" => cfg.inherit_paths = boolean(key, value)?,
-            "startup" => {
-                cfg.startup = match value {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    _ => {
-                        return Err(config_error(
-                            "`startup` must be a module name such as \"toolA.startup\"".into(),
-                        ));
-                    }
-                }
-            }
-            "env" => {
-                let map = value.as_object().ok_or_else(|| {
-                    config_error("`env` must be an object such as {\"TOOL_MODE\": \"dev\"}".into())
-                })?;
-                for (k, v) in map {
-                    let v = match v {
-                        serde_json::Value::Null => None,
-                        serde_json::Value::String(s) => Some(s.clone()),
-                        _ => {
-                            return Err(config_error(format!(
-                                "`env.{k}` must be a string, or null to unset it, not {v}"
-                            )));
-                        }
-                    };
-                    cfg.env.push((k.clone(), v));
-                }
-            }
-            _ => {
-                return Err(config_error(format!(
-                    "unknown key `{key}` (known keys: {CONFIG_KEYS})"
-                )));
-            }
-        }
-    }
-    Ok(cfg)
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
-/// Expands `${VAR}` (from `os.environ`, read under the GIL so it agrees with
-/// Python and never races a Python thread's putenv) and, for paths, a leading `~`.
-fn expand(py: Python<'_>, value: &str, key: &str, is_path: bool) -> Outcome<String> {
-    let environ = py
-        .import("os")
-        .and_then(|os| os.getattr("environ"))
-        .or_fail(py)?;
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            return Err(Failure::new(
-                R::InvalidConfig,
-                format!("config_json: {key}: unclosed `${{` in {value:?}"),
-            ));
-        };
-        let var = &after[..end];
-        let found = environ.call_method1("get", (var,)).or_fail(py)?;
-        if found.is_none() {
-            return Err(Failure::new(
-                R::InvalidConfig,
-                format!("config_json: {key}: environment variable ${{{var}}} is not set"),
-            ));
-        }
-        out.push_str(&found.extract::<String>().or_fail(py)?);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    if is_path && out.starts_with('~') {
-        out = py
-            .import("os.path")
-            .and_then(|p| p.call_method1("expanduser", (out,)))
-            .and_then(|p| p.extract())
-            .or_fail(py)?;
-    }
-    Ok(out)
-}
-
-/// Builds the keyword arguments of `subsession.Session(...)` from the config.
-fn session_kwargs<'py>(py: Python<'py>, cfg: &SessionConfig) -> Outcome<Bound<'py, PyDict>> {
-    let kwargs = PyDict::new(py);
-    let mut paths = Vec::with_capacity(cfg.paths.len());
-    for (i, p) in cfg.paths.iter().enumerate() {
-        paths.push(expand(py, p, &format!("paths[{i}]"), true)?);
-    }
-    let env = PyDict::new(py);
-    for (k, v) in &cfg.env {
-        let v = match v {
-            Some(v) => Some(expand(py, v, &format!("env.{k}"), false)?),
-            None => None,
-        };
-        env.set_item(k, v).or_fail(py)?;
-    }
-    (|| -> PyResult<()> {
-        kwargs.set_item("paths", paths)?;
+        kwargs.set_item("paths", &spec.paths)?;
         kwargs.set_item("env", env)?;
-        kwargs.set_item("keep_global", cfg.keep_global.clone())?;
-        kwargs.set_item("inherit_env", cfg.inherit_env)?;
-        kwargs.set_item("inherit_paths", cfg.inherit_paths)
+        kwargs.set_item("keep_global", &spec.keep_global)?;
+        kwargs.set_item("inherit_env", spec.inherit_env)?;
+        kwargs.set_item("inherit_paths", spec.inherit_paths)?;
+        Ok(kwargs)
     })()
-    .or_fail(py)?;
-    Ok(kwargs)
+    .or_fail(py)
 }
 
 // ---------------------------------------------------------------------------------
@@ -697,12 +537,14 @@ pub unsafe extern "C" fn subsession_string_free(s: *mut c_char) {
 
 /// Creates the named session (the same object `subsession.get(name)` returns in
 /// Python). `config_json` is NULL (defaults) or one session's settings as a JSON
-/// object with the per-session keys of the studio config: `paths` (list of
-/// folders), `env` (object; null unsets), `keep_global` (list), `inherit_env`,
+/// object with the per-session keys of the studio config (docs: the config
+/// section), parsed by the same parser: `paths` (list of folders), `env` (object;
+/// false or null unsets a variable), `keep_global` (list), `inherit_env`,
 /// `inherit_paths` (booleans, default true), `startup` (module imported in the
 /// session after creating it; if it fails the session is closed again).
-/// `${VAR}` expands in paths and env values, a leading `~` in paths; relative
-/// paths resolve against the current directory. Unknown keys are errors.
+/// `${VAR}` / `${VAR:-default}` expand in paths and env values, a leading `~` too;
+/// relative paths resolve against the current directory. Unknown keys are errors,
+/// reported as `config_json:LINE:COLUMN: key: message`.
 ///
 /// Errors: SESSION_EXISTS, INVALID_CONFIG (bad JSON, key, value or name),
 /// PYTHON_EXCEPTION (startup module failed).
