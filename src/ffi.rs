@@ -326,9 +326,16 @@ fn with_python<T>(f: impl for<'py> FnOnce(Python<'py>) -> Outcome<T>) -> Outcome
 /// What a Python call was doing, for mapping its exception to a code.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// `subsession.Session(name, **config)`: ValueError/TypeError mean bad settings.
+    /// `subsession.get(name)`: NoSuchSessionError is about the caller's name.
+    Lookup,
+    /// `subsession.Session(name, **config)`: SessionExistsError, and ValueError /
+    /// TypeError mean bad settings or name.
     Construct,
-    Other,
+    /// Running the session's code (or the engine on its behalf): a session error
+    /// raised there is about some other session the code used, so it stays a
+    /// Python exception. Only ClosedSessionError is ours: the session was closed
+    /// (by another thread) between the lookup and entering it.
+    Run,
 }
 
 fn exception_class<'py>(module: &Bound<'py, PyModule>, name: &str) -> Option<Bound<'py, PyType>> {
@@ -356,14 +363,14 @@ fn classify(py: Python<'_>, err: &PyErr, stage: Stage) -> subsession_result {
     };
     if let Ok(core) = py.import("subsession._core") {
         // A closed session is gone for the C caller, like one never created.
-        if is(&core, "NoSuchSessionError") || is(&core, "ClosedSessionError") {
+        if is(&core, "ClosedSessionError") {
             return R::NoSuchSession;
         }
-        if is(&core, "SessionExistsError") {
-            return R::SessionExists;
-        }
-        if is(&core, "ConfigError") {
-            return R::InvalidConfig;
+        match stage {
+            Stage::Lookup if is(&core, "NoSuchSessionError") => return R::NoSuchSession,
+            Stage::Construct if is(&core, "SessionExistsError") => return R::SessionExists,
+            Stage::Construct if is(&core, "ConfigError") => return R::InvalidConfig,
+            _ => {}
         }
     }
     if stage == Stage::Construct
@@ -420,7 +427,7 @@ trait PyOutcome<T> {
 
 impl<T> PyOutcome<T> for PyResult<T> {
     fn or_fail(self, py: Python<'_>) -> Outcome<T> {
-        self.or_fail_at(py, Stage::Other)
+        self.or_fail_at(py, Stage::Run)
     }
     fn or_fail_at(self, py: Python<'_>, stage: Stage) -> Outcome<T> {
         self.map_err(|e| py_failure(py, e, stage))
@@ -430,7 +437,7 @@ impl<T> PyOutcome<T> for PyResult<T> {
 /// The Python package, imported in the interpreter (not this library's statics).
 fn package(py: Python<'_>) -> Outcome<Bound<'_, PyModule>> {
     py.import("subsession").map_err(|e| {
-        let mut f = py_failure(py, e, Stage::Other);
+        let mut f = py_failure(py, e, Stage::Run);
         f.message = format!(
             "cannot import the Python package `subsession`: put the folder holding it \
              (the Maya module's scripts/) on sys.path before calling\n{}",
@@ -442,7 +449,9 @@ fn package(py: Python<'_>) -> Outcome<Bound<'_, PyModule>> {
 
 /// `subsession.get(name)`: NoSuchSessionError becomes NO_SUCH_SESSION.
 fn session<'py>(py: Python<'py>, name: &str) -> Outcome<Bound<'py, PyAny>> {
-    package(py)?.call_method1("get", (name,)).or_fail(py)
+    package(py)?
+        .call_method1("get", (name,))
+        .or_fail_at(py, Stage::Lookup)
 }
 
 // ---------------------------------------------------------------------------------
@@ -571,7 +580,7 @@ pub unsafe extern "C" fn subsession_create(
                 if let Err(e) = session.call_method1("import_module", (startup,)) {
                     // All or nothing: a half-started session would block the name.
                     let _ = session.call_method0("close");
-                    let mut f = py_failure(py, e, Stage::Other);
+                    let mut f = py_failure(py, e, Stage::Run);
                     f.message = format!(
                         "startup module {startup:?} failed, session {name:?} was not created: {}",
                         f.message
@@ -680,7 +689,7 @@ pub unsafe extern "C" fn subsession_call(
                                  separately or use a target such as \"toolA.ui.show\" or \
                                  \"toolA.ui:Window.show\""
                             )),
-                            Stage::Other,
+                            Stage::Run,
                         )
                     })?,
             };

@@ -661,6 +661,19 @@ fn python_exceptions_carry_tracebacks_and_leave_the_session_usable() {
     );
     assert!(abi.err().contains("UnicodeEncodeError"), "{}", abi.err());
 
+    // session errors raised by the session's own code are Python exceptions, not
+    // statements about the session the call named
+    assert_eq!(
+        abi.exec("exc", "import subsession\nsubsession.get('exc_other')"),
+        PYTHON_EXCEPTION
+    );
+    assert!(abi.err().starts_with("NoSuchSessionError"), "{}", abi.err());
+    assert_eq!(
+        abi.exec("exc", "import subsession\nsubsession.Session('exc')"),
+        PYTHON_EXCEPTION
+    );
+    assert!(abi.err().starts_with("SessionExistsError"), "{}", abi.err());
+
     // still usable, and a success clears the message
     assert_eq!(abi.exec("exc", "ok = True"), OK);
     assert_eq!(abi.last_error(), None);
