@@ -74,6 +74,18 @@ fn set_host_modules(names: Vec<String>) -> PyResult<()> {
     policy::set_host_modules(&names).map_err(pyo3::exceptions::PyValueError::new_err)
 }
 
+/// Adds host packages every session shares (from the studio config).
+#[pyfunction]
+fn add_host_modules(names: Vec<String>) -> PyResult<()> {
+    let mut all = policy::host_modules();
+    all.extend(
+        names
+            .into_iter()
+            .filter(|n| !policy::host_modules().contains(n)),
+    );
+    policy::set_host_modules(&all).map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
 #[pyfunction]
 fn host_modules() -> Vec<String> {
     policy::host_modules()
@@ -101,6 +113,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sessions, m)?)?;
     m.add_function(wrap_pyfunction!(set_host_modules, m)?)?;
     m.add_function(wrap_pyfunction!(host_modules, m)?)?;
+    m.add_function(wrap_pyfunction!(add_host_modules, m)?)?;
     m.add_function(wrap_pyfunction!(reset_log_cache, m)?)?;
     Ok(())
 }

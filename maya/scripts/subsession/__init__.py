@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import logging
 
+from subsession._core import ConfigError, ReloadError
 from subsession._session import (
     ClosedSessionError,
+    NoSuchSessionError,
     Session,
     SessionError,
+    SessionExistsError,
     UnloadReport,
     current,
     get,
@@ -36,6 +39,10 @@ from subsession._session import (
 
 __all__ = [
     "ClosedSessionError",
+    "ConfigError",
+    "NoSuchSessionError",
+    "ReloadError",
+    "SessionExistsError",
     "Session",
     "SessionError",
     "UnloadReport",

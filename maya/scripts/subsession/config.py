@@ -129,17 +129,8 @@ def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Sessio
 
 
 def _apply_host_modules(names: list[str]) -> None:
-    if not names:
-        return
-    add = getattr(_core, "add_host_modules", None)
-    if add is None:
-        log.warning(
-            "config host_modules %s ignored: this build of subsession cannot extend the "
-            "host module list",
-            names,
-        )
-        return
-    add(names)
+    if names:
+        _core.add_host_modules(names)
 
 
 def _snapshot(session: Session) -> dict[str, Any]:

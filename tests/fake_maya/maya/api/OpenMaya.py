@@ -414,7 +414,7 @@ class MFnPlugin:
         plugin = getattr(object, "_plugin", None) if isinstance(object, MObject) else None
         if plugin is None or plugin not in _host.state.plugins:
             raise TypeError("MFnPlugin() needs the plug-in MObject given to initializePlugin")
-        self._plugin = plugin
+        self._plugin: str = plugin
         if vendor != "Unknown" or version != "Unknown":
             record = _host.state.plugins[plugin]
             record.vendor, record.version = str(vendor), str(version)
