@@ -1,1 +1,847 @@
-//! C ABI (SPEC §6). Stub until the C ABI work lands.
+//! C ABI (SPEC §6): `subsession_*` functions for C/C++ hosts that embed Python.
+//!
+//! Conventions (repeated for C programmers at the top of `include/subsession.h`):
+//!
+//! - Every fallible function returns a [`subsession_result`]; `SUBSESSION_RESULT_OK`
+//!   is 0. On failure, [`subsession_last_error`] describes it (thread-local).
+//! - Every function attaches to the interpreter itself (`Python::try_attach`), so it
+//!   can be called from any thread, with or without the GIL, including threads
+//!   Python never saw. Nothing here initialises Python: without a running
+//!   interpreter the answer is `SUBSESSION_RESULT_NOT_INITIALIZED`.
+//! - Strings returned through `char **out` are allocated by this library and freed
+//!   with [`subsession_string_free`]; the caller's strings are only borrowed.
+//! - No panic crosses the boundary: each body runs inside `catch_unwind`.
+//!
+//! Why every call goes through the Python package instead of Rust statics: a host
+//! can load a second copy of this binary (a copied file is a second library with
+//! its own statics). Sessions live in the interpreter, reached through
+//! `import subsession`, so a session created here is the one the Python API and the
+//! Maya command see, whichever copy of the library the host called.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyType};
+
+use crate::config::{self, SessionSpec};
+
+/// Version of the C ABI declared in this header. Bumped on any incompatible change;
+/// compare it with `subsession_abi_version()` to detect a mismatched library.
+pub const SUBSESSION_ABI_VERSION: u32 = 1;
+
+/// The result of every fallible `subsession_*` call. 0 is success; on anything
+/// else `subsession_last_error()` tells what happened.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum subsession_result {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullArgument = 1,
+    /// A string argument was not valid UTF-8.
+    InvalidUtf8 = 2,
+    /// No Python interpreter is running in this process (never initialised, or
+    /// finalising), or libpython is not in the process's global symbol scope.
+    /// Nothing was initialised by the call.
+    NotInitialized = 3,
+    /// No open session has that name (never created, or already closed).
+    NoSuchSession = 4,
+    /// A session with that name already exists.
+    SessionExists = 5,
+    /// The session config (JSON) or the session name is invalid.
+    InvalidConfig = 6,
+    /// Python raised an exception; the last error holds its traceback.
+    PythonException = 7,
+    /// A bug: a Rust panic was caught at the boundary. The process is still usable.
+    Panic = 8,
+}
+
+use subsession_result as R;
+
+impl subsession_result {
+    fn name(self) -> &'static CStr {
+        match self {
+            R::Ok => c"SUBSESSION_RESULT_OK",
+            R::NullArgument => c"SUBSESSION_RESULT_NULL_ARGUMENT",
+            R::InvalidUtf8 => c"SUBSESSION_RESULT_INVALID_UTF8",
+            R::NotInitialized => c"SUBSESSION_RESULT_NOT_INITIALIZED",
+            R::NoSuchSession => c"SUBSESSION_RESULT_NO_SUCH_SESSION",
+            R::SessionExists => c"SUBSESSION_RESULT_SESSION_EXISTS",
+            R::InvalidConfig => c"SUBSESSION_RESULT_INVALID_CONFIG",
+            R::PythonException => c"SUBSESSION_RESULT_PYTHON_EXCEPTION",
+            R::Panic => c"SUBSESSION_RESULT_PANIC",
+        }
+    }
+
+    /// Checked conversion from the `int` a C caller may hand us (any value).
+    fn from_int(code: c_int) -> Option<Self> {
+        [
+            R::Ok,
+            R::NullArgument,
+            R::InvalidUtf8,
+            R::NotInitialized,
+            R::NoSuchSession,
+            R::SessionExists,
+            R::InvalidConfig,
+            R::PythonException,
+            R::Panic,
+        ]
+        .into_iter()
+        .find(|r| *r as c_int == code)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Failures and the thread-local last error
+// ---------------------------------------------------------------------------------
+
+/// A failed call: the code returned to C and the message kept for last_error().
+struct Failure {
+    code: subsession_result,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: subsession_result, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+type Outcome<T> = Result<T, Failure>;
+
+thread_local! {
+    /// Per thread, so concurrent callers never read each other's messages; a
+    /// CString so the pointer handed out is NUL-terminated and stays valid until
+    /// this thread's next call replaces it.
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(message: Option<&str>) {
+    // C strings cannot hold NUL: show it instead of truncating the message there.
+    let value = message.map(|m| {
+        CString::new(m.replace('\0', "\\0")).unwrap_or_else(|_| c"(unprintable error)".into())
+    });
+    // try_with: during thread teardown the slot may be gone; losing a message then
+    // beats panicking.
+    let _ = LAST_ERROR.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            *slot = value;
+        }
+    });
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".to_owned())
+}
+
+/// The panic boundary every entry point runs in: clears the last error, runs
+/// `body`, records a failure's message and returns its code.
+fn guard(body: impl FnOnce() -> Outcome<()>) -> subsession_result {
+    set_last_error(None);
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => R::Ok,
+        Ok(Err(failure)) => {
+            set_last_error(Some(&failure.message));
+            failure.code
+        }
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            // Dropping a payload can itself panic (a Drop impl): never let it out.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            set_last_error(Some(&format!(
+                "internal error (Rust panic) in subsession: {message}; please report it"
+            )));
+            R::Panic
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Arguments
+// ---------------------------------------------------------------------------------
+
+/// Borrows a required C string argument as UTF-8.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that outlives the call.
+unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Outcome<&'a str> {
+    if p.is_null() {
+        return Err(Failure::new(
+            R::NullArgument,
+            format!("`{what}` is NULL; pass a NUL-terminated UTF-8 string"),
+        ));
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map_err(|e| {
+        Failure::new(
+            R::InvalidUtf8,
+            format!(
+                "`{what}` is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Like [`str_arg`], but NULL means "not given".
+///
+/// # Safety
+/// As for [`str_arg`].
+unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Outcome<Option<&'a str>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { str_arg(p, what) }.map(Some)
+    }
+}
+
+/// An out-parameter for a library-allocated string. Reset to NULL on entry so the
+/// caller may free it unconditionally, whatever the result.
+struct OutStr(*mut *mut c_char);
+
+impl OutStr {
+    /// # Safety
+    /// `p` is NULL or valid for writing one pointer.
+    unsafe fn new(p: *mut *mut c_char, what: &str, required: bool) -> Outcome<OutStr> {
+        if p.is_null() {
+            if required {
+                return Err(Failure::new(
+                    R::NullArgument,
+                    format!("`{what}` is NULL; pass the address of a `char *`"),
+                ));
+            }
+        } else {
+            // SAFETY: valid for writes per this function's contract.
+            unsafe { *p = std::ptr::null_mut() };
+        }
+        Ok(OutStr(p))
+    }
+
+    fn set(&self, value: String) -> Outcome<()> {
+        if self.0.is_null() {
+            return Ok(()); // optional output the caller does not want
+        }
+        let c = CString::new(value).map_err(|e| {
+            Failure::new(
+                R::PythonException,
+                format!(
+                    "the result contains a NUL byte at offset {}; a C string cannot carry it",
+                    e.nul_position()
+                ),
+            )
+        })?;
+        // SAFETY: checked non-NULL; validity per `new`'s contract.
+        unsafe { *self.0 = c.into_raw() };
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Python
+// ---------------------------------------------------------------------------------
+
+/// Looks up a libpython function in the process's global symbol scope, where
+/// extension modules (this library as `subsession._core` included) find it too.
+#[cfg(unix)]
+fn python_symbol(name: &CStr) -> Option<unsafe extern "C" fn() -> c_int> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name is always safe.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    // SAFETY: the three symbols we look up are `int f(void)` in every CPython 3.x.
+    (!p.is_null()).then(|| unsafe {
+        std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn() -> c_int>(p)
+    })
+}
+
+/// Whether attaching is safe right now. Checked before attaching because attaching
+/// to a finalising interpreter can end the calling thread inside CPython, and
+/// calling into a libpython that is not loaded at all would abort the host on
+/// an unresolved symbol. (pyo3's own finalising check needs a 3.13+ build.)
+fn interpreter_running() -> Outcome<()> {
+    let not_running = |why: &str| {
+        Failure::new(
+            R::NotInitialized,
+            format!("Python is not running in this process: {why}; nothing was initialised"),
+        )
+    };
+    #[cfg(unix)]
+    {
+        let Some(is_initialized) = python_symbol(c"Py_IsInitialized") else {
+            return Err(not_running(
+                "libpython is not loaded in the global symbol scope \
+                 (link it, or dlopen it with RTLD_GLOBAL, before calling subsession)",
+            ));
+        };
+        // SAFETY: Py_IsInitialized may be called at any time, without the GIL.
+        if unsafe { is_initialized() } == 0 {
+            return Err(not_running("the interpreter is not initialized"));
+        }
+        // 3.13+ exports Py_IsFinalizing, 3.9-3.12 _Py_IsFinalizing.
+        for name in [c"Py_IsFinalizing", c"_Py_IsFinalizing"] {
+            if let Some(is_finalizing) = python_symbol(name) {
+                // SAFETY: both may be called at any time, without the GIL.
+                if unsafe { is_finalizing() } != 0 {
+                    return Err(not_running("the interpreter is finalizing"));
+                }
+                break;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        // SAFETY: Py_IsInitialized may be called at any time, without the GIL.
+        if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
+            return Err(not_running("the interpreter is not initialized"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` attached to the interpreter; the GIL is released again on return,
+/// on error and on panic (pyo3's guard is dropped while unwinding).
+fn with_python<T>(f: impl for<'py> FnOnce(Python<'py>) -> Outcome<T>) -> Outcome<T> {
+    interpreter_running()?;
+    Python::try_attach(f).unwrap_or_else(|| {
+        Err(Failure::new(
+            R::NotInitialized,
+            "cannot attach to the Python interpreter (not initialized, finalizing, \
+             or called during garbage collection); nothing was initialised",
+        ))
+    })
+}
+
+/// What a Python call was doing, for mapping its exception to a code.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `subsession.get(name)`: NoSuchSessionError is about the caller's name.
+    Lookup,
+    /// `subsession.Session(name, **config)`: SessionExistsError, and ValueError /
+    /// TypeError mean bad settings or name.
+    Construct,
+    /// Running the session's code (or the engine on its behalf): a session error
+    /// raised there is about some other session the code used, so it stays a
+    /// Python exception. Only ClosedSessionError is ours: the session was closed
+    /// (by another thread) between the lookup and entering it.
+    Run,
+}
+
+fn exception_class<'py>(module: &Bound<'py, PyModule>, name: &str) -> Option<Bound<'py, PyType>> {
+    module
+        .getattr(name)
+        .ok()
+        .and_then(|c| c.cast_into::<PyType>().ok())
+}
+
+/// Maps a Python exception to a result code, by the classes the *imported*
+/// package exposes (never this copy's statics: a second copy of the library
+/// would have its own, different exception types).
+fn classify(py: Python<'_>, err: &PyErr, stage: Stage) -> subsession_result {
+    let ty = err.get_type(py);
+    // pyo3 turns a Rust panic inside the engine into pyo3_runtime.PanicException.
+    if ty
+        .qualname()
+        .map(|n| n == "PanicException")
+        .unwrap_or(false)
+    {
+        return R::Panic;
+    }
+    let is = |module: &Bound<'_, PyModule>, name: &str| {
+        exception_class(module, name).is_some_and(|c| err.is_instance(py, &c))
+    };
+    if let Ok(core) = py.import("subsession._core") {
+        // A closed session is gone for the C caller, like one never created.
+        if is(&core, "ClosedSessionError") {
+            return R::NoSuchSession;
+        }
+        match stage {
+            Stage::Lookup if is(&core, "NoSuchSessionError") => return R::NoSuchSession,
+            Stage::Construct if is(&core, "SessionExistsError") => return R::SessionExists,
+            Stage::Construct if is(&core, "ConfigError") => return R::InvalidConfig,
+            _ => {}
+        }
+    }
+    if stage == Stage::Construct
+        && (err.is_instance_of::<pyo3::exceptions::PyValueError>(py)
+            || err.is_instance_of::<pyo3::exceptions::PyTypeError>(py))
+    {
+        return R::InvalidConfig;
+    }
+    R::PythonException
+}
+
+/// The message for last_error(): `Type: message` first (one line a host can show),
+/// then, for real Python failures, the full traceback as Python prints it.
+fn describe(py: Python<'_>, err: &PyErr, code: subsession_result) -> String {
+    let ty = err.get_type(py);
+    let type_name = ty
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".to_owned());
+    let text = err
+        .value(py)
+        .str()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| "<str() of the exception failed>".to_owned());
+    let summary = format!("{type_name}: {text}");
+    if !matches!(code, R::PythonException | R::Panic) {
+        return summary;
+    }
+    let traceback = (|| -> PyResult<String> {
+        let lines = py
+            .import("traceback")?
+            .call_method1("format_exception", (ty, err.value(py), err.traceback(py)))?;
+        Ok(lines
+            .try_iter()?
+            .filter_map(|l| l.ok().and_then(|l| l.extract::<String>().ok()))
+            .collect())
+    })();
+    match traceback {
+        Ok(tb) => format!("{summary}\n\n{}", tb.trim_end()),
+        Err(_) => summary,
+    }
+}
+
+fn py_failure(py: Python<'_>, err: PyErr, stage: Stage) -> Failure {
+    let code = classify(py, &err, stage);
+    Failure::new(code, describe(py, &err, code))
+}
+
+/// Adapter for `?` on PyResult inside the bodies.
+trait PyOutcome<T> {
+    fn or_fail(self, py: Python<'_>) -> Outcome<T>;
+    fn or_fail_at(self, py: Python<'_>, stage: Stage) -> Outcome<T>;
+}
+
+impl<T> PyOutcome<T> for PyResult<T> {
+    fn or_fail(self, py: Python<'_>) -> Outcome<T> {
+        self.or_fail_at(py, Stage::Run)
+    }
+    fn or_fail_at(self, py: Python<'_>, stage: Stage) -> Outcome<T> {
+        self.map_err(|e| py_failure(py, e, stage))
+    }
+}
+
+/// The Python package, imported in the interpreter (not this library's statics).
+fn package(py: Python<'_>) -> Outcome<Bound<'_, PyModule>> {
+    py.import("subsession").map_err(|e| {
+        let mut f = py_failure(py, e, Stage::Run);
+        f.message = format!(
+            "cannot import the Python package `subsession`: put the folder holding it \
+             (the Maya module's scripts/) on sys.path before calling\n{}",
+            f.message
+        );
+        f
+    })
+}
+
+/// `subsession.get(name)`: NoSuchSessionError becomes NO_SUCH_SESSION.
+fn session<'py>(py: Python<'py>, name: &str) -> Outcome<Bound<'py, PyAny>> {
+    package(py)?
+        .call_method1("get", (name,))
+        .or_fail_at(py, Stage::Lookup)
+}
+
+// ---------------------------------------------------------------------------------
+// Session config (the per-session keys of SPEC §5, as one JSON object)
+// ---------------------------------------------------------------------------------
+
+/// Parses `config_json` with the studio config's own parser (pure Rust, no
+/// statics), so the C ABI accepts exactly what a `[sessions.x]` table accepts and
+/// reports errors the same way: `config_json:LINE:COLUMN: key: message`.
+fn parse_config(text: Option<&str>) -> Outcome<SessionSpec> {
+    match text {
+        None => Ok(SessionSpec::default()),
+        Some(text) => config::parse_session_json(text, "config_json")
+            .map_err(|e| Failure::new(R::InvalidConfig, e.to_string())),
+    }
+}
+
+/// Builds the keyword arguments of `subsession.Session(...)` from the settings.
+fn session_kwargs<'py>(py: Python<'py>, spec: &SessionSpec) -> Outcome<Bound<'py, PyDict>> {
+    (|| -> PyResult<Bound<'py, PyDict>> {
+        let kwargs = PyDict::new(py);
+        let env = PyDict::new(py);
+        for (k, v) in &spec.env {
+            env.set_item(k, v)?;
+        }
+        kwargs.set_item("paths", &spec.paths)?;
+        kwargs.set_item("env", env)?;
+        kwargs.set_item("keep_global", &spec.keep_global)?;
+        kwargs.set_item("inherit_env", spec.inherit_env)?;
+        kwargs.set_item("inherit_paths", spec.inherit_paths)?;
+        Ok(kwargs)
+    })()
+    .or_fail(py)
+}
+
+// ---------------------------------------------------------------------------------
+// The C functions
+// ---------------------------------------------------------------------------------
+
+/// Returns SUBSESSION_ABI_VERSION of the loaded library. Never touches Python and
+/// never changes the last error.
+#[unsafe(no_mangle)]
+pub extern "C" fn subsession_abi_version() -> u32 {
+    SUBSESSION_ABI_VERSION
+}
+
+/// The name of a result code as a static string ("SUBSESSION_RESULT_OK", ...), or
+/// "SUBSESSION_RESULT_UNKNOWN" for a value that is not a code. Never NULL, never
+/// freed, never changes the last error.
+#[unsafe(no_mangle)]
+pub extern "C" fn subsession_result_name(code: c_int) -> *const c_char {
+    catch_unwind(|| {
+        subsession_result::from_int(code).map_or(c"SUBSESSION_RESULT_UNKNOWN", |r| r.name())
+    })
+    .unwrap_or(c"SUBSESSION_RESULT_UNKNOWN")
+    .as_ptr()
+}
+
+/// The message of the calling thread's last failed call (for PYTHON_EXCEPTION it
+/// includes the Python traceback), or NULL if that call succeeded. Owned by the
+/// library: do not free; valid until the next subsession_* call on this thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn subsession_last_error() -> *const c_char {
+    catch_unwind(|| {
+        LAST_ERROR
+            .try_with(|slot| {
+                slot.try_borrow()
+                    .ok()
+                    .and_then(|s| s.as_ref().map(|c| c.as_ptr()))
+                    .unwrap_or(std::ptr::null())
+            })
+            .unwrap_or(std::ptr::null())
+    })
+    .unwrap_or(std::ptr::null())
+}
+
+/// Frees a string this library returned through a `char **` out-parameter. NULL is
+/// a no-op. Never touches Python and never changes the last error.
+///
+/// # Safety
+/// `s` is NULL or a pointer received from this library, unmodified, not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn subsession_string_free(s: *mut c_char) {
+    if s.is_null() {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: per the contract, `s` came from CString::into_raw in this library.
+        drop(unsafe { CString::from_raw(s) });
+    }));
+}
+
+/// Creates the named session (the same object `subsession.get(name)` returns in
+/// Python). `config_json` is NULL (defaults) or one session's settings as a JSON
+/// object with the per-session keys of the studio config (docs: the config
+/// section), parsed by the same parser: `paths` (list of folders), `env` (object;
+/// false or null unsets a variable), `keep_global` (list), `inherit_env`,
+/// `inherit_paths` (booleans, default true), `startup` (module imported in the
+/// session after creating it; if it fails the session is closed again).
+/// `${VAR}` / `${VAR:-default}` expand in paths and env values, a leading `~` too;
+/// relative paths resolve against the current directory. Unknown keys are errors,
+/// reported as `config_json:LINE:COLUMN: key: message`.
+///
+/// Errors: SESSION_EXISTS, INVALID_CONFIG (bad JSON, key, value or name),
+/// PYTHON_EXCEPTION (startup module failed).
+///
+/// # Safety
+/// `name` and `config_json` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn subsession_create(
+    name: *const c_char,
+    config_json: *const c_char,
+) -> subsession_result {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        // SAFETY: forwarded contract.
+        let config = parse_config(unsafe { opt_str_arg(config_json, "config_json") }?)?;
+        with_python(|py| {
+            let kwargs = session_kwargs(py, &config)?;
+            let session = package(py)?
+                .getattr("Session")
+                .and_then(|cls| cls.call((name,), Some(&kwargs)))
+                .or_fail_at(py, Stage::Construct)?;
+            if let Some(startup) = &config.startup {
+                if let Err(e) = session.call_method1("import_module", (startup,)) {
+                    // All or nothing: a half-started session would block the name.
+                    let _ = session.call_method0("close");
+                    let mut f = py_failure(py, e, Stage::Run);
+                    f.message = format!(
+                        "startup module {startup:?} failed, session {name:?} was not created: {}",
+                        f.message
+                    );
+                    return Err(f);
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Executes Python `source` in the session (its namespace persists across calls;
+/// the session is active while it runs).
+///
+/// Errors: NO_SUCH_SESSION, PYTHON_EXCEPTION (SyntaxError or any exception).
+///
+/// # Safety
+/// `name` and `source` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn subsession_exec(
+    name: *const c_char,
+    source: *const c_char,
+) -> subsession_result {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        // SAFETY: forwarded contract.
+        let source = unsafe { str_arg(source, "source") }?;
+        with_python(|py| {
+            session(py, name)?
+                .call_method1("exec", (source,))
+                .or_fail(py)?;
+            Ok(())
+        })
+    })
+}
+
+/// Imports `module` (a real dotted name, e.g. "toolA.ui") in the session.
+///
+/// Errors: NO_SUCH_SESSION, PYTHON_EXCEPTION (ImportError or any exception).
+///
+/// # Safety
+/// `name` and `module` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn subsession_import(
+    name: *const c_char,
+    module: *const c_char,
+) -> subsession_result {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        // SAFETY: forwarded contract.
+        let module = unsafe { str_arg(module, "module") }?;
+        with_python(|py| {
+            session(py, name)?
+                .call_method1("import_module", (module,))
+                .or_fail(py)?;
+            Ok(())
+        })
+    })
+}
+
+/// Imports `module` in the session and calls its `function` with no arguments,
+/// with the session active; `*out_str` receives `str()` of the return value.
+/// With `function` NULL, `module` is the whole target: "package.module.function"
+/// (split at the last dot) or "package.module:Class.method" (split at the colon).
+/// `function` may be dotted ("Class.method"). `out_str` may be NULL to
+/// discard the result; otherwise free `*out_str` with subsession_string_free.
+///
+/// Errors: NO_SUCH_SESSION, PYTHON_EXCEPTION (import, lookup, the call, or a
+/// result str() that holds a NUL byte or cannot be encoded as UTF-8).
+///
+/// # Safety
+/// `name`, `module`, `function` are NULL or NUL-terminated strings; `out_str` is
+/// NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn subsession_call(
+    name: *const c_char,
+    module: *const c_char,
+    function: *const c_char,
+    out_str: *mut *mut c_char,
+) -> subsession_result {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let out = unsafe { OutStr::new(out_str, "out_str", false) }?;
+        // SAFETY: forwarded contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        // SAFETY: forwarded contract.
+        let module = unsafe { str_arg(module, "module") }?;
+        // SAFETY: forwarded contract.
+        let function = unsafe { opt_str_arg(function, "function") }?;
+        with_python(|py| {
+            let s = session(py, name)?;
+            let (module, function) = match function {
+                Some(f) => (module, f),
+                // "pkg.mod:Class.method" (entry-point style) or "pkg.mod.function".
+                None => module
+                    .split_once(':')
+                    .or_else(|| module.rsplit_once('.'))
+                    .ok_or_else(|| {
+                        py_failure(
+                            py,
+                            PyValueError::new_err(format!(
+                                "{module:?} is not \"module.function\"; pass the function \
+                                 separately or use a target such as \"toolA.ui.show\" or \
+                                 \"toolA.ui:Window.show\""
+                            )),
+                            Stage::Run,
+                        )
+                    })?,
+            };
+            let text = (|| -> PyResult<String> {
+                let mut target = s.call_method1("import_module", (module,))?;
+                for part in function.split('.') {
+                    target = target.getattr(part)?;
+                }
+                let result = s.call_method1("run", (target,))?;
+                // str() runs inside the session too: a __str__ may import lazily.
+                let builtin_str = py.import("builtins")?.getattr("str")?;
+                s.call_method1("run", (builtin_str, result))?.extract()
+            })()
+            .or_fail(py)?;
+            out.set(text)
+        })
+    })
+}
+
+/// Reloads the session's modules: with `all` zero those whose source changed on
+/// disk (and the session modules importing them), otherwise every module; `deep`
+/// nonzero updates existing functions, classes and instances in place.
+/// `*out_json` receives a JSON array of the reloaded module names, in reload order.
+/// `out_json` may be NULL to discard it; otherwise free it with
+/// subsession_string_free.
+///
+/// Errors: NO_SUCH_SESSION, PYTHON_EXCEPTION (a module failed to reload; the
+/// previous version stays in place).
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `out_json` is NULL or valid for
+/// writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn subsession_reload(
+    name: *const c_char,
+    all: c_int,
+    deep: c_int,
+    out_json: *mut *mut c_char,
+) -> subsession_result {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let out = unsafe { OutStr::new(out_json, "out_json", false) }?;
+        // SAFETY: forwarded contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        with_python(|py| {
+            let s = session(py, name)?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("deep", deep != 0).or_fail(py)?;
+            let names: Vec<String> = (|| -> PyResult<Vec<String>> {
+                let result = if all != 0 {
+                    // The facade may not wrap reload_all; the engine object has it.
+                    match s.getattr("reload_all") {
+                        Ok(f) => f.call((), Some(&kwargs))?,
+                        Err(_) => {
+                            s.getattr("_core")?
+                                .call_method("reload_all", (), Some(&kwargs))?
+                        }
+                    }
+                } else {
+                    s.call_method("reload_stale", (), Some(&kwargs))?
+                };
+                result.extract()
+            })()
+            .or_fail(py)?;
+            out.set(serde_json::Value::from(names).to_string())
+        })
+    })
+}
+
+/// Closes (unloads) the session. `*out_json` receives the unload report:
+/// `{"session": "toolA", "unloaded": ["mod", ...], "leaks": {"mod": ["holder", ...]}}`
+/// where `leaks` lists modules still alive after a GC pass and what holds them
+/// (empty on a clean close). The name is free again afterwards. `out_json` may be
+/// NULL to discard the report; otherwise free it with subsession_string_free.
+///
+/// Errors: NO_SUCH_SESSION (also when already closed), PYTHON_EXCEPTION.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `out_json` is NULL or valid for
+/// writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn subsession_close(
+    name: *const c_char,
+    out_json: *mut *mut c_char,
+) -> subsession_result {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let out = unsafe { OutStr::new(out_json, "out_json", false) }?;
+        // SAFETY: forwarded contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        with_python(|py| {
+            let report = session(py, name)?.call_method0("close").or_fail(py)?;
+            let json = (|| -> PyResult<serde_json::Value> {
+                let label: String = report.getattr("session")?.str()?.extract()?;
+                let unloaded: Vec<String> = report.getattr("unloaded")?.extract()?;
+                let leaks: BTreeMap<String, Vec<String>> = report.getattr("leaks")?.extract()?;
+                Ok(serde_json::json!({
+                    "session": label,
+                    "unloaded": unloaded,
+                    "leaks": leaks,
+                }))
+            })()
+            .or_fail(py)?;
+            out.set(json.to_string())
+        })
+    })
+}
+
+/// `*out_json` receives a JSON array of the names of the open named sessions, in
+/// creation order (anonymous sessions, which C cannot address, are left out).
+/// Free it with subsession_string_free.
+///
+/// Errors: NULL_ARGUMENT if `out_json` is NULL.
+///
+/// # Safety
+/// `out_json` is NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn subsession_list(out_json: *mut *mut c_char) -> subsession_result {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let out = unsafe { OutStr::new(out_json, "out_json", true) }?;
+        with_python(|py| {
+            let pkg = package(py)?;
+            let names = (|| -> PyResult<Vec<String>> {
+                let all = pkg.call_method0("sessions")?;
+                let mut names = Vec::new();
+                for s in all.try_iter()? {
+                    let n = s?.getattr("name")?;
+                    if !n.is_none() {
+                        names.push(n.extract::<String>()?);
+                    }
+                }
+                Ok(names)
+            })()
+            .or_fail(py)?;
+            out.set(serde_json::Value::from(names).to_string())
+        })
+    })
+}
+
+/// Test hook: panics inside the boundary, to prove a panic becomes
+/// SUBSESSION_RESULT_PANIC. Only in builds with the `ffi-test-hooks` feature, and
+/// never in the header.
+#[cfg(feature = "ffi-test-hooks")]
+#[unsafe(no_mangle)]
+pub extern "C" fn subsession_test_panic(attached: c_int) -> subsession_result {
+    guard(|| {
+        if attached != 0 {
+            // Panic while attached: the GIL must still be released by unwinding.
+            with_python(|_py| -> Outcome<()> { panic!("subsession_test_panic (attached)") })
+        } else {
+            panic!("subsession_test_panic")
+        }
+    })
+}
