@@ -275,6 +275,8 @@ impl Aliases {
         Ok(())
     }
 
+    /// Makes `frame` show `module` (or nothing) under `name`, hiding a global.
+    #[allow(clippy::too_many_arguments)] // hot path: keys come ready-made from the caller
     fn push(
         &mut self,
         mods: &Bound<'_, PyDict>,

@@ -555,3 +555,24 @@ def test_each_flag_in_query_and_edit_mode(maya: Any, tree: Path, spec: tuple) ->
     else:
         fails("a", **{"query": True, long: True}, match=f"-{long} cannot be queried")
     assert names() == ["a"]
+
+
+def test_config_flag_loads_sessions(maya: Any, tree: Path) -> None:
+    config = tree / "studio.toml"
+    config.write_text(
+        '[sessions.cfgA]\npaths = ["v2", "tools"]\n\n[sessions.cfgB]\npaths = ["v1"]\n',
+        encoding="utf-8",
+    )
+    assert sorted(cmds.subSession(config=str(config))) == ["cfgA", "cfgB"]
+    assert cmds.subSession("cfgA", q=True, path=True) == [str(tree / "v2"), str(tree / "tools")]
+    assert mel.eval('subSession -m "toolA.ui" -fn "show" cfgA;') == "toolA shows libx 2"
+    assert sorted(mel.eval(f'subSession -cfg "{config}";')) == ["cfgA", "cfgB"]  # again: updates
+
+
+def test_config_flag_errors_are_one_line(maya: Any, tree: Path) -> None:
+    config = tree / "broken.toml"
+    config.write_text('[sessions.cfgA]\npaths = ["v1"]\ncolour = "red"\n', encoding="utf-8")
+    line = fails(config=str(config), match="colour")
+    assert "broken.toml" in line
+    fails("cfgA", config=str(config), match="-config takes no session name")
+    assert "cfgA" not in names()
