@@ -119,6 +119,9 @@ struct Aliases {
     base: Option<Base>,
     /// The last base, reused while sys.path is unchanged between blocks.
     last_base: Option<Base>,
+    /// os.environ (encoded) before the first activation: what an outermost block
+    /// restores when blocks of other threads overlap it.
+    base_env: Option<Py<PyAny>>,
     next_generation: u64,
     gates: HashMap<String, Py<PyAny>>,
     next_id: u64,
@@ -805,18 +808,33 @@ fn enter_frame(
     let sys_path = interp::sys_path(py)?;
     if first || st.base.is_none() {
         st.freeze_base(&sys_path)?;
+        st.base_env = Some(env_snapshot(py)?);
     }
     st.scan(mods, garbage)?;
     let below = top_frame_id();
     let outermost = STACK.with(|s| s.borrow().first().map(|(id, _)| *id));
+    // sys.path and os.environ are process-wide: with blocks of other threads
+    // overlapping, the current values may be theirs, so an outermost frame saves
+    // (and later restores) the global state from before the first activation.
+    let (saved_path, saved_env) = match (below, &st.base, &st.base_env) {
+        (None, Some(base), Some(env)) if !first => (
+            PyList::new(py, base.list.bind(py).iter())?.unbind(),
+            env.clone_ref(py),
+        ),
+        _ => (
+            PyList::new(py, sys_path.iter())?.unbind(),
+            env_snapshot(py)?,
+        ),
+    };
+    let overlapped = below.is_none() && !first;
     st.frames.insert(
         id,
         Frame {
             session: core.clone().unbind(),
             depth: 0,
-            saved_path: PyList::new(py, sys_path.iter())?.unbind(),
+            saved_path,
             applied_path: PyList::empty(py).unbind(),
-            saved_env: env_snapshot(py)?,
+            saved_env,
             applied_env: py.None(),
             c_only: Vec::new(),
             own: Owned::default(),
@@ -949,7 +967,12 @@ fn enter_frame(
     sys_path.set_slice(0, isize::MAX as usize, search.bind(py))?;
     let saved_outer = outermost
         .and_then(|o| st.frames.get(&o))
-        .map(|f| f.saved_env.clone_ref(py));
+        .map(|f| f.saved_env.clone_ref(py))
+        .or_else(|| {
+            overlapped
+                .then(|| st.frames.get(&id).map(|f| f.saved_env.clone_ref(py)))
+                .flatten()
+        });
     let c_only = apply_env(
         py,
         &env,
@@ -1130,6 +1153,7 @@ fn leave_frame(
     }
     if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         st.base = None;
+        st.base_env = None;
     }
     keep(st.move_marker(mods));
     match first_error {

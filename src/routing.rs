@@ -206,7 +206,10 @@ pub fn global_import<'py>(
     level: i32,
 ) -> PyResult<Bound<'py, PyAny>> {
     if !is_active() {
-        return interp::import_level(py, name, globals, locals, fromlist, level);
+        let result = interp::import_level(py, name, globals, locals, fromlist, level)?;
+        if !is_active() || !activation::is_session_module(&result) {
+            return Ok(result);
+        }
     }
     if let Some(top) = activation::top_session(py) {
         let core = top.bind(py);
@@ -250,15 +253,31 @@ unsafe extern "C" fn fast_import(
             if level == -1 && !ffi::PyErr_Occurred().is_null() {
                 return std::ptr::null_mut();
             }
-            return ffi::PyImport_ImportModuleLevelObject(
+            let result = ffi::PyImport_ImportModuleLevelObject(
                 *args,
                 *args.add(1),
                 *args.add(2),
                 *args.add(3),
                 level as std::os::raw::c_int,
             );
+            // A block that began on another thread while this import ran may have
+            // aliased the name: never hand its module to global code.
+            if result.is_null() || !is_active() || !returned_alias(result) {
+                return result;
+            }
+            ffi::Py_DecRef(result);
         }
         slow_import(args, nargs, kwnames)
+    }
+}
+
+/// True when `result` is a session module (an alias seen by a thread without a block).
+unsafe fn returned_alias(result: *mut ffi::PyObject) -> bool {
+    // SAFETY: `result` is a valid new reference owned by the caller.
+    unsafe {
+        let py = Python::assume_attached();
+        let obj = Bound::from_borrowed_ptr(py, result);
+        activation::top_session(py).is_none() && activation::is_session_module(&obj)
     }
 }
 
@@ -438,14 +457,17 @@ pub fn gcd_import<'py>(
     if let Some(top) = activation::top_session(py) {
         return route_absolute(top.bind(py), &text);
     }
-    if is_active() {
-        if let Some(m) = activation::global_view(py, &text)? {
-            return Ok(m);
+    if !is_active() {
+        let result = original.call1((&name,))?;
+        if !is_active() || !activation::is_session_module(&result) {
+            return Ok(result);
         }
-        let names: Vec<String> = policy::dotted_prefixes(&text).map(str::to_owned).collect();
-        return activation::with_global_view(py, &names, || original.call1((&name,)));
     }
-    original.call1((name,))
+    if let Some(m) = activation::global_view(py, &text)? {
+        return Ok(m);
+    }
+    let names: Vec<String> = policy::dotted_prefixes(&text).map(str::to_owned).collect();
+    activation::with_global_view(py, &names, || original.call1((&name,)))
 }
 
 /// The session of the nearest calling frame outside the standard library (and

@@ -20,6 +20,7 @@ sessions live on and are there again when it is loaded again.
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Any
 
 import maya.api.OpenMaya as om
@@ -90,6 +91,11 @@ class SubSessionCommand(om.MPxCommand):
                 sys.stderr.write(error.details)
             self.displayError(str(error))
             raise RuntimeError(f"{COMMAND}: {error}") from None
+        except Exception as error:  # a bug: still one line, the traceback in the editor
+            traceback.print_exc()
+            message = " ".join(f"internal error {type(error).__name__}: {error}".split())
+            self.displayError(f"{message}; please report it with the traceback above")
+            raise RuntimeError(f"{COMMAND}: {message}") from None
         _set_result(self, result)
 
 

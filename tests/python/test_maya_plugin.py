@@ -576,3 +576,29 @@ def test_config_flag_errors_are_one_line(maya: Any, tree: Path) -> None:
     assert "broken.toml" in line
     fails("cfgA", config=str(config), match="-config takes no session name")
     assert "cfgA" not in names()
+
+
+def test_failing_reload_keeps_the_session(maya: Any, tree: Path) -> None:
+    create("a", tree)
+    cmds.subSession("a", module="toolA.ui")
+    ui = tree / "tools" / "toolA" / "ui.py"
+    fakehost.touch_newer(ui, UI + "\ndef broken(:\n    pass\n")
+    line = fails("a", reload=True, match="ui.py")
+    assert "line" in line
+    assert cmds.subSession("a", m="toolA.ui", fn="show") == "toolA shows libx 1"  # old code
+    fakehost.touch_newer(ui, UI + "\nraise ValueError('at import')\n")
+    fails("a", reload=True, allModules=True, match="at import")
+    assert names() == ["a"]
+
+
+def test_a_bug_in_the_command_is_still_one_line(
+    maya: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import subsession.command
+
+    def bug(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(subsession.command, "execute", bug)
+    fails(list=True, match="internal error KeyError: 'oops'")
+    assert "Traceback" in capsys.readouterr().err

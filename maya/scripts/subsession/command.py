@@ -212,11 +212,14 @@ def _act(name: str | None, given: dict[str, Any]) -> Result:
     name = _need_name(name, f"-{action}")
     if action == "create":
         return _create(name, given, runners[0] if runners else None)
+    if runners:
+        _runner(None, action, given)  # check the arguments before the session
     session = _session(name)
     if action == "reload":
-        if "allModules" in given:
-            return list(_core_call(lambda: session.reload_all(deep="deep" in given)))
-        return list(_core_call(lambda: session.reload_stale(deep="deep" in given)))
+        deep = "deep" in given
+        reload = session.reload_all if "allModules" in given else session.reload_stale
+        what = f"the reload of session {name!r}"
+        return list(_user_call(lambda: _core_call(lambda: reload(deep=deep)), what))
     if action == "close":
         report = _core_call(session.close)
         return sorted(report.leaks)
@@ -234,9 +237,8 @@ def _create(name: str, given: dict[str, Any], then: str | None) -> Result:
             f"session {name!r} already exists; change it with -edit or -close it first"
         )
     settings = _settings(given)
-    runner_args = dict(given)
     if then is not None:
-        _runner(None, then, runner_args)  # check the file/function arguments first
+        _runner(None, then, given)  # check the file/function arguments first
     session = _core_call(
         lambda: subsession.Session(
             name,
@@ -250,7 +252,7 @@ def _create(name: str, given: dict[str, Any], then: str | None) -> Result:
     if then is None:
         return None
     try:
-        return _runner(session, then, runner_args)()
+        return _runner(session, then, given)()
     except CommandError as error:
         session.close()
         raise CommandError(f"{error} (session {name!r} was not created)", error.details) from None
