@@ -207,7 +207,7 @@ pub fn is_session_module(obj: &Bound<'_, PyAny>) -> bool {
 }
 
 /// True for a module of `session`.
-fn belongs_to(obj: &Bound<'_, PyAny>, session: &SessionCore) -> bool {
+pub fn belongs_to(obj: &Bound<'_, PyAny>, session: &SessionCore) -> bool {
     module_name_py(obj).is_some_and(|n| starts_with(&n, session.prefix_dot_py.bind(obj.py())))
 }
 

@@ -10,8 +10,8 @@
 //! - [`activation`]: entering and leaving a session (aliases, `sys.path`, env).
 //! - [`routing`]: the import hooks that send each import to the right session.
 //! - [`finder`]: the meta-path finder resolving qualified names on a session's path.
-//! - [`reload`], [`graph`], [`deep`]: stale detection, reload order, in-place reload,
-//!   unload and its leak report.
+//! - [`stale`], [`graph`], [`reload`], [`deep`]: changed files, reload order,
+//!   reload and in-place reload; [`leaks`]: the unload report.
 //! - [`config`]: the studio config (TOML/JSON, layered).
 //! - [`ffi`]: the C ABI.
 
@@ -23,11 +23,13 @@ pub mod ffi;
 pub mod finder;
 pub mod graph;
 pub mod interp;
+pub mod leaks;
 pub mod policy;
 pub mod registry;
 pub mod reload;
 pub mod routing;
 pub mod session;
+pub mod stale;
 
 use pyo3::prelude::*;
 

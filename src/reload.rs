@@ -5,9 +5,8 @@
 //! run in dependency order (dependencies first) inside the session, and a failure
 //! rolls every module of the batch back to its previous globals.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -15,32 +14,13 @@ use pyo3::types::{PyDict, PyList, PyModule};
 
 use crate::errors::{ReloadError, SessionError};
 use crate::session::SessionCore;
-use crate::{activation, deep, graph, interp, registry};
-
-/// A file's identity for change detection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stamp {
-    pub mtime_ns: i128,
-    pub size: u64,
-}
-
-pub fn stamp_of(path: &std::path::Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    let mtime = meta.modified().ok()?;
-    let mtime_ns = match mtime.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i128,
-        Err(e) => -(e.duration().as_nanos() as i128),
-    };
-    Some(Stamp {
-        mtime_ns,
-        size: meta.len(),
-    })
-}
+use crate::stale::{self, stamp_of};
+use crate::{activation, deep, graph, interp, leaks, registry};
 
 /// Per session: file stamps and the import graph.
 #[derive(Default)]
 pub struct Tracking {
-    pub files: HashMap<String, (PathBuf, Option<Stamp>)>,
+    pub files: stale::FileIndex,
     pub graph: graph::ImportGraph,
 }
 
@@ -56,11 +36,7 @@ pub fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_,
     if let Some(file) = file {
         let path = PathBuf::from(file);
         let stamp = stamp_of(&path);
-        core.get()
-            .lock(py)
-            .reload
-            .files
-            .insert(real.to_owned(), (path, stamp));
+        core.get().lock(py).reload.files.record(real, path, stamp);
     }
 }
 
@@ -111,23 +87,13 @@ pub fn note_import(
 /// Real names of modules whose file changed since they were executed.
 pub fn stale(core: &Bound<'_, SessionCore>) -> PyResult<Vec<String>> {
     let py = core.py();
-    let entries: Vec<(String, PathBuf, Option<Stamp>)> = {
-        let st = core.get().lock(py);
-        st.reload
-            .files
-            .iter()
-            .filter(|(real, _)| st.modules.contains_key(*real))
-            .map(|(real, (path, stamp))| (real.clone(), path.clone(), *stamp))
-            .collect()
-    };
+    let groups = core.get().lock(py).reload.files.snapshot();
     // The file system calls run without the GIL: other threads (Maya's UI) go on.
-    let mut changed = py.detach(move || {
-        entries
-            .into_iter()
-            .filter(|(_, path, stamp)| stamp_of(path) != *stamp)
-            .map(|(real, _, _)| real)
-            .collect::<Vec<_>>()
-    });
+    let mut changed = py.detach(move || stale::changed(&groups));
+    {
+        let st = core.get().lock(py);
+        changed.retain(|name| st.modules.contains_key(name));
+    }
     changed.sort();
     Ok(changed)
 }
@@ -350,11 +316,16 @@ pub fn close<'py>(
         let Some(real) = session.strip(key).map(str::to_owned) else {
             continue;
         };
+        // A second key for the same module (a mirrored `requests.packages.*` name)
+        // is unloaded with it, not reported twice.
+        if activation::module_name(&module).as_deref() != Some(key.as_str()) {
+            continue;
+        }
         if let Ok(m) = module.cast::<PyModule>() {
             // A module's globals outlive the module object when a function of it is
             // still referenced (a Qt callback): watch the dict, through a probe in it.
             let probe = probe_class.call0()?;
-            m.dict().set_item("__subsession_unload_probe__", &probe)?;
+            m.dict().set_item(leaks::PROBE_KEY, &probe)?;
             probes.push((real.clone(), weakref.call_method1("ref", (probe,))?));
         }
         unloaded.push(real);
@@ -383,15 +354,23 @@ pub fn close<'py>(
             survivors.push((real.clone(), probe));
         }
     }
-    for (real, probe) in &survivors {
-        let holders = deep::describe_holders(py, probe, &session.prefix_dot)?;
+    let probes: Vec<Bound<'_, PyAny>> = survivors.iter().map(|(_, p)| p.clone()).collect();
+    let dicts = leaks::globals_of(py, &probes)?;
+    let found: Vec<(String, Bound<'_, PyDict>)> = survivors
+        .iter()
+        .zip(dicts)
+        .filter_map(|((real, _), d)| d.map(|d| (real.clone(), d)))
+        .collect();
+    let globals: Vec<Bound<'_, PyDict>> = found.iter().map(|(_, d)| d.clone()).collect();
+    let described = leaks::describe(py, &globals, &session.prefix_dot)?;
+    for ((real, dict), holders) in found.iter().zip(described) {
         leaks.set_item(real, PyList::new(py, holders)?)?;
         if force {
-            if let Some(globals) = deep::owning_dict(py, probe)? {
-                globals.clear();
-            }
+            dict.clear();
         }
     }
+    drop(globals);
+    drop(found);
     drop(survivors);
     unloaded.sort();
     let kept: BTreeSet<String> = leaks

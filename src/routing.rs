@@ -101,6 +101,7 @@ pub fn session_import<'py>(
     }
     ensure_not_closed(py, session)?;
     let qualified = PyString::new(py, &session.qualified(text));
+    mirror_extra(core, text, &qualified)?;
     let result = if interp::has_fromlist(fromlist) {
         interp::import_level(py, qualified.as_any(), globals, locals, fromlist, 0)?
     } else {
@@ -115,6 +116,37 @@ pub fn session_import<'py>(
     }
     reload::note_import(core, globals, Some(text), fromlist, &result);
     Ok(result)
+}
+
+/// Session code may file a module under another real name (requests' `packages.py`
+/// writes `sys.modules["requests.packages.urllib3"]`); such a name becomes importable
+/// in the session under its qualified form, as it would be globally.
+fn mirror_extra(
+    core: &Bound<'_, SessionCore>,
+    real: &str,
+    qualified: &Bound<'_, PyString>,
+) -> PyResult<()> {
+    let py = core.py();
+    let session = core.get();
+    let mods = interp::sys_modules(py);
+    if mods.contains(qualified)? {
+        return Ok(());
+    }
+    let written = mods
+        .get_item(real)?
+        .filter(|m| activation::belongs_to(m, session));
+    let extra = match written {
+        Some(m) => Some(m),
+        None => session
+            .lock(py)
+            .extras
+            .get(real)
+            .map(|m| m.bind(py).clone()),
+    };
+    if let Some(m) = extra {
+        mods.set_item(qualified, m)?;
+    }
+    Ok(())
 }
 
 fn ensure_not_closed(py: Python<'_>, session: &SessionCore) -> PyResult<()> {

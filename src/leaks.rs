@@ -1,0 +1,285 @@
+//! The unload leak report: what still holds a closed session's modules.
+//!
+//! A module stays alive through its module object (someone kept `import x` around)
+//! or through its globals dict (a function of it is still referenced: a Qt callback,
+//! an instance of one of its classes). Holders are found by walking referrers up a
+//! few levels. Each level is ONE `gc.get_referrers` call for all objects of that
+//! level, so a report costs a handful of heap scans however many modules leaked.
+
+use std::collections::{HashMap, HashSet};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyModule, PyTuple, PyType};
+
+/// Marks a closing module's globals; see `reload::close`.
+pub const PROBE_KEY: &str = "__subsession_unload_probe__";
+
+const MAX_LEVELS: usize = 4;
+
+/// One object on a holder chain: which module it keeps alive, in words so far.
+struct Lead<'py> {
+    module: usize,
+    what: String,
+    obj: Bound<'py, PyAny>,
+}
+
+fn addr(obj: &Bound<'_, PyAny>) -> usize {
+    obj.as_ptr() as usize
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+fn qualname(obj: &Bound<'_, PyAny>) -> String {
+    obj.getattr(intern!(obj.py(), "__qualname__"))
+        .and_then(|q| q.extract::<String>())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The module name of a dict that is some module's globals.
+fn globals_name(obj: &Bound<'_, PyAny>) -> Option<String> {
+    let d = obj.cast::<PyDict>().ok()?;
+    if !d.contains("__builtins__").ok()? && !d.contains("__spec__").ok()? {
+        return None;
+    }
+    d.get_item("__name__").ok()??.extract().ok()
+}
+
+struct Scanner<'py> {
+    py: Python<'py>,
+    gc: Bound<'py, PyModule>,
+    /// Containers this report made itself (they refer to everything it looks at).
+    own: HashSet<usize>,
+}
+
+impl<'py> Scanner<'py> {
+    /// Referrers of all `objs` in one heap scan, without our own containers.
+    fn referrers(&mut self, objs: &[Bound<'py, PyAny>]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let args = PyTuple::new(self.py, objs)?;
+        self.own.insert(addr(args.as_any()));
+        let found = self
+            .gc
+            .getattr(intern!(self.py, "get_referrers"))?
+            .call1(&args)?;
+        self.own.insert(addr(&found));
+        let found = found.cast_into::<PyList>()?;
+        let out = found
+            .iter()
+            .filter(|r| !self.own.contains(&addr(r)) && type_name(r) != "frame")
+            .collect();
+        Ok(out)
+    }
+
+    fn referents(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<HashSet<usize>> {
+        let list = self
+            .gc
+            .getattr(intern!(self.py, "get_referents"))?
+            .call1((obj,))?;
+        let set = list
+            .try_iter()?
+            .flatten()
+            .map(|o| addr(&o))
+            .collect::<HashSet<usize>>();
+        Ok(set)
+    }
+}
+
+/// The globals dicts holding each probe (one heap scan).
+pub fn globals_of<'py>(
+    py: Python<'py>,
+    probes: &[Bound<'py, PyAny>],
+) -> PyResult<Vec<Option<Bound<'py, PyDict>>>> {
+    let mut out: Vec<Option<Bound<'py, PyDict>>> = vec![None; probes.len()];
+    if probes.is_empty() {
+        return Ok(out);
+    }
+    let index: HashMap<usize, usize> = probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (addr(p), i))
+        .collect();
+    let gc = py.import("gc")?;
+    let found = gc.call_method1("get_referrers", PyTuple::new(py, probes)?)?;
+    for r in found.try_iter()?.flatten() {
+        let Ok(d) = r.cast::<PyDict>() else { continue };
+        if let Some(p) = d.get_item(PROBE_KEY)? {
+            if let Some(&i) = index.get(&addr(&p)) {
+                out[i] = Some(d.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// For each module globals dict, what holds it alive, in words a TD can act on.
+pub fn describe<'py>(
+    py: Python<'py>,
+    globals: &[Bound<'py, PyDict>],
+    prefix_dot: &str,
+) -> PyResult<Vec<Vec<String>>> {
+    let mut scan = Scanner {
+        py,
+        gc: py.import("gc")?,
+        own: HashSet::new(),
+    };
+    let n = globals.len();
+    let mut module_holders: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut code_holders: Vec<Vec<String>> = vec![Vec::new(); n];
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let by_dict: HashMap<usize, usize> = globals
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (addr(g.as_any()), i))
+        .collect();
+    let dicts: Vec<Bound<'py, PyAny>> = globals.iter().map(|g| g.clone().into_any()).collect();
+    let mut leads: Vec<Lead<'py>> = Vec::new();
+    for r in scan.referrers(&dicts)? {
+        let kind = type_name(&r);
+        let owner = match kind.as_str() {
+            "module" => r
+                .cast::<PyModule>()
+                .ok()
+                .and_then(|m| by_dict.get(&addr(m.dict().as_any())).copied())
+                .map(|i| (i, "the module object".to_owned())),
+            "function" => r
+                .getattr(intern!(py, "__globals__"))
+                .ok()
+                .and_then(|g| by_dict.get(&addr(&g)).copied())
+                .map(|i| (i, format!("a function ({})", qualname(&r)))),
+            _ => None,
+        };
+        if let Some((module, what)) = owner {
+            leads.push(Lead {
+                module,
+                what,
+                obj: r,
+            });
+        }
+    }
+    for level in 0..MAX_LEVELS {
+        if leads.is_empty() {
+            break;
+        }
+        let objs: Vec<Bound<'py, PyAny>> = leads.iter().map(|l| l.obj.clone()).collect();
+        let referrers = scan.referrers(&objs)?;
+        let mut holders_of: HashMap<usize, Vec<Bound<'py, PyAny>>> = HashMap::new();
+        let wanted: HashSet<usize> = objs.iter().map(addr).collect();
+        for r in referrers {
+            for target in scan.referents(&r)? {
+                if wanted.contains(&target) {
+                    holders_of.entry(target).or_default().push(r.clone());
+                }
+            }
+        }
+        let mut next: Vec<Lead<'py>> = Vec::new();
+        for lead in leads {
+            let is_module_object = lead.what.starts_with("the module object");
+            let sink = if is_module_object {
+                &mut module_holders
+            } else {
+                &mut code_holders
+            };
+            for r in holders_of.remove(&addr(&lead.obj)).unwrap_or_default() {
+                match classify(py, &r, &lead, prefix_dot, level + 1 == MAX_LEVELS) {
+                    Step::Done(text) => sink[lead.module].push(text),
+                    Step::Follow(what) => next.push(Lead {
+                        module: lead.module,
+                        what,
+                        obj: r,
+                    }),
+                    Step::Skip => {}
+                }
+            }
+        }
+        leads = next;
+    }
+    let mut out = Vec::with_capacity(n);
+    for (modules, code) in module_holders.into_iter().zip(code_holders) {
+        let external = |d: &String| !d.contains("held by session module");
+        // The module object keeps its globals alive: if something outside the
+        // session holds it, that is the leak to fix first.
+        let mut holders: Vec<String> = modules.iter().filter(|d| external(d)).cloned().collect();
+        if holders.is_empty() {
+            holders = code.iter().filter(|d| external(d)).cloned().collect();
+        }
+        if holders.is_empty() {
+            holders = modules.into_iter().chain(code).collect();
+        }
+        let mut seen = HashSet::new();
+        holders.retain(|h| seen.insert(h.clone()));
+        if holders.is_empty() {
+            holders.push("an object the garbage collector does not track (a C extension?)".into());
+        }
+        out.push(holders);
+    }
+    Ok(out)
+}
+
+enum Step {
+    Done(String),
+    Follow(String),
+    Skip,
+}
+
+fn classify(
+    py: Python<'_>,
+    holder: &Bound<'_, PyAny>,
+    lead: &Lead<'_>,
+    prefix_dot: &str,
+    last: bool,
+) -> Step {
+    let what = &lead.what;
+    if let Some(module) = globals_name(holder) {
+        if let Some(real) = module.strip_prefix(prefix_dot) {
+            return Step::Done(format!(
+                "{what} held by session module {real}, itself alive"
+            ));
+        }
+        let key = holder.cast::<PyDict>().ok().and_then(|d| {
+            d.iter()
+                .find(|(_, v)| v.is(&lead.obj))
+                .map(|(k, _)| k.to_string())
+        });
+        return Step::Done(match key {
+            Some(k) => format!("{what} held in module {module} as '{k}'"),
+            None => format!("{what} held in module {module}"),
+        });
+    }
+    let kind = type_name(holder);
+    let module = holder
+        .get_type()
+        .getattr(intern!(py, "__module__"))
+        .and_then(|m| m.extract::<String>())
+        .unwrap_or_default();
+    if ["PySide", "shiboken", "PyQt"]
+        .iter()
+        .any(|q| module.starts_with(q))
+    {
+        return Step::Done(format!("{what} connected as a Qt callback ({kind})"));
+    }
+    let next = if holder.is_instance_of::<PyType>() {
+        format!("{what} of class {}", qualname(holder))
+    } else {
+        match kind.as_str() {
+            "function" => return Step::Skip,
+            "method" => format!("{what} as a bound method"),
+            "cell" => format!("{what} in a closure"),
+            "dict" => what.clone(),
+            "list" | "tuple" | "set" | "frozenset" | "deque" => format!("{what} in a {kind}"),
+            "module" => return Step::Skip,
+            _ => format!("{what} inside an instance of {kind}"),
+        }
+    };
+    if last {
+        Step::Done(format!("{next}, held by an object outside the session"))
+    } else {
+        Step::Follow(next)
+    }
+}
