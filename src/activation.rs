@@ -37,6 +37,14 @@ thread_local! {
     static STACK: RefCell<Vec<(u64, Py<SessionCore>)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Counts activations ever begun: a hook that saw no block before a call and sees a
+/// different count after it knows a block may have come and gone meanwhile.
+pub static EPOCH: AtomicUsize = AtomicUsize::new(0);
+
+pub fn epoch() -> usize {
+    EPOCH.load(Ordering::Acquire)
+}
+
 pub fn is_active() -> bool {
     ACTIVE.load(Ordering::Acquire) != 0
 }
@@ -124,6 +132,10 @@ struct Aliases {
     base_env: Option<Py<PyAny>>,
     next_generation: u64,
     gates: HashMap<String, Py<PyAny>>,
+    /// importlib's per-name import locks while some import is in flight: a real name
+    /// being imported by another thread must not be aliased under it (importlib
+    /// would pick up the alias's spec and execute a second copy of our module).
+    in_flight: Option<Py<PyDict>>,
     next_id: u64,
     marker: Option<Py<PyModule>>,
 }
@@ -266,7 +278,15 @@ impl Aliases {
         }
         if let Some((_, visible)) = self.owners.get(name).and_then(|o| o.last()) {
             match visible {
-                Some(m) => mods.set_item(key, m)?,
+                Some(m) => {
+                    let busy = match &self.in_flight {
+                        Some(locks) => locks.bind(mods.py()).contains(key)?,
+                        None => false,
+                    };
+                    if !busy {
+                        mods.set_item(key, m)?;
+                    }
+                }
                 None => {
                     if let Some(old) = mods.get_item(key)? {
                         garbage.push(old.unbind());
@@ -528,6 +548,20 @@ impl Aliases {
     }
 }
 
+/// importlib's module-lock table when any import is in flight (CPython keeps one
+/// lock per name being imported, 3.3 through 3.13), else None.
+fn imports_in_flight(py: Python<'_>) -> Option<Py<PyDict>> {
+    let it = interp::get(py).ok()?;
+    let locks = it
+        .bootstrap
+        .bind(py)
+        .getattr(intern!(py, "_module_locks"))
+        .ok()?
+        .cast_into::<PyDict>()
+        .ok()?;
+    (!locks.is_empty()).then(|| locks.unbind())
+}
+
 /// `sys.path` as the global code sees it: the pre-activation snapshot while any block
 /// is active, else the live list.
 pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
@@ -772,10 +806,13 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
     let first = !is_active();
+    EPOCH.fetch_add(1, Ordering::AcqRel);
     ACTIVE.fetch_add(1, Ordering::AcqRel);
     st.next_id += 1;
     let id = st.next_id;
+    st.in_flight = imports_in_flight(py);
     let result = enter_frame(core, st, id, first, &mods, &mut garbage);
+    st.in_flight = None;
     match &result {
         Ok(()) => {
             STACK.with(|s| s.borrow_mut().push((id, core.clone().unbind())));
@@ -859,7 +896,14 @@ fn enter_frame(
                     qualified: keys.qualified.bind(py).clone(),
                     module: m,
                 }),
-                None => gone.push(real.clone()),
+                None => {
+                    eprintln!(
+                        "DEBUG gone {real} key={:?} present_real={:?}",
+                        keys.qualified.bind(py).to_cow(),
+                        mods.contains(session.qualified(real))
+                    );
+                    gone.push(real.clone())
+                }
             }
         }
         for g in gone {
@@ -1230,6 +1274,7 @@ pub fn alias_if_active(
     let mut locked = lock(py);
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
+    st.in_flight = imports_in_flight(py);
     let visible = mods.get_item(&key)?;
     let owned = st.frames.get(&id).and_then(|f| f.own.module(py, name));
     let result = if !same(visible.as_ref(), Some(module)) || !same(owned.as_ref(), Some(module)) {
@@ -1245,6 +1290,7 @@ pub fn alias_if_active(
     } else {
         Ok(())
     };
+    st.in_flight = None;
     drop(locked);
     drop(garbage);
     result.map(|_| true)

@@ -238,9 +238,16 @@ pub fn global_import<'py>(
     level: i32,
 ) -> PyResult<Bound<'py, PyAny>> {
     if !is_active() {
+        let epoch = activation::epoch();
         let result = interp::import_level(py, name, globals, locals, fromlist, level)?;
-        if !is_active() || !activation::is_session_module(&result) {
+        let quiet = !is_active() && activation::epoch() == epoch;
+        if quiet || activation::top_session(py).is_some() || !activation::is_session_module(&result)
+        {
             return Ok(result);
+        }
+        if !is_active() {
+            // The block that aliased the name is over: the global import now works.
+            return interp::import_level(py, name, globals, locals, fromlist, level);
         }
     }
     if let Some(top) = activation::top_session(py) {
@@ -280,6 +287,7 @@ unsafe extern "C" fn fast_import(
     // SAFETY: CPython passes `nargs` valid borrowed references in `args` and NULL or a
     // tuple in `kwnames`; nothing here can panic.
     unsafe {
+        let epoch = activation::epoch();
         if kwnames.is_null() && nargs == 5 && !is_active() {
             let level = ffi::PyLong_AsLong(*args.add(4));
             if level == -1 && !ffi::PyErr_Occurred().is_null() {
@@ -294,7 +302,8 @@ unsafe extern "C" fn fast_import(
             );
             // A block that began on another thread while this import ran may have
             // aliased the name: never hand its module to global code.
-            if result.is_null() || !is_active() || !returned_alias(result) {
+            let quiet = !is_active() && activation::epoch() == epoch;
+            if result.is_null() || quiet || !returned_alias(result) {
                 return result;
             }
             ffi::Py_DecRef(result);
@@ -490,9 +499,14 @@ pub fn gcd_import<'py>(
         return route_absolute(top.bind(py), &text);
     }
     if !is_active() {
+        let epoch = activation::epoch();
         let result = original.call1((&name,))?;
-        if !is_active() || !activation::is_session_module(&result) {
+        let quiet = !is_active() && activation::epoch() == epoch;
+        if quiet || !activation::is_session_module(&result) {
             return Ok(result);
+        }
+        if !is_active() {
+            return original.call1((&name,));
         }
     }
     if let Some(m) = activation::global_view(py, &text)? {
