@@ -23,6 +23,7 @@ typed facade.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from subsession._core import ConfigError, ReloadError
 from subsession._session import (
@@ -36,6 +37,7 @@ from subsession._session import (
     get,
     sessions,
 )
+from subsession.config import PathArg
 
 __all__ = [
     "ClosedSessionError",
@@ -57,7 +59,7 @@ __version__ = "0.1.0"
 logging.getLogger("subsession").addHandler(logging.NullHandler())
 
 
-def load_config(paths: object = None) -> list[Session]:
+def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:
     """Create (or update) the sessions a studio config defines (SPEC §5).
 
     ``paths`` is a path, a list of paths, or ``None`` for ``$SUBSESSION_CONFIG``

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union, cast
 
 from subsession import _core, _loaders
 from subsession._core import (
@@ -316,4 +316,4 @@ def sessions() -> list[Session]:
 
 def current() -> Session | None:
     """The innermost session active on this thread, or ``None``."""
-    return _core.current()
+    return cast("Session | None", _core.current())

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Optional, TypedDict, Union
+from typing import Any, Optional, TypedDict, Union, cast
 
 from subsession import _core
 from subsession._session import Session
@@ -92,8 +92,7 @@ def parse_config(paths: PathArg | Sequence[PathArg] | None = None) -> ParsedConf
     files = config_paths(paths)
     if not files:
         return {"host_modules": [], "sessions": {}}
-    result: ParsedConfig = _core.parse_config(files)
-    return result
+    return cast(ParsedConfig, _core.parse_config(files))
 
 
 def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:
