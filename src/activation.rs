@@ -280,7 +280,7 @@ impl Aliases {
             match visible {
                 Some(m) => {
                     let busy = match &self.in_flight {
-                        Some(locks) => locks.bind(mods.py()).contains(key)?,
+                        Some(locks) => imported_elsewhere(locks.bind(mods.py()), key),
                         None => false,
                     };
                     if !busy {
@@ -562,6 +562,31 @@ fn imports_in_flight(py: Python<'_>) -> Option<Py<PyDict>> {
     (!locks.is_empty()).then(|| locks.unbind())
 }
 
+/// True when another thread holds importlib's module lock for `name` (an import of
+/// that real name is in flight there). This thread's own in-flight imports (C code
+/// importing by real name during its init) are not in the way.
+fn imported_elsewhere(locks: &Bound<'_, PyDict>, name: &Bound<'_, PyString>) -> bool {
+    let py = locks.py();
+    let Ok(Some(weak)) = locks.get_item(name) else {
+        return false;
+    };
+    let Ok(lock) = weak.call0() else {
+        return false;
+    };
+    if lock.is_none() {
+        return false;
+    }
+    let owner = lock.getattr(intern!(py, "owner")).ok();
+    let me = py
+        .import("_thread")
+        .and_then(|t| t.call_method0("get_ident"))
+        .ok();
+    match (owner, me) {
+        (Some(owner), Some(me)) => !owner.eq(&me).unwrap_or(false),
+        _ => true,
+    }
+}
+
 /// `sys.path` as the global code sees it: the pre-activation snapshot while any block
 /// is active, else the live list.
 pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
@@ -597,7 +622,8 @@ fn gate_paths(py: Python<'_>, st: &mut Aliases, paths: &[String]) -> PyResult<()
     if paths.is_empty() {
         return Ok(());
     }
-    let cache = py.import("sys")?.getattr("path_importer_cache")?;
+    let sys = interp::get(py)?.sys.bind(py);
+    let cache = sys.getattr(intern!(py, "path_importer_cache"))?;
     let mut gate_fn: Option<Bound<'_, PyAny>> = None;
     for path in paths {
         let current = cache.get_item(path).ok();
@@ -608,7 +634,7 @@ fn gate_paths(py: Python<'_>, st: &mut Aliases, paths: &[String]) -> PyResult<()
         }
         let mut inner = current.filter(|c| !c.is_none());
         if inner.is_none() {
-            for hook in py.import("sys")?.getattr("path_hooks")?.try_iter()? {
+            for hook in sys.getattr(intern!(py, "path_hooks"))?.try_iter()? {
                 match hook?.call1((path,)) {
                     Ok(finder) => {
                         inner = Some(finder);

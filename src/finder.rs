@@ -227,7 +227,8 @@ pub fn alias_load(
     }
     let it = interp::get(py)?;
     let loaded = it.original_gcd_import.bind(py).call1((qualified,))?;
-    if !activation::alias_if_active(core, &name, &loaded)? {
+    let aliased = activation::alias_if_active(core, &name, &loaded)?;
+    if !aliased || !mods.contains(&name)? {
         // _load_unlocked returns sys.modules[name].
         mods.set_item(&name, loaded)?;
     }

@@ -11,6 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 
 pub struct Interp {
+    pub sys: Py<PyModule>,
     pub builtins: Py<PyModule>,
     pub builtins_dict: Py<PyDict>,
     pub original_import: Py<PyAny>,
@@ -67,6 +68,7 @@ pub fn init<'py>(py: Python<'py>, loaders: &Bound<'py, PyModule>) -> PyResult<&'
         }
     }
     let interp = Interp {
+        sys: py.import("sys")?.unbind(),
         builtins_dict: builtins.dict().unbind(),
         original_import: builtins.getattr("__import__")?.unbind(),
         builtins: builtins.unbind(),
@@ -103,7 +105,7 @@ pub fn sys_modules(py: Python<'_>) -> Bound<'_, PyDict> {
 
 /// `sys.path` as the live list (`None` if someone replaced it with a non-list).
 pub fn sys_path(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
-    let path = py.import("sys")?.getattr("path")?;
+    let path = get(py)?.sys.bind(py).getattr(pyo3::intern!(py, "path"))?;
     Ok(path.cast_into::<PyList>()?)
 }
 
