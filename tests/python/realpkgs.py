@@ -31,11 +31,13 @@ CERTIFI = "certifi==2024.8.30"
 
 #: install key -> pinned requirements (the library first, then its dependency tree)
 INSTALLS: dict[str, tuple[str, ...]] = {
-    "six-1.15.0": ("six==1.15.0",),
+    # six < 1.16 and packaging < 21 do not import on Python 3.12+ (no find_spec in
+    # six.moves' importer; distutils is gone): the pairs must work on 3.9-3.13.
     "six-1.16.0": ("six==1.16.0",),
+    "six-1.17.0": ("six==1.17.0",),
     "attrs-21.4.0": ("attrs==21.4.0",),
     "attrs-23.2.0": ("attrs==23.2.0",),
-    "packaging-20.9": ("packaging==20.9", "pyparsing==2.4.7"),
+    "packaging-21.3": ("packaging==21.3", "pyparsing==2.4.7"),
     "packaging-24.1": ("packaging==24.1",),
     "requests-2.25.1": (
         "requests==2.25.1",
@@ -67,9 +69,9 @@ INSTALLS: dict[str, tuple[str, ...]] = {
 
 #: library -> (older install key, newer install key)
 PAIRS: dict[str, tuple[str, str]] = {
-    "six": ("six-1.15.0", "six-1.16.0"),
+    "six": ("six-1.16.0", "six-1.17.0"),
     "attrs": ("attrs-21.4.0", "attrs-23.2.0"),
-    "packaging": ("packaging-20.9", "packaging-24.1"),
+    "packaging": ("packaging-21.3", "packaging-24.1"),
     "requests": ("requests-2.25.1", "requests-2.32.3"),
     "pydantic": ("pydantic-1.10.21", "pydantic-2.10.6"),
     "click": ("click-7.1.2", "click-8.1.7"),
