@@ -599,6 +599,11 @@ pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
         .collect())
 }
 
+/// The generation of the frozen base path while blocks are active.
+pub fn base_generation(py: Python<'_>) -> Option<u64> {
+    lock(py).state().base.as_ref().map(|b| b.generation)
+}
+
 /// The path gate: may `fullname` be searched for in the session-only entry `path`?
 #[pyfunction]
 pub fn gate_open(py: Python<'_>, path: &str, fullname: &str) -> bool {
@@ -1271,6 +1276,7 @@ fn capture_changes(py: Python<'_>, session: &SessionCore, frame: &Frame) -> PyRe
         }
     }
     st.search_cache = None;
+    st.live_cache = None;
     Ok(())
 }
 

@@ -61,7 +61,7 @@ fn find_spec<'py>(
         let path = if rest.contains('.') {
             path
         } else {
-            Some(PyList::new(py, session.search_path(py)?)?.into_any())
+            Some(session.search_path_list(py)?.into_any())
         };
         let spec = it
             .path_finder

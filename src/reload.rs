@@ -35,7 +35,17 @@ pub fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_,
         .and_then(|f| f.extract::<String>().ok());
     if let Some(file) = file {
         let path = PathBuf::from(file);
-        let stamp = stamp_of(&path);
+        // The session's source loader kept the stat it validated the code with.
+        let seen = module
+            .getattr(intern!(py, "__spec__"))
+            .and_then(|s| s.getattr(intern!(py, "loader")))
+            .and_then(|l| l.getattr(intern!(py, "_stamp")))
+            .and_then(|t| t.extract::<(i128, u64)>())
+            .ok();
+        let stamp = match seen {
+            Some((mtime_ns, size)) => Some(stale::Stamp { mtime_ns, size }),
+            None => stamp_of(&path),
+        };
         core.get().lock(py).reload.files.record(real, path, stamp);
     }
 }

@@ -40,6 +40,8 @@ pub struct State {
     pub reload: reload::Tracking,
     /// The search path computed for a base path generation (see activation).
     pub search_cache: Option<(u64, Py<PyList>)>,
+    /// The search path computed for a copy of the live `sys.path` (no block active).
+    pub live_cache: Option<(Py<PyList>, Py<PyList>)>,
 }
 
 pub struct ModuleKeys {
@@ -130,21 +132,43 @@ impl SessionCore {
     }
 
     /// The session's search path: its own paths, then the global ones (or only the
-    /// standard library's with `inherit_paths=False`), without duplicates.
+    /// standard library's with `inherit_paths=False`).
     pub fn search_path(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let base = activation::base_path(py)?;
-        let it = interp::get(py)?;
-        let st = self.lock(py);
-        let mut out: Vec<String> = st.settings.paths.clone();
-        for p in base {
-            if out.contains(&p) {
-                continue;
-            }
-            if st.settings.inherit_paths || policy::is_stdlib_path(&p, &it.stdlib_dirs) {
-                out.push(p);
+        activation::search_path_from(py, self, &base)
+    }
+
+    /// The search path as a list, for the finder: cached while the global `sys.path`
+    /// (or, during blocks, the frozen base path) is unchanged.
+    pub fn search_path_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        if activation::is_active() {
+            let generation = activation::base_generation(py);
+            let cached = self
+                .lock(py)
+                .search_cache
+                .as_ref()
+                .filter(|(g, _)| Some(*g) == generation)
+                .map(|(_, l)| l.clone_ref(py));
+            return match cached {
+                Some(list) => Ok(list.into_bound(py)),
+                None => PyList::new(py, self.search_path(py)?),
+            };
+        }
+        let live = interp::sys_path(py)?;
+        let cached = self
+            .lock(py)
+            .live_cache
+            .as_ref()
+            .map(|(copy, list)| (copy.clone_ref(py), list.clone_ref(py)));
+        if let Some((copy, list)) = cached {
+            if copy.bind(py).eq(&live)? {
+                return Ok(list.into_bound(py));
             }
         }
-        Ok(out)
+        let copy = PyList::new(py, live.iter())?;
+        let list = PyList::new(py, self.search_path(py)?)?;
+        self.lock(py).live_cache = Some((copy.unbind(), list.clone().unbind()));
+        Ok(list)
     }
 
     pub fn importlib_proxy(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -274,6 +298,7 @@ impl SessionCore {
                 closed: false,
                 reload: reload::Tracking::default(),
                 search_cache: None,
+                live_cache: None,
             }),
         };
         let core = Bound::new(py, core)?;
@@ -400,6 +425,7 @@ impl SessionCore {
             st.settings.inherit_paths = v;
         }
         st.search_cache = None;
+        st.live_cache = None;
         Ok(())
     }
 

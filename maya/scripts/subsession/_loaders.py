@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery as machinery
 import importlib.metadata as metadata
+import os
 import pkgutil
 import types
 from collections.abc import Iterator
@@ -35,6 +36,13 @@ class SessionSourceLoader(machinery.SourceFileLoader):
     """Executes a session's ``.py`` module with the session's ``__builtins__``."""
 
     _session: Any = None
+    _stamp: tuple[int, int] | None = None
+
+    def path_stats(self, path: str) -> dict[str, Any]:
+        # The stat that validates the code is also the module's stamp for stale().
+        st = os.stat(path)
+        self._stamp = (st.st_mtime_ns, st.st_size)
+        return {"mtime": st.st_mtime, "size": st.st_size}
 
     def exec_module(self, module: types.ModuleType) -> None:
         self._session._exec_module(module, super().exec_module)
@@ -196,7 +204,5 @@ class PkgutilProxy(types.ModuleType):
         file = getattr(module, "__file__", None)
         if loader is None or not hasattr(loader, "get_data") or file is None:
             return None
-        import os
-
         parts = [os.path.dirname(file), *resource.split("/")]
         return loader.get_data(os.path.join(*parts))  # type: ignore[no-any-return]
