@@ -103,7 +103,7 @@ pub fn sys_modules(py: Python<'_>) -> Bound<'_, PyDict> {
     }
 }
 
-/// `sys.path` as the live list (`None` if someone replaced it with a non-list).
+/// `sys.path` as the live list (an error if someone replaced it with a non-list).
 pub fn sys_path(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let path = get(py)?.sys.bind(py).getattr(pyo3::intern!(py, "path"))?;
     Ok(path.cast_into::<PyList>()?)
