@@ -1,40 +1,147 @@
-//! In-place ("deep") reload and the unload leak report.
+//! In-place ("deep") reload.
 //!
 //! A deep reload keeps the identity of the module's functions and classes and gives
 //! them the new code, so whatever still holds them (a Qt signal, an open window's
 //! instances, `from m import f` in another module) runs new code on its next call.
 //! It only visits the module's own globals and the classes defined there: its cost
-//! does not grow with the rest of the heap.
+//! does not grow with the rest of the heap. Every change is logged in an [`Undo`], so
+//! a batch that fails later can put every object back as it was.
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule, PyType};
+use pyo3::types::{PyDict, PyModule, PyTuple, PyType};
 
-fn is_function(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
-    obj.get_type()
-        .name()
-        .is_ok_and(|n| n.to_cow().is_ok_and(|n| n == "function"))
-        && obj.hasattr(intern!(py, "__code__")).unwrap_or(false)
+/// What a deep reload changed, in order, to roll back a failed batch.
+#[derive(Default)]
+pub struct Undo<'py> {
+    steps: Vec<Step<'py>>,
 }
 
-/// Moves `new`'s code and metadata into `old`. False when the closures differ in
-/// shape, in which case `old` keeps its code.
-fn update_function(
-    py: Python<'_>,
-    old: &Bound<'_, PyAny>,
-    new: &Bound<'_, PyAny>,
+enum Step<'py> {
+    /// `setattr(obj, name, old)`, or `delattr` when there was none.
+    Attr(Bound<'py, PyAny>, String, Option<Bound<'py, PyAny>>),
+    /// A closure cell's previous contents (None: it was empty).
+    Cell(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>),
+}
+
+impl<'py> Undo<'py> {
+    fn set(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        name: &str,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        let previous = own_attr(obj, name);
+        obj.setattr(name, value)?;
+        self.steps
+            .push(Step::Attr(obj.clone(), name.to_owned(), previous));
+        Ok(())
+    }
+
+    fn delete(&mut self, obj: &Bound<'py, PyAny>, name: &str) -> PyResult<()> {
+        let previous = own_attr(obj, name);
+        obj.delattr(name)?;
+        self.steps
+            .push(Step::Attr(obj.clone(), name.to_owned(), previous));
+        Ok(())
+    }
+
+    fn set_cell(&mut self, cell: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = cell.py();
+        let previous = cell.getattr(intern!(py, "cell_contents")).ok();
+        cell.setattr(intern!(py, "cell_contents"), value)?;
+        self.steps.push(Step::Cell(cell.clone(), previous));
+        Ok(())
+    }
+
+    /// Puts everything back, newest first. Best effort: an object that refuses keeps
+    /// its new state, the rest is still restored.
+    pub fn rollback(self) {
+        for step in self.steps.into_iter().rev() {
+            let _ = match step {
+                Step::Attr(obj, name, Some(old)) => obj.setattr(name.as_str(), old),
+                Step::Attr(obj, name, None) => obj.delattr(name.as_str()),
+                Step::Cell(cell, Some(old)) => cell.setattr("cell_contents", old),
+                Step::Cell(cell, None) => cell.delattr("cell_contents"),
+            };
+        }
+    }
+}
+
+/// The attribute as the object itself holds it (a class's own dict entry, not an
+/// inherited one), for exact restoration.
+fn own_attr<'py>(obj: &Bound<'py, PyAny>, name: &str) -> Option<Bound<'py, PyAny>> {
+    if obj.is_instance_of::<PyType>() {
+        return obj
+            .getattr(intern!(obj.py(), "__dict__"))
+            .ok()?
+            .get_item(name)
+            .ok();
+    }
+    obj.getattr(name).ok()
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+fn is_function(obj: &Bound<'_, PyAny>) -> bool {
+    type_name(obj) == "function" && obj.hasattr(intern!(obj.py(), "__code__")).unwrap_or(false)
+}
+
+fn freevars<'py>(func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    func.getattr(intern!(func.py(), "__code__"))?
+        .getattr(intern!(func.py(), "co_freevars"))
+}
+
+fn cells<'py>(func: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let closure = func.getattr(intern!(func.py(), "__closure__"))?;
+    if closure.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(closure.try_iter()?.flatten().collect())
+}
+
+/// Points a function's `__class__` cell (what `super()` uses) at `class`.
+fn bind_class_cell<'py>(
+    undo: &mut Undo<'py>,
+    func: &Bound<'py, PyAny>,
+    class: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let names: Vec<String> = freevars(func)?.extract()?;
+    if let Some(i) = names.iter().position(|n| n == "__class__") {
+        if let Some(cell) = cells(func)?.get(i) {
+            undo.set_cell(cell, class)?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves `new`'s code, defaults, closure values and metadata into `old`. False when
+/// the closures differ in shape (other free variables), in which case `old` is left
+/// alone. A `__class__` cell keeps pointing at the old class (`super()` works).
+fn update_function<'py>(
+    undo: &mut Undo<'py>,
+    old: &Bound<'py, PyAny>,
+    new: &Bound<'py, PyAny>,
 ) -> PyResult<bool> {
-    let new_code = new.getattr(intern!(py, "__code__"))?;
-    let old_cells = old.getattr(intern!(py, "__closure__"))?;
-    let old_len = if old_cells.is_none() {
-        0
-    } else {
-        old_cells.len()?
-    };
-    if new_code.getattr(intern!(py, "co_freevars"))?.len()? != old_len {
+    let py = old.py();
+    if !freevars(old)?.eq(freevars(new)?)? {
         return Ok(false);
     }
-    old.setattr(intern!(py, "__code__"), new_code)?;
+    let names: Vec<String> = freevars(new)?.extract()?;
+    for ((name, old_cell), new_cell) in names.iter().zip(cells(old)?).zip(cells(new)?) {
+        if name == "__class__" {
+            continue;
+        }
+        if let Ok(value) = new_cell.getattr(intern!(py, "cell_contents")) {
+            undo.set_cell(&old_cell, &value)?;
+        }
+    }
+    undo.set(old, "__code__", &new.getattr(intern!(py, "__code__"))?)?;
     for attr in [
         "__defaults__",
         "__kwdefaults__",
@@ -42,59 +149,69 @@ fn update_function(
         "__annotations__",
     ] {
         if let Ok(v) = new.getattr(attr) {
-            old.setattr(attr, v)?;
+            undo.set(old, attr, &v)?;
         }
     }
-    let old_dict = old.getattr(intern!(py, "__dict__"))?;
-    old_dict.call_method1(
-        intern!(py, "update"),
-        (new.getattr(intern!(py, "__dict__"))?,),
+    let merged = old
+        .getattr(intern!(py, "__dict__"))?
+        .cast_into::<PyDict>()?
+        .copy()?;
+    merged.update(
+        new.getattr(intern!(py, "__dict__"))?
+            .cast::<PyDict>()?
+            .as_mapping(),
     )?;
+    undo.set(old, "__dict__", merged.as_any())?;
     Ok(true)
 }
 
 /// Updates a class attribute in place where identity matters (functions, and the
 /// functions behind classmethod/staticmethod); otherwise the new value replaces it.
-fn update_member(
-    py: Python<'_>,
-    class: &Bound<'_, PyAny>,
+fn update_member<'py>(
+    undo: &mut Undo<'py>,
+    class: &Bound<'py, PyType>,
     name: &str,
-    old: Option<&Bound<'_, PyAny>>,
-    new: &Bound<'_, PyAny>,
+    old: Option<&Bound<'py, PyAny>>,
+    new: &Bound<'py, PyAny>,
 ) -> PyResult<()> {
+    let py = class.py();
     if let Some(old) = old {
-        if is_function(py, old) && is_function(py, new) && update_function(py, old, new)? {
+        if is_function(old) && is_function(new) && update_function(undo, old, new)? {
             return Ok(());
         }
-        let wrapper = |o: &Bound<'_, PyAny>| {
-            o.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        };
-        let kind = wrapper(old);
-        if (kind == "classmethod" || kind == "staticmethod") && kind == wrapper(new) {
+        let kind = type_name(old);
+        if (kind == "classmethod" || kind == "staticmethod") && kind == type_name(new) {
             let old_fn = old.getattr(intern!(py, "__func__"))?;
             let new_fn = new.getattr(intern!(py, "__func__"))?;
-            if update_function(py, &old_fn, &new_fn)? {
+            if update_function(undo, &old_fn, &new_fn)? {
                 return Ok(());
             }
         }
     }
-    class.setattr(name, new)
+    // Replaced: a new function that uses super() must see the old class.
+    let func = match type_name(new).as_str() {
+        "function" => Some(new.clone()),
+        "classmethod" | "staticmethod" => new.getattr(intern!(py, "__func__")).ok(),
+        _ => None,
+    };
+    if let Some(func) = func.filter(is_function) {
+        bind_class_cell(undo, &func, class.as_any())?;
+    }
+    undo.set(class.as_any(), name, new)
 }
 
 /// Why a class cannot be updated in place, if it cannot.
-fn refusal(
-    py: Python<'_>,
-    old: &Bound<'_, PyType>,
-    new: &Bound<'_, PyType>,
-) -> PyResult<Option<String>> {
+fn refusal(old: &Bound<'_, PyType>, new: &Bound<'_, PyType>) -> PyResult<Option<String>> {
+    let py = old.py();
     let enum_meta = py.import("enum")?.getattr("EnumMeta")?;
     if old.get_type().is_subclass(enum_meta.cast::<PyType>()?)? {
         return Ok(Some(
             "an Enum (its members are instances created at class creation)".into(),
         ));
+    }
+    let heap = old.getattr(intern!(py, "__flags__"))?.extract::<u64>()? & (1 << 9) != 0;
+    if !heap {
+        return Ok(Some("a C-extension class (its type is immutable)".into()));
     }
     let slots = |t: &Bound<'_, PyType>| -> PyResult<Option<String>> {
         Ok(t.getattr(intern!(py, "__dict__"))?
@@ -107,13 +224,16 @@ fn refusal(
             "a class whose __slots__ changed (instance layout differs)".into(),
         ));
     }
-    let heap = old.getattr(intern!(py, "__flags__"))?.extract::<u64>()? & (1 << 9) != 0;
-    if !heap {
-        return Ok(Some("a C-extension class (its type is immutable)".into()));
-    }
-    let bases = |t: &Bound<'_, PyType>| {
-        t.getattr(intern!(py, "__bases__"))
-            .and_then(|b| b.repr().map(|r| r.to_string()))
+    let bases = |t: &Bound<'_, PyType>| -> PyResult<Vec<String>> {
+        t.getattr(intern!(py, "__bases__"))?
+            .cast_into::<PyTuple>()?
+            .iter()
+            .map(|b| {
+                let module: String = b.getattr(intern!(py, "__module__"))?.extract()?;
+                let name: String = b.getattr(intern!(py, "__qualname__"))?.extract()?;
+                Ok(format!("{module}.{name}"))
+            })
+            .collect()
     };
     if bases(old)? != bases(new)? {
         return Ok(Some("a class whose base classes changed".into()));
@@ -122,30 +242,35 @@ fn refusal(
 }
 
 /// Makes the objects of the previous version run the new code in place.
-/// `before` holds the module's globals from before the reload.
-pub fn update_in_place(
-    py: Python<'_>,
-    before: &Bound<'_, PyDict>,
-    module: &Bound<'_, PyModule>,
+/// `before` holds the module's globals from before the reload. Returns the classes it
+/// refused to update, each with the reason (also logged as a WARNING).
+pub fn update_in_place<'py>(
+    undo: &mut Undo<'py>,
+    before: &Bound<'py, PyDict>,
+    module: &Bound<'py, PyModule>,
 ) -> PyResult<Vec<String>> {
+    let py = module.py();
     let globals = module.dict();
     let module_name = globals.get_item("__name__")?;
+    let defined_here = |o: &Bound<'_, PyAny>| -> bool {
+        match (&module_name, o.getattr(intern!(py, "__module__"))) {
+            (Some(m), Ok(om)) => om.eq(m).unwrap_or(false),
+            _ => false,
+        }
+    };
     let mut refused = Vec::new();
+    // new class -> the old class that took over its identity
+    let mut replaced: std::collections::HashMap<usize, Bound<'py, PyAny>> =
+        std::collections::HashMap::new();
     for (name, old) in before.iter() {
         let Some(new) = globals.get_item(&name)? else {
             continue;
         };
-        if old.is(&new) {
+        if old.is(&new) || !defined_here(&old) {
             continue;
         }
-        let defined_here = |o: &Bound<'_, PyAny>| -> bool {
-            match (&module_name, o.getattr(intern!(py, "__module__"))) {
-                (Some(m), Ok(om)) => om.eq(m).unwrap_or(false),
-                _ => false,
-            }
-        };
-        if is_function(py, &old) && is_function(py, &new) && defined_here(&old) {
-            if update_function(py, &old, &new)? {
+        if is_function(&old) && is_function(&new) {
+            if update_function(undo, &old, &new)? {
                 globals.set_item(&name, &old)?;
             }
             continue;
@@ -153,29 +278,59 @@ pub fn update_in_place(
         let (Ok(old_cls), Ok(new_cls)) = (old.cast::<PyType>(), new.cast::<PyType>()) else {
             continue;
         };
-        if !defined_here(&old) {
-            continue;
-        }
-        if let Some(why) = refusal(py, old_cls, new_cls)? {
+        if let Some(why) = refusal(old_cls, new_cls)? {
+            let label = module_name
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
             let message = format!(
-                "{}.{}: not updated in place: {why}; existing instances keep the old class",
-                module_name
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-                name
+                "{label}.{name}: not updated in place: {why}; existing instances keep the old class"
             );
             log::warn!(target: "subsession", "deep reload: {message}");
             refused.push(message);
             continue;
         }
-        update_class(py, old_cls, new_cls)?;
+        update_class(undo, old_cls, new_cls)?;
         globals.set_item(&name, &old)?;
+        replaced.insert(new.as_ptr() as usize, old.clone());
+    }
+    // Classes created anew (refused or added) that derive from updated ones: point
+    // their bases at the surviving classes, so isinstance keeps one hierarchy.
+    if !replaced.is_empty() {
+        for (_, value) in globals.iter() {
+            let Ok(class) = value.cast::<PyType>() else {
+                continue;
+            };
+            if !defined_here(&value) {
+                continue;
+            }
+            let bases = class
+                .getattr(intern!(py, "__bases__"))?
+                .cast_into::<PyTuple>()?;
+            if !bases
+                .iter()
+                .any(|b| replaced.contains_key(&(b.as_ptr() as usize)))
+            {
+                continue;
+            }
+            let mapped: Vec<Bound<'py, PyAny>> = bases
+                .iter()
+                .map(|b| replaced.get(&(b.as_ptr() as usize)).cloned().unwrap_or(b))
+                .collect();
+            let mapped = PyTuple::new(py, mapped)?;
+            if let Err(e) = undo.set(&value, "__bases__", mapped.as_any()) {
+                log::warn!(target: "subsession", "deep reload: cannot rebase {value}: {e}");
+            }
+        }
     }
     Ok(refused)
 }
 
-fn update_class(py: Python<'_>, old: &Bound<'_, PyType>, new: &Bound<'_, PyType>) -> PyResult<()> {
+fn update_class<'py>(
+    undo: &mut Undo<'py>,
+    old: &Bound<'py, PyType>,
+    new: &Bound<'py, PyType>,
+) -> PyResult<()> {
     const FIXED: &[&str] = &[
         "__dict__",
         "__weakref__",
@@ -183,24 +338,32 @@ fn update_class(py: Python<'_>, old: &Bound<'_, PyType>, new: &Bound<'_, PyType>
         "__qualname__",
         "__slots__",
     ];
+    let py = old.py();
     let old_dict = old.getattr(intern!(py, "__dict__"))?;
     let new_dict = new.getattr(intern!(py, "__dict__"))?;
-    let new_keys: Vec<String> = new_dict
-        .call_method0("keys")?
-        .try_iter()?
-        .flatten()
-        .filter_map(|k| k.extract().ok())
-        .collect();
-    let old_keys: Vec<String> = old_dict
-        .call_method0("keys")?
-        .try_iter()?
-        .flatten()
-        .filter_map(|k| k.extract().ok())
-        .collect();
+    let keys = |d: &Bound<'py, PyAny>| -> PyResult<Vec<String>> {
+        Ok(d.call_method0("keys")?
+            .try_iter()?
+            .flatten()
+            .filter_map(|k| k.extract().ok())
+            .collect())
+    };
+    let (old_keys, new_keys) = (keys(&old_dict)?, keys(&new_dict)?);
+    // Slot descriptors describe the (unchanged) instance layout of the OLD class.
+    let is_layout = |v: &Bound<'_, PyAny>| {
+        matches!(
+            type_name(v).as_str(),
+            "member_descriptor" | "getset_descriptor"
+        )
+    };
     for key in &old_keys {
-        if !new_keys.contains(key) && !FIXED.contains(&key.as_str()) {
-            old.delattr(key.as_str())?;
+        if new_keys.contains(key) || FIXED.contains(&key.as_str()) {
+            continue;
         }
+        if old_dict.get_item(key).is_ok_and(|v| is_layout(&v)) {
+            continue;
+        }
+        undo.delete(old.as_any(), key)?;
     }
     for key in &new_keys {
         if FIXED.contains(&key.as_str()) {
@@ -208,7 +371,10 @@ fn update_class(py: Python<'_>, old: &Bound<'_, PyType>, new: &Bound<'_, PyType>
         }
         let new_value = new_dict.get_item(key)?;
         let old_value = old_dict.get_item(key).ok();
-        update_member(py, old.as_any(), key, old_value.as_ref(), &new_value)?;
+        if old_value.as_ref().is_some_and(|v| is_layout(v)) || is_layout(&new_value) {
+            continue;
+        }
+        update_member(undo, old, key, old_value.as_ref(), &new_value)?;
     }
     Ok(())
 }

@@ -203,7 +203,9 @@ pub fn exec_session_module(
     };
     if let Some(real) = session.strip(&name) {
         session.note_module(py, real, None);
-        reload::note_loaded(core, real, module);
+        if !reload::is_tracked(core, real) {
+            reload::note_loaded(core, real, module);
+        }
         activation::alias_if_active(core, real, module.as_any())?;
     }
     Ok(())

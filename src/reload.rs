@@ -24,6 +24,12 @@ pub struct Tracking {
     pub graph: graph::ImportGraph,
 }
 
+/// True once a module's file is tracked (reloads update the stamp themselves, after
+/// the whole batch succeeded).
+pub fn is_tracked(core: &Bound<'_, SessionCore>, real: &str) -> bool {
+    core.get().lock(core.py()).reload.files.contains(real)
+}
+
 /// Records a module's source file and its stamp when it finishes executing.
 pub fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_, PyModule>) {
     let py = core.py();
@@ -80,13 +86,23 @@ pub fn note_import(
             None => return,
         },
     };
-    let mut imported = vec![base.clone()];
-    imported.extend(
-        interp::fromlist_names(fromlist)
-            .into_iter()
-            .map(|x| format!("{base}.{x}")),
-    );
+    let names = interp::fromlist_names(fromlist);
     let mut st = session.lock(py);
+    // `from pkg import sub` depends on the submodule, not on pkg's own code (pkg may
+    // import this very module); a name that is not a submodule comes from pkg itself.
+    let mut imported: Vec<String> = Vec::new();
+    let mut needs_base = names.is_empty();
+    for x in names {
+        let sub = format!("{base}.{x}");
+        if st.modules.contains_key(&sub) {
+            imported.push(sub);
+        } else {
+            needs_base = true;
+        }
+    }
+    if needs_base {
+        imported.push(base);
+    }
     for target in imported {
         if target != importer {
             st.reload.graph.add_edge(&importer, &target);
@@ -202,7 +218,8 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
     session.ensure_open(py)?;
     let importlib = py.import("importlib")?;
     let mods = interp::sys_modules(py);
-    let mut done: Vec<(Bound<'_, PyModule>, Bound<'_, PyDict>)> = Vec::new();
+    let mut done: Vec<(String, Bound<'_, PyModule>, Bound<'_, PyDict>)> = Vec::new();
+    let mut undo = deep::Undo::default();
     activation::enter(core)?;
     let outcome = (|| -> PyResult<()> {
         for real in names {
@@ -211,23 +228,28 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
             };
             let module = module.cast_into::<PyModule>()?;
             let before = module.dict().copy()?;
-            done.push((module.clone(), before.clone()));
+            done.push((real.clone(), module.clone(), before.clone()));
             importlib.call_method1(intern!(py, "reload"), (&module,))?;
             if deep {
-                deep::update_in_place(py, &before, &module)?;
+                deep::update_in_place(&mut undo, &before, &module)?;
             }
-            note_loaded(core, real, &module);
         }
         Ok(())
     })();
     let left = activation::exit(core);
     if let Err(err) = outcome {
-        for (module, before) in done.iter().rev() {
+        // All or nothing: objects updated in place first, then every module's globals;
+        // the file stamps stay old, so the modules are still stale.
+        undo.rollback();
+        for (_, module, before) in done.iter().rev() {
             let dict = module.dict();
             dict.clear();
             dict.update(before.as_mapping())?;
         }
         return Err(ReloadError::new_err(describe_failure(py, &err)));
+    }
+    for (real, module, _) in &done {
+        note_loaded(core, real, module);
     }
     left
 }

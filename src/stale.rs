@@ -51,6 +51,10 @@ pub struct FileIndex {
 }
 
 impl FileIndex {
+    pub fn contains(&self, name: &str) -> bool {
+        self.files.contains_key(name)
+    }
+
     pub fn record(&mut self, name: &str, path: PathBuf, stamp: Option<Stamp>) {
         self.files.insert(name.to_owned(), (path, stamp));
         self.snapshot = None;
