@@ -1396,10 +1396,17 @@ pub fn with_global_view<'py>(
 }
 
 /// Forgets what the engine kept of a closing session (it is not active anywhere).
-pub fn forget_session(py: Python<'_>, session: &SessionCore) {
+pub fn forget_session(py: Python<'_>, session: &SessionCore, names: &[String]) {
     let mut locked = lock(py);
     let st = locked.state();
     st.hidden.retain(|_, m| !belongs_to(m.bind(py), session));
+    // Emptied owner entries are kept for speed while a session lives; a closed
+    // session's names go, or a process making thousands of sessions would grow.
+    for name in names {
+        if st.owners.get(name).is_some_and(|o| o.is_empty()) {
+            st.owners.remove(name);
+        }
+    }
 }
 
 /// The number of this thread's activations.

@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList, PyModule, PyTuple, PyType};
 /// Marks a closing module's globals; see `reload::close`.
 pub const PROBE_KEY: &str = "__subsession_unload_probe__";
 
-const MAX_LEVELS: usize = 4;
+const MAX_LEVELS: usize = 6;
 
 /// One object on a holder chain: which module it keeps alive, in words so far.
 struct Lead<'py> {
@@ -202,15 +202,23 @@ pub fn describe<'py>(
     }
     let mut out = Vec::with_capacity(n);
     for (modules, code) in module_holders.into_iter().zip(code_holders) {
-        let external = |d: &String| !d.contains("held by session module");
-        // The module object keeps its globals alive: if something outside the
-        // session holds it, that is the leak to fix first.
-        let mut holders: Vec<String> = modules.iter().filter(|d| external(d)).cloned().collect();
+        // Most telling first: a named holder outside the session (a module global, a
+        // Qt connection, running code); else the surviving session module that keeps
+        // this one alive; else the chains that ran out of levels.
+        let all: Vec<String> = modules.into_iter().chain(code).collect();
+        let definite = |d: &String| {
+            d.contains("held in module") || d.contains("Qt callback") || d.contains("running frame")
+        };
+        let mut holders: Vec<String> = all.iter().filter(|d| definite(d)).cloned().collect();
         if holders.is_empty() {
-            holders = code.iter().filter(|d| external(d)).cloned().collect();
+            holders = all
+                .iter()
+                .filter(|d| d.contains("held by session module"))
+                .cloned()
+                .collect();
         }
         if holders.is_empty() {
-            holders = modules.into_iter().chain(code).collect();
+            holders = all.into_iter().take(3).collect();
         }
         let mut seen = HashSet::new();
         holders.retain(|h| seen.insert(h.clone()));
@@ -264,11 +272,25 @@ fn classify(
     {
         return Step::Done(format!("{what} connected as a Qt callback ({kind})"));
     }
+    // A class refers to itself through its MRO tuple and its own descriptors: those
+    // are not holders.
+    if kind.ends_with("_descriptor") || kind == "weakref" || kind == "mappingproxy" {
+        return Step::Skip;
+    }
+    if kind == "tuple"
+        && holder
+            .cast::<PyTuple>()
+            .ok()
+            .and_then(|t| t.get_item(0).ok())
+            .is_some_and(|first| first.is(&lead.obj) && lead.obj.is_instance_of::<PyType>())
+    {
+        return Step::Skip;
+    }
     let next = if holder.is_instance_of::<PyType>() {
         format!("{what} of class {}", qualname(holder))
     } else {
         match kind.as_str() {
-            "function" => return Step::Skip,
+            "function" => format!("{what} of function {}", qualname(holder)),
             "method" => format!("{what} as a bound method"),
             "cell" => format!("{what} in a closure"),
             "dict" => what.clone(),

@@ -113,6 +113,7 @@ pub fn note_import(
 /// Real names of modules whose file changed since they were executed.
 pub fn stale(core: &Bound<'_, SessionCore>) -> PyResult<Vec<String>> {
     let py = core.py();
+    core.get().ensure_open(py)?;
     let groups = core.get().lock(py).reload.files.snapshot();
     // The file system calls run without the GIL: other threads (Maya's UI) go on.
     let mut changed = py.detach(move || stale::changed(&groups));
@@ -130,6 +131,7 @@ fn resolve_module<'py>(
 ) -> PyResult<(String, Bound<'py, PyModule>)> {
     let py = core.py();
     let session = core.get();
+    session.ensure_open(py)?;
     let real = if let Ok(name) = module.extract::<String>() {
         session.strip(&name).unwrap_or(&name).to_owned()
     } else {
@@ -196,6 +198,7 @@ pub fn reload_stale(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<S
 /// Every module of the session, dependencies first.
 pub fn reload_all(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<String>> {
     let py = core.py();
+    core.get().ensure_open(py)?;
     let order = {
         let st = core.get().lock(py);
         let all: Vec<String> = st.modules.keys().cloned().collect();
@@ -374,7 +377,7 @@ pub fn close<'py>(
             mods.del_item(&name)?;
         }
     }
-    activation::forget_session(py, session);
+    activation::forget_session(py, session, &unloaded);
     registry::unregister(py, &session.prefix);
     session.namespace.bind(py).clear();
     gc.call_method0("collect")?;

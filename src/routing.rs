@@ -32,6 +32,10 @@ pub struct SessionImport {
 
 #[pymethods]
 impl SessionImport {
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.session)
+    }
+
     #[pyo3(signature = (name, globals=None, locals=None, fromlist=None, level=0))]
     fn __call__<'py>(
         &self,

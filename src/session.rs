@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::{MutexExt, PyOnceLock};
+use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyList, PyModule, PyString};
 
 use crate::policy::{self, Patterns};
@@ -61,8 +61,8 @@ pub struct SessionCore {
     pub builtins: Py<PyDict>,
     /// Globals of `Session.exec`.
     pub namespace: Py<PyDict>,
-    pub importlib_proxy: PyOnceLock<Py<PyAny>>,
-    pub pkgutil_proxy: PyOnceLock<Py<PyAny>>,
+    pub importlib_proxy: std::sync::OnceLock<Py<PyAny>>,
+    pub pkgutil_proxy: std::sync::OnceLock<Py<PyAny>>,
     pub state: Mutex<State>,
 }
 
@@ -173,14 +173,14 @@ impl SessionCore {
 
     pub fn importlib_proxy(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.importlib_proxy
-            .get(py)
+            .get()
             .map(|p| p.clone_ref(py))
             .ok_or_else(|| PyValueError::new_err("session proxies are not initialised"))
     }
 
     pub fn pkgutil_proxy(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.pkgutil_proxy
-            .get(py)
+            .get()
             .map(|p| p.clone_ref(py))
             .ok_or_else(|| PyValueError::new_err("session proxies are not initialised"))
     }
@@ -256,6 +256,27 @@ fn parse_env(env: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Option<String>)>>
 
 #[pymethods]
 impl SessionCore {
+    /// The facade, builtins, namespace and proxies refer back to this core: without
+    /// telling the GC about them, a closed session would never be collected.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.facade)?;
+        visit.call(&self.builtins)?;
+        visit.call(&self.namespace)?;
+        if let Some(p) = self.importlib_proxy.get() {
+            visit.call(p)?;
+        }
+        if let Some(p) = self.pkgutil_proxy.get() {
+            visit.call(p)?;
+        }
+        // Never block in the GC: a state held by this thread is skipped this round.
+        if let Ok(st) = self.state.try_lock() {
+            for module in st.extras.values() {
+                visit.call(module)?;
+            }
+        }
+        Ok(())
+    }
+
     #[new]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature one to one
     #[pyo3(signature = (facade, name, paths, env, keep_global, inherit_env, inherit_paths))]
@@ -288,8 +309,8 @@ impl SessionCore {
             facade,
             builtins: builtins.unbind(),
             namespace: namespace.unbind(),
-            importlib_proxy: PyOnceLock::new(),
-            pkgutil_proxy: PyOnceLock::new(),
+            importlib_proxy: std::sync::OnceLock::new(),
+            pkgutil_proxy: std::sync::OnceLock::new(),
             state: Mutex::new(State {
                 settings,
                 modules: BTreeMap::new(),
@@ -311,14 +332,12 @@ impl SessionCore {
         )?;
         session.builtins.bind(py).set_item("__import__", importer)?;
         let loaders = it.loaders.bind(py);
-        let _ = session.importlib_proxy.set(
-            py,
-            loaders.getattr("ImportlibProxy")?.call1((&core,))?.unbind(),
-        );
-        let _ = session.pkgutil_proxy.set(
-            py,
-            loaders.getattr("PkgutilProxy")?.call1((&core,))?.unbind(),
-        );
+        let _ = session
+            .importlib_proxy
+            .set(loaders.getattr("ImportlibProxy")?.call1((&core,))?.unbind());
+        let _ = session
+            .pkgutil_proxy
+            .set(loaders.getattr("PkgutilProxy")?.call1((&core,))?.unbind());
         // The root of the qualified names: a package with no path of its own; the
         // finder resolves its children on the session's search path.
         let root = PyModule::new(py, &prefix)?;

@@ -84,9 +84,9 @@ def assert_restored(before: GlobalState) -> None:
     after = GlobalState.take()
     for key in set(after.modules) - set(before.modules):
         mod = after.modules[key]
-        if key.partition(".")[0] in FRAMEWORK and not str(
-            getattr(mod, "__name__", "")
-        ).startswith(SESSION_PREFIX):
+        if key.partition(".")[0] in FRAMEWORK and not str(getattr(mod, "__name__", "")).startswith(
+            SESSION_PREFIX
+        ):
             del after.modules[key]
     assert_state_equal(before, after)
 

@@ -381,7 +381,7 @@ def location(message: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def check_usable(s: Any, tree: Tree) -> None:
+def check_usable(s: subsession.Session, tree: Tree) -> None:
     """The session still imports, runs and reloads other modules."""
     name = f"fresh_{next(_tick)}"
     tree.write(f"{name}.py", "OK = 'fresh'\n")
@@ -416,7 +416,7 @@ def test_syntax_error_keeps_old_module_then_fix_reloads(
     assert s.stale() == [f"{p}.tool"]
     check_usable(s, tree)
     # The same through reload(m).
-    with pytest.raises(subsession.ReloadError, match=r'line 4'):
+    with pytest.raises(subsession.ReloadError, match=r"line 4"):
         s.reload(tool, deep=deep)
     assert tool.run() == "v1"
     # Fixed on disk: the next reload succeeds.
@@ -460,14 +460,18 @@ def test_failure_later_in_the_batch_rolls_back_the_whole_batch(
     """core reloads fine, then its importer ui fails: neither is left half-reloaded,
     both are still stale, and once ui is fixed both get the new code."""
     p = tree.package
-    tree.write("core.py", "def f():\n    return 'core1'\n\nclass K:\n    def m(self):\n"
-               "        return 'k1'\n")
+    tree.write(
+        "core.py",
+        "def f():\n    return 'core1'\n\nclass K:\n    def m(self):\n        return 'k1'\n",
+    )
     tree.write("ui.py", f"from {p} import core\n\ndef show():\n    return ('ui1', core.f())\n")
     s = session_on(new_session, tree)
     core, ui = imp(s, tree, "core", "ui")
     f, k = core.f, core.K()
-    tree.write("core.py", "def f():\n    return 'core2'\n\nclass K:\n    def m(self):\n"
-               "        return 'k2'\n")
+    tree.write(
+        "core.py",
+        "def f():\n    return 'core2'\n\nclass K:\n    def m(self):\n        return 'k2'\n",
+    )
     tree.write("ui.py", f"from {p} import core\nraise RuntimeError('ui broken')\n")
     with pytest.raises(subsession.ReloadError, match="ui broken"):
         s.reload_stale(deep=deep)

@@ -79,7 +79,7 @@ def tool(pkgs: PkgFactory) -> tuple[str, Path]:
 
 
 @pytest.fixture
-def holder() -> Iterator[types.ModuleType]:
+def holder() -> Iterator[Any]:
     """A global (non-session) module that can hold on to session objects."""
     name = unique_name("holder")
     mod = types.ModuleType(name)
@@ -88,9 +88,9 @@ def holder() -> Iterator[types.ModuleType]:
     sys.modules.pop(name, None)
 
 
-def load(new_session: Callable[..., Any], tool: tuple[str, Path], **kw: Any) -> Any:
+def load(new_session: Callable[..., Any], tool: tuple[str, Path], **kw: Any) -> subsession.Session:
     name, root = tool
-    s = new_session(paths=[root], **kw)
+    s: subsession.Session = new_session(paths=[root], **kw)
     s.import_module(name)
     return s
 
@@ -223,7 +223,7 @@ def test_close_of_an_active_session_is_refused(
 
 
 def test_module_held_by_a_global_module_is_reported_with_its_holder(
-    tool: tuple[str, Path], new_session: Callable[..., Any], holder: types.ModuleType
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
 ) -> None:
     name, _ = tool
     s = load(new_session, tool)
@@ -245,7 +245,7 @@ def test_module_held_by_a_global_module_is_reported_with_its_holder(
 
 
 def test_function_held_by_an_object_is_reported(
-    tool: tuple[str, Path], new_session: Callable[..., Any], holder: types.ModuleType
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
 ) -> None:
     name, _ = tool
     s = load(new_session, tool)
@@ -259,22 +259,19 @@ def test_function_held_by_an_object_is_reported(
     report = s.close()
     texts = holders(report, f"{name}.core")
     assert any(
-        "function (f)" in t and "Panel" in t and f"{holder.__name__} as 'panel'" in t
-        for t in texts
+        "function (f)" in t and "Panel" in t and f"{holder.__name__} as 'panel'" in t for t in texts
     ), texts
 
 
 def test_bound_method_held_as_a_slot_is_reported(
-    tool: tuple[str, Path], new_session: Callable[..., Any], holder: types.ModuleType
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
 ) -> None:
     name, _ = tool
     s = load(new_session, tool)
     holder.slot = s.modules[f"{name}.core"].Node().method
     report = s.close()
     texts = holders(report, f"{name}.core")
-    assert any(
-        "bound method" in t and f"{holder.__name__} as 'slot'" in t for t in texts
-    ), texts
+    assert any("bound method" in t and f"{holder.__name__} as 'slot'" in t for t in texts), texts
 
 
 def make_timer_callback(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -285,7 +282,7 @@ def make_timer_callback(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def test_function_held_in_a_closure_is_reported(
-    tool: tuple[str, Path], new_session: Callable[..., Any], holder: types.ModuleType
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
 ) -> None:
     name, _ = tool
     s = load(new_session, tool)
@@ -297,7 +294,7 @@ def test_function_held_in_a_closure_is_reported(
 
 
 def test_function_held_in_a_list_is_reported(
-    tool: tuple[str, Path], new_session: Callable[..., Any], holder: types.ModuleType
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
 ) -> None:
     name, _ = tool
     s = load(new_session, tool)
@@ -308,7 +305,7 @@ def test_function_held_in_a_list_is_reported(
 
 
 def test_report_names_only_real_holders(
-    pkgs: PkgFactory, new_session: Callable[..., Any], holder: types.ModuleType
+    pkgs: PkgFactory, new_session: Callable[..., Any], holder: Any
 ) -> None:
     """A module with a class, kept alive by one callback: the report points at that
     callback, not at the class's own internal references (its __mro__, descriptors)."""
@@ -328,7 +325,7 @@ def test_report_names_only_real_holders(
 
 
 def test_force_clears_the_globals_of_survivors(
-    tool: tuple[str, Path], new_session: Callable[..., Any], holder: types.ModuleType
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
 ) -> None:
     name, _ = tool
     s = load(new_session, tool)
@@ -344,7 +341,7 @@ def test_force_clears_the_globals_of_survivors(
 
 
 def test_without_force_survivors_keep_working(
-    tool: tuple[str, Path], new_session: Callable[..., Any], holder: types.ModuleType
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
 ) -> None:
     name, _ = tool
     s = load(new_session, tool)
