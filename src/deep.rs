@@ -371,7 +371,7 @@ fn update_class<'py>(
         }
         let new_value = new_dict.get_item(key)?;
         let old_value = old_dict.get_item(key).ok();
-        if old_value.as_ref().is_some_and(|v| is_layout(v)) || is_layout(&new_value) {
+        if old_value.as_ref().is_some_and(is_layout) || is_layout(&new_value) {
             continue;
         }
         update_member(undo, old, key, old_value.as_ref(), &new_value)?;
