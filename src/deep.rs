@@ -279,10 +279,15 @@ pub fn update_in_place<'py>(
             continue;
         };
         if let Some(why) = refusal(old_cls, new_cls)? {
-            let label = module_name
+            // Reports speak real names: `toolA.ui`, not the session's qualified one.
+            let qualified = module_name
                 .as_ref()
                 .map(|m| m.to_string())
                 .unwrap_or_default();
+            let label = match qualified.split_once('.') {
+                Some((head, real)) if head.starts_with(crate::policy::PREFIX) => real.to_owned(),
+                _ => qualified.clone(),
+            };
             let message = format!(
                 "{label}.{name}: not updated in place: {why}; existing instances keep the old class"
             );
