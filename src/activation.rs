@@ -927,14 +927,7 @@ fn enter_frame(
                     qualified: keys.qualified.bind(py).clone(),
                     module: m,
                 }),
-                None => {
-                    eprintln!(
-                        "DEBUG gone {real} key={:?} present_real={:?}",
-                        keys.qualified.bind(py).to_cow(),
-                        mods.contains(session.qualified(real))
-                    );
-                    gone.push(real.clone())
-                }
+                None => gone.push(real.clone()),
             }
         }
         for g in gone {
