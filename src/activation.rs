@@ -66,34 +66,54 @@ struct Claim {
     qualified: Option<Py<PyString>>,
 }
 
-/// Names a frame aliased or hid, in order.
+/// Names a frame aliased or hid, in order. The name index is built only when a
+/// lookup needs it: an activation pushes names known to be distinct, and its exit
+/// walks the claims in reverse, so the common enter/exit pair hashes nothing here.
 #[derive(Default)]
 struct Owned {
-    order: Vec<Arc<str>>,
-    map: FxHashMap<Arc<str>, Claim>,
+    claims: Vec<(Arc<str>, Claim)>,
+    index: Option<FxHashMap<Arc<str>, usize>>,
 }
 
 impl Owned {
     fn reserve(&mut self, n: usize) {
-        self.order.reserve(n);
-        self.map.reserve(n);
+        self.claims.reserve(n);
     }
 
-    fn insert(&mut self, name: &str, claim: Claim) {
-        if let Some(existing) = self.map.get_mut(name) {
-            *existing = claim;
+    fn index(&mut self) -> &mut FxHashMap<Arc<str>, usize> {
+        let claims = &self.claims;
+        self.index.get_or_insert_with(|| {
+            let mut index = FxHashMap::default();
+            index.reserve(claims.len());
+            for (i, (name, _)) in claims.iter().enumerate() {
+                index.insert(name.clone(), i);
+            }
+            index
+        })
+    }
+
+    /// Adds a claim for a name this frame does not claim yet.
+    fn push_new(&mut self, name: &Arc<str>, claim: Claim) {
+        if let Some(index) = &mut self.index {
+            index.insert(name.clone(), self.claims.len());
+        }
+        self.claims.push((name.clone(), claim));
+    }
+
+    fn insert(&mut self, name: &Arc<str>, claim: Claim) {
+        let next = self.claims.len();
+        let index = self.index();
+        if let Some(&i) = index.get(name.as_ref()) {
+            self.claims[i].1 = claim;
             return;
         }
-        let name: Arc<str> = Arc::from(name);
-        self.map.insert(name.clone(), claim);
-        self.order.push(name);
+        index.insert(name.clone(), next);
+        self.claims.push((name.clone(), claim));
     }
 
-    fn module<'py>(&self, py: Python<'py>, name: &str) -> Option<Bound<'py, PyAny>> {
-        self.map
-            .get(name)
-            .and_then(|c| c.module.as_ref())
-            .map(|m| m.bind(py).clone())
+    fn module<'py>(&mut self, py: Python<'py>, name: &str) -> Option<Bound<'py, PyAny>> {
+        let i = *self.index().get(name)?;
+        self.claims[i].1.module.as_ref().map(|m| m.bind(py).clone())
     }
 }
 
@@ -114,7 +134,7 @@ type Owner = (u64, Option<Py<PyAny>>);
 #[derive(Default)]
 struct Aliases {
     /// real name -> [(frame, module or None=hidden)]; the last entry is visible.
-    owners: FxHashMap<String, Vec<Owner>>,
+    owners: FxHashMap<Arc<str>, Vec<Owner>>,
     /// real name -> global module hidden while the name has owners.
     hidden: FxHashMap<String, Py<PyAny>>,
     /// real name -> loads in flight by threads without an activation.
@@ -273,25 +293,42 @@ impl Aliases {
         key: &Bound<'_, PyString>,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
-        if self.reserved.contains_key(name) {
+        if self.is_reserved(name) {
             return Ok(());
         }
         if let Some((_, visible)) = self.owners.get(name).and_then(|o| o.last()) {
-            match visible {
-                Some(m) => {
-                    let busy = match &self.in_flight {
-                        Some(locks) => imported_elsewhere(locks.bind(mods.py()), key),
-                        None => false,
-                    };
-                    if !busy {
-                        mods.set_item(key, m)?;
-                    }
+            let py = mods.py();
+            self.show(mods, key, visible.as_ref().map(|m| m.bind(py)), garbage)?;
+        }
+        Ok(())
+    }
+
+    fn is_reserved(&self, name: &str) -> bool {
+        !self.reserved.is_empty() && self.reserved.contains_key(name)
+    }
+
+    /// Puts the visible claim on `key` into sys.modules: the module, or no entry.
+    fn show(
+        &self,
+        mods: &Bound<'_, PyDict>,
+        key: &Bound<'_, PyString>,
+        visible: Option<&Bound<'_, PyAny>>,
+        garbage: &mut Vec<Py<PyAny>>,
+    ) -> PyResult<()> {
+        match visible {
+            Some(m) => {
+                let busy = match &self.in_flight {
+                    Some(locks) => imported_elsewhere(locks.bind(mods.py()), key),
+                    None => false,
+                };
+                if !busy {
+                    mods.set_item(key, m)?;
                 }
-                None => {
-                    if let Some(old) = mods.get_item(key)? {
-                        garbage.push(old.unbind());
-                        mods.del_item(key)?;
-                    }
+            }
+            None => {
+                if let Some(old) = mods.get_item(key)? {
+                    garbage.push(old.unbind());
+                    mods.del_item(key)?;
                 }
             }
         }
@@ -299,25 +336,22 @@ impl Aliases {
     }
 
     /// Makes `frame` show `module` (or nothing) under `name`, hiding a global.
+    /// `fresh`: the frame does not claim `name` yet (an activation's own names).
     #[allow(clippy::too_many_arguments)] // hot path: keys come ready-made from the caller
     fn push(
         &mut self,
         mods: &Bound<'_, PyDict>,
         frame: u64,
-        name: &str,
+        name: &Arc<str>,
         key: &Bound<'_, PyString>,
         module: Option<&Bound<'_, PyAny>>,
         qualified: Option<&Bound<'_, PyString>>,
+        fresh: bool,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
         let py = mods.py();
         let current = mods.get_item(key)?;
-        if !self.owners.contains_key(name) {
-            self.owners.insert(name.to_owned(), Vec::with_capacity(1));
-        }
-        let Some(owners) = self.owners.get_mut(name) else {
-            return Ok(());
-        };
+        let owners = self.owners.entry(name.clone()).or_default();
         // A value is a global to hide unless it is a session module or the alias the
         // top owner set (an alias may hold a stdlib module: six.moves.http_client).
         let global = current.as_ref().filter(|cur| {
@@ -327,28 +361,30 @@ impl Aliases {
                     .and_then(|(_, m)| m.as_ref())
                     .is_some_and(|m| m.bind(py).is(*cur))
         });
-        if let Some(g) = global {
-            self.hidden.insert(name.to_owned(), g.clone().unbind());
-        }
         let value = module.map(|m| m.clone().unbind());
         match owners.last_mut() {
             Some(last) if last.0 == frame => last.1 = value,
             _ => owners.push((frame, value)),
         }
+        if let Some(g) = global {
+            self.hidden.insert(name.to_string(), g.clone().unbind());
+        }
         if let Some(f) = self.frames.get_mut(&frame) {
-            f.own.insert(
-                name,
-                Claim {
-                    key: key.clone().unbind(),
-                    module: module.map(|m| m.clone().unbind()),
-                    qualified: qualified.map(|q| q.clone().unbind()),
-                },
-            );
+            let claim = Claim {
+                key: key.clone().unbind(),
+                module: module.map(|m| m.clone().unbind()),
+                qualified: qualified.map(|q| q.clone().unbind()),
+            };
+            if fresh {
+                f.own.push_new(name, claim);
+            } else {
+                f.own.insert(name, claim);
+            }
         }
         // Never alias over a global that is still executing (its import would
         // return our module to its importer).
-        if !global.is_some_and(is_initializing) {
-            self.apply(mods, name, key, garbage)?;
+        if !global.is_some_and(is_initializing) && !self.is_reserved(name) {
+            self.show(mods, key, module, garbage)?;
         }
         Ok(())
     }
@@ -378,8 +414,12 @@ impl Aliases {
             return self.apply(mods, name, key, garbage);
         }
         // The emptied entry stays: the next activation reuses it without allocating.
-        let hidden = self.hidden.remove(name);
-        if self.reserved.contains_key(name) {
+        let hidden = if self.hidden.is_empty() {
+            None
+        } else {
+            self.hidden.remove(name)
+        };
+        if self.is_reserved(name) {
             return Ok(());
         }
         let restorable = match &current {
@@ -495,7 +535,10 @@ impl Aliases {
         }
         match self.frame_for(py, session.get()) {
             // Leaves sys.modules with that block.
-            Some(frame) => self.push(mods, frame, &name, key, Some(&value), None, garbage)?,
+            Some(frame) => {
+                let name: Arc<str> = Arc::from(name.as_ref());
+                self.push(mods, frame, &name, key, Some(&value), None, false, garbage)?
+            }
             None => {
                 // Written outside any block: captured, never left global.
                 session
@@ -910,7 +953,7 @@ fn enter_frame(
     );
     // The session's modules (dropping names whose module left sys.modules).
     struct Entry<'py> {
-        name: String,
+        name: Arc<str>,
         key: Bound<'py, PyString>,
         qualified: Bound<'py, PyString>,
         module: Bound<'py, PyAny>,
@@ -922,7 +965,7 @@ fn enter_frame(
         for (real, keys) in &ss.modules {
             match mods.get_item(keys.qualified.bind(py))? {
                 Some(m) => entries.push(Entry {
-                    name: real.clone(),
+                    name: keys.name.clone(),
                     key: keys.real.bind(py).clone(),
                     qualified: keys.qualified.bind(py).clone(),
                     module: m,
@@ -952,7 +995,14 @@ fn enter_frame(
             cached,
         )
     };
-    let own_names: FxHashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    // Built only when a lookup needs it (nesting, shadowed global packages).
+    let mut own_names: Option<FxHashSet<&str>> = None;
+    fn names_of<'a>(entries: &'a [Entry<'_>]) -> FxHashSet<&'a str> {
+        let mut set = FxHashSet::default();
+        set.reserve(entries.len());
+        set.extend(entries.iter().map(|e| e.name.as_ref()));
+        set
+    }
     if let Some(f) = st.frames.get_mut(&id) {
         f.own.reserve(entries.len() + extras.len());
     }
@@ -963,19 +1013,17 @@ fn enter_frame(
             .get(&below)
             .map(|f| {
                 f.own
-                    .order
+                    .claims
                     .iter()
-                    .filter_map(|n| {
-                        let claim = f.own.map.get(n)?;
-                        claim.module.as_ref()?;
-                        Some((n.clone(), claim.key.clone_ref(py)))
-                    })
+                    .filter(|(_, claim)| claim.module.is_some())
+                    .map(|(n, claim)| (n.clone(), claim.key.clone_ref(py)))
                     .collect()
             })
             .unwrap_or_default();
+        let own = own_names.get_or_insert_with(|| names_of(&entries));
         for (n, key) in shown {
-            if !own_names.contains(n.as_ref()) {
-                st.push(mods, id, &n, key.bind(py), None, None, garbage)?;
+            if !own.contains(n.as_ref()) {
+                st.push(mods, id, &n, key.bind(py), None, None, true, garbage)?;
             }
         }
     }
@@ -987,23 +1035,42 @@ fn enter_frame(
             &e.key,
             Some(&e.module),
             Some(&e.qualified),
+            true,
             garbage,
         )?;
     }
     for (n, m) in &extras {
         let key = PyString::new(py, n);
-        st.push(mods, id, n, &key, Some(m.bind(py)), None, garbage)?;
+        let name: Arc<str> = Arc::from(n.as_str());
+        st.push(
+            mods,
+            id,
+            &name,
+            &key,
+            Some(m.bind(py)),
+            None,
+            false,
+            garbage,
+        )?;
     }
-    // Hide the rest of every global package this session shadows.
-    let tops: FxHashSet<&str> = entries.iter().map(|e| policy::top_level(&e.name)).collect();
+    // Hide the rest of every global package this session shadows. A session holds
+    // few top-level packages: a linear list beats hashing every name.
+    let mut tops: Vec<&str> = Vec::new();
+    for e in &entries {
+        let top = policy::top_level(&e.name);
+        if !tops.contains(&top) {
+            tops.push(top);
+        }
+    }
     let extra_names: FxHashSet<&str> = extras.iter().map(|(n, _)| n.as_str()).collect();
     for top in tops {
         let Some(keys) = st.by_top.get(top) else {
             continue;
         };
+        let own = own_names.get_or_insert_with(|| names_of(&entries));
         let candidates: Vec<String> = keys
             .iter()
-            .filter(|k| !own_names.contains(k.as_str()) && !extra_names.contains(k.as_str()))
+            .filter(|k| !own.contains(k.as_str()) && !extra_names.contains(k.as_str()))
             .cloned()
             .collect();
         for k in candidates {
@@ -1012,10 +1079,12 @@ fn enter_frame(
                 continue;
             };
             if !is_session_module(&g) && !is_extension(py, &g) && !session.is_shared(py, &k) {
-                st.push(mods, id, &k, &key, None, None, garbage)?;
+                let name: Arc<str> = Arc::from(k.as_str());
+                st.push(mods, id, &name, &key, None, None, false, garbage)?;
             }
         }
     }
+    drop(own_names);
     drop(entries);
     let search = match cached_search {
         Some(list) => list,
@@ -1150,11 +1219,7 @@ fn leave_frame(
         .get_mut(&id)
         .map(|f| std::mem::take(&mut f.own))
         .unwrap_or_default();
-    let Owned { order, mut map } = owned;
-    for name in order.iter().rev() {
-        let Some(claim) = map.remove(name) else {
-            continue;
-        };
+    for (name, claim) in owned.claims.into_iter().rev() {
         keep((|| {
             let key = claim.key.bind(py);
             let current = mods.get_item(key)?;
@@ -1191,7 +1256,7 @@ fn leave_frame(
                         .insert(name.to_string(), cur.clone().unbind());
                 }
             }
-            st.pop(mods, id, name, key, current, shown.as_ref(), garbage)
+            st.pop(mods, id, &name, key, current, shown.as_ref(), garbage)
         })());
     }
     if let Some(frame) = st.frames.remove(&id) {
@@ -1301,15 +1366,17 @@ pub fn alias_if_active(
     let st = locked.state();
     st.in_flight = imports_in_flight(py);
     let visible = mods.get_item(&key)?;
-    let owned = st.frames.get(&id).and_then(|f| f.own.module(py, name));
+    let owned = st.frames.get_mut(&id).and_then(|f| f.own.module(py, name));
     let result = if !same(visible.as_ref(), Some(module)) || !same(owned.as_ref(), Some(module)) {
+        let name: Arc<str> = Arc::from(name);
         st.push(
             &mods,
             id,
-            name,
+            &name,
             &key,
             Some(module),
             qualified.as_ref(),
+            false,
             &mut garbage,
         )
     } else {
@@ -1396,8 +1463,8 @@ pub fn forget_session(py: Python<'_>, session: &SessionCore, names: &[String]) {
     // Emptied owner entries are kept for speed while a session lives; a closed
     // session's names go, or a process making thousands of sessions would grow.
     for name in names {
-        if st.owners.get(name).is_some_and(|o| o.is_empty()) {
-            st.owners.remove(name);
+        if st.owners.get(name.as_str()).is_some_and(|o| o.is_empty()) {
+            st.owners.remove(name.as_str());
         }
     }
 }

@@ -4,7 +4,7 @@
 //! back so the registry can hand out the facade object users created.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -45,6 +45,8 @@ pub struct State {
 }
 
 pub struct ModuleKeys {
+    /// The real name, shared with activation's bookkeeping without copying.
+    pub name: Arc<str>,
     pub real: Py<PyString>,
     pub qualified: Py<PyString>,
 }
@@ -123,6 +125,7 @@ impl SessionCore {
                     None => PyString::new(py, &self.qualified(real)).unbind(),
                 };
                 let keys = ModuleKeys {
+                    name: Arc::from(real),
                     real: PyString::intern(py, real).unbind(),
                     qualified,
                 };
