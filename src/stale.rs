@@ -36,10 +36,23 @@ const MAX_THREADS: usize = 4;
 
 type Entry = (String, PathBuf, Option<Stamp>);
 
-/// The files of one folder.
+/// The files of one folder, with the C strings `fstatat` needs made once per snapshot.
 pub struct DirGroup {
-    dir: PathBuf,
     files: Vec<Entry>,
+    #[cfg(target_os = "linux")]
+    c_names: Option<(std::ffi::CString, Vec<std::ffi::CString>)>,
+}
+
+#[cfg(target_os = "linux")]
+fn c_names(dir: &Path, files: &[Entry]) -> Option<(std::ffi::CString, Vec<std::ffi::CString>)> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_dir = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let names = files
+        .iter()
+        .map(|(_, path, _)| CString::new(path.file_name()?.as_bytes()).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some((c_dir, names))
 }
 
 /// A session's module files and their stamps, grouped by folder once per change
@@ -74,7 +87,15 @@ impl FileIndex {
         }
         let mut groups: Vec<DirGroup> = by_dir
             .into_iter()
-            .map(|(dir, files)| DirGroup { dir, files })
+            .map(|(dir, files)| {
+                #[cfg(not(target_os = "linux"))]
+                let _ = dir;
+                DirGroup {
+                    #[cfg(target_os = "linux")]
+                    c_names: c_names(&dir, &files),
+                    files,
+                }
+            })
             .collect();
         // Heaviest first: threads are dealt similar loads.
         groups.sort_by_key(|g| std::cmp::Reverse(g.files.len()));
@@ -95,10 +116,7 @@ pub fn changed(groups: &[DirGroup]) -> Vec<String> {
             .clamp(1, MAX_THREADS)
     };
     if threads == 1 {
-        return groups
-            .iter()
-            .flat_map(|g| changed_in_dir(&g.dir, &g.files))
-            .collect();
+        return groups.iter().flat_map(changed_in_group).collect();
     }
     let mut shares: Vec<Vec<&DirGroup>> = vec![Vec::new(); threads];
     let mut loads = vec![0usize; threads];
@@ -114,7 +132,7 @@ pub fn changed(groups: &[DirGroup]) -> Vec<String> {
                 scope.spawn(move || {
                     share
                         .into_iter()
-                        .flat_map(|g| changed_in_dir(&g.dir, &g.files))
+                        .flat_map(changed_in_group)
                         .collect::<Vec<_>>()
                 })
             })
@@ -127,12 +145,9 @@ pub fn changed(groups: &[DirGroup]) -> Vec<String> {
 }
 
 #[cfg(target_os = "linux")]
-fn changed_in_dir(dir: &Path, files: &[(String, PathBuf, Option<Stamp>)]) -> Vec<String> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-
-    let Ok(c_dir) = CString::new(dir.as_os_str().as_bytes()) else {
-        return fallback(files);
+fn changed_in_group(group: &DirGroup) -> Vec<String> {
+    let Some((c_dir, names)) = &group.c_names else {
+        return fallback(&group.files);
     };
     // SAFETY: c_dir is NUL-terminated; the descriptor is closed below.
     let fd = unsafe {
@@ -142,22 +157,17 @@ fn changed_in_dir(dir: &Path, files: &[(String, PathBuf, Option<Stamp>)]) -> Vec
         )
     };
     if fd < 0 {
-        return fallback(files);
+        return fallback(&group.files);
     }
     let mut out = Vec::new();
-    for (name, path, recorded) in files {
-        let now = path
-            .file_name()
-            .and_then(|f| CString::new(f.as_bytes()).ok())
-            .and_then(|c_name| {
-                // SAFETY: `stat` is plain data filled by the kernel; fd is open.
-                let mut st: libc::stat = unsafe { std::mem::zeroed() };
-                let rc = unsafe { libc::fstatat(fd, c_name.as_ptr(), &mut st, 0) };
-                (rc == 0).then(|| Stamp {
-                    mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
-                    size: st.st_size as u64,
-                })
-            });
+    for ((name, _, recorded), c_name) in group.files.iter().zip(names) {
+        // SAFETY: `stat` is plain data filled by the kernel; fd is open.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::fstatat(fd, c_name.as_ptr(), &mut st, 0) };
+        let now = (rc == 0).then(|| Stamp {
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+            size: st.st_size as u64,
+        });
         if now != *recorded {
             out.push(name.clone());
         }
@@ -168,8 +178,8 @@ fn changed_in_dir(dir: &Path, files: &[(String, PathBuf, Option<Stamp>)]) -> Vec
 }
 
 #[cfg(not(target_os = "linux"))]
-fn changed_in_dir(_dir: &Path, files: &[(String, PathBuf, Option<Stamp>)]) -> Vec<String> {
-    fallback(files)
+fn changed_in_group(group: &DirGroup) -> Vec<String> {
+    fallback(&group.files)
 }
 
 fn fallback(files: &[(String, PathBuf, Option<Stamp>)]) -> Vec<String> {
@@ -229,8 +239,10 @@ mod tests {
         let dir = temp_dir("agree");
         let path = dir.join("a.py");
         std::fs::write(&path, "pass\n").unwrap();
-        let entries = vec![("a".to_owned(), path.clone(), stamp_of(&path))];
-        assert!(changed_in_dir(&dir, &entries).is_empty());
+        let mut index = FileIndex::default();
+        index.record("a", path.clone(), stamp_of(&path));
+        let groups = index.snapshot();
+        assert!(groups.iter().all(|g| changed_in_group(g).is_empty()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
