@@ -37,6 +37,7 @@ const MAX_THREADS: usize = 4;
 type Entry = (String, PathBuf, Option<Stamp>);
 
 /// The files of one folder, with the C strings `fstatat` needs made once per snapshot.
+#[derive(Clone)]
 pub struct DirGroup {
     files: Vec<Entry>,
     #[cfg(target_os = "linux")]
@@ -61,6 +62,8 @@ fn c_names(dir: &Path, files: &[Entry]) -> Option<(std::ffi::CString, Vec<std::f
 pub struct FileIndex {
     files: HashMap<String, (PathBuf, Option<Stamp>)>,
     snapshot: Option<Arc<Vec<DirGroup>>>,
+    /// Where each name sits in the snapshot: a reload updates its stamp in place.
+    slots: HashMap<String, (usize, usize)>,
 }
 
 impl FileIndex {
@@ -69,6 +72,25 @@ impl FileIndex {
     }
 
     pub fn record(&mut self, name: &str, path: PathBuf, stamp: Option<Stamp>) {
+        if let Some((known, recorded)) = self.files.get_mut(name) {
+            if *known == path {
+                *recorded = stamp;
+                if let (Some(snapshot), Some(&(group, file))) =
+                    (self.snapshot.as_mut(), self.slots.get(name))
+                {
+                    // Copies the snapshot only if a stale check still holds it.
+                    if let Some(entry) = Arc::make_mut(snapshot)
+                        .get_mut(group)
+                        .and_then(|g| g.files.get_mut(file))
+                    {
+                        entry.2 = stamp;
+                        return;
+                    }
+                }
+                self.snapshot = None;
+                return;
+            }
+        }
         self.files.insert(name.to_owned(), (path, stamp));
         self.snapshot = None;
     }
@@ -99,6 +121,12 @@ impl FileIndex {
             .collect();
         // Heaviest first: threads are dealt similar loads.
         groups.sort_by_key(|g| std::cmp::Reverse(g.files.len()));
+        self.slots.clear();
+        for (g, group) in groups.iter().enumerate() {
+            for (f, (name, _, _)) in group.files.iter().enumerate() {
+                self.slots.insert(name.clone(), (g, f));
+            }
+        }
         let snapshot = Arc::new(groups);
         self.snapshot = Some(snapshot.clone());
         snapshot
@@ -231,6 +259,27 @@ mod tests {
             .set_modified(later)
             .unwrap();
         assert!(changed(&index.snapshot()).contains(&"m10".to_owned()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_new_stamp_for_a_known_file_updates_the_snapshot_in_place() {
+        let dir = temp_dir("inplace");
+        let mut index = FileIndex::default();
+        let a = dir.join("a.py");
+        let b = dir.join("b.py");
+        std::fs::write(&a, "x = 1\n").unwrap();
+        std::fs::write(&b, "y = 1\n").unwrap();
+        index.record("a", a.clone(), stamp_of(&a));
+        index.record("b", b.clone(), stamp_of(&b));
+        let held = index.snapshot();
+        std::fs::write(&a, "x = 22\n").unwrap();
+        assert_eq!(changed(&index.snapshot()), ["a"]);
+        index.record("a", a.clone(), stamp_of(&a));
+        let fresh = index.snapshot();
+        assert!(changed(&fresh).is_empty());
+        // A snapshot a stale check still held keeps what it saw.
+        assert_eq!(changed(&held), ["a"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
