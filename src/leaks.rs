@@ -17,6 +17,10 @@ pub const PROBE_KEY: &str = "__subsession_unload_probe__";
 
 const MAX_LEVELS: usize = 6;
 
+/// The holder of a survivor no referrer chain explains.
+pub const UNSEEN_HOLDER: &str =
+    "an object the garbage collector cannot see (C code, or objects frozen with gc.freeze())";
+
 /// One object on a holder chain: which module it keeps alive, in words so far.
 struct Lead<'py> {
     module: usize,
@@ -223,11 +227,20 @@ pub fn describe<'py>(
         let mut seen = HashSet::new();
         holders.retain(|h| seen.insert(h.clone()));
         if holders.is_empty() {
-            holders.push("an object the garbage collector does not track (a C extension?)".into());
+            holders.push(UNSEEN_HOLDER.into());
         }
         out.push(holders);
     }
     Ok(out)
+}
+
+fn holder_is_root(holder: &Bound<'_, PyAny>, root: &str) -> bool {
+    holder
+        .cast::<PyModule>()
+        .ok()
+        .and_then(|m| m.dict().get_item("__name__").ok().flatten())
+        .and_then(|n| n.extract::<String>().ok())
+        .is_some_and(|n| n == root)
 }
 
 enum Step {
@@ -244,7 +257,13 @@ fn classify(
     last: bool,
 ) -> Step {
     let what = &lead.what;
+    let root = prefix_dot.trim_end_matches('.');
     if let Some(module) = globals_name(holder) {
+        // The session's root package holds its top-level modules; whatever keeps the
+        // root alive is the real holder: follow it.
+        if module == root {
+            return Step::Follow(format!("{what} held by the session's root package {root}"));
+        }
         if let Some(real) = module.strip_prefix(prefix_dot) {
             return Step::Done(format!(
                 "{what} held by session module {real}, itself alive"
@@ -295,6 +314,7 @@ fn classify(
             "cell" => format!("{what} in a closure"),
             "dict" => what.clone(),
             "list" | "tuple" | "set" | "frozenset" | "deque" => format!("{what} in a {kind}"),
+            "module" if holder_is_root(holder, root) => what.clone(),
             "module" => return Step::Skip,
             _ => format!("{what} inside an instance of {kind}"),
         }

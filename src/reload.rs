@@ -404,6 +404,13 @@ pub fn close<'py>(
             dict.clear();
         }
     }
+    // A survivor whose globals the collector cannot list (frozen with gc.freeze(),
+    // or held from C) is still a survivor.
+    for (real, _) in &survivors {
+        if !leaks.contains(real)? {
+            leaks.set_item(real, PyList::new(py, [leaks::UNSEEN_HOLDER])?)?;
+        }
+    }
     drop(globals);
     drop(found);
     drop(survivors);

@@ -304,6 +304,42 @@ def test_function_held_in_a_list_is_reported(
     assert any("list" in t and f"{holder.__name__} as 'callbacks'" in t for t in texts), texts
 
 
+def test_root_package_held_elsewhere_is_followed_to_its_holder(
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
+) -> None:
+    """A cache of every module it ever saw in ``sys.modules`` (hypothesis 6.141 keeps
+    one) holds the session's root package, which holds the tool's package: the report
+    names the cache, not the root package."""
+    name, _ = tool
+    s = load(new_session, tool)
+    holder.seen = {sys.modules[s.prefix]}
+    report = s.close()
+    texts = holders(report, name)
+    assert any(
+        "root package" in t and "in a set" in t and f"{holder.__name__} as 'seen'" in t
+        for t in texts
+    ), texts
+
+
+def test_survivor_held_by_a_frozen_object_is_still_reported(
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
+) -> None:
+    """``gc.freeze()`` hides objects from ``gc.get_referrers``: a survivor whose holder
+    (and even whose globals) the collector cannot list must still be reported."""
+    name, _ = tool
+    s = load(new_session, tool)
+    ref = weakref.ref(s.modules[name])
+    holder.frozen = [s.modules[name]]
+    gc.freeze()
+    try:
+        report = s.close()
+    finally:
+        gc.unfreeze()
+    assert ref() is not None
+    assert name in report.leaks, str(report)
+    assert any("cannot see" in t for t in holders(report, name)), str(report)
+
+
 def test_report_names_only_real_holders(
     pkgs: PkgFactory, new_session: Callable[..., Any], holder: Any
 ) -> None:
