@@ -25,8 +25,18 @@ pub const DEFAULT_HOST_MODULES: &[&str] = &[
     "pxr",
 ];
 
-/// Always shared besides the standard library.
-const ALWAYS_SHARED: &[&str] = &["subsession", "__main__", "__mp_main__", "test"];
+/// Always shared besides the standard library. setuptools and its distutils shim
+/// answer `import distutils` for the whole process: resolved in a session, the
+/// session's private setuptools would become the global `distutils`.
+const ALWAYS_SHARED: &[&str] = &[
+    "subsession",
+    "__main__",
+    "__mp_main__",
+    "test",
+    "distutils",
+    "_distutils_hack",
+    "setuptools",
+];
 
 /// Module-name patterns: `pkg` and `pkg.*` match pkg and everything under it; `*` and
 /// `?` glob anywhere else (`studio_*`).
@@ -312,6 +322,10 @@ mod tests {
         assert!(shared_by_everyone("subsession._core"));
         assert!(shared_by_everyone("maya.cmds"));
         assert!(shared_by_everyone("__subsession_a__.x"));
+        assert!(shared_by_everyone("_distutils_hack"));
+        assert!(shared_by_everyone("setuptools._distutils.core"));
+        assert!(shared_by_everyone("setuptools"));
+        assert!(!shared_by_everyone("pkg_resources"));
         assert!(!shared_by_everyone("requests"));
         let keep = Patterns::new(&["requests"]).unwrap();
         assert!(is_shared("requests.adapters", &keep));

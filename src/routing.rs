@@ -72,6 +72,52 @@ pub fn session_import<'py>(
     level: i32,
     proxies: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    import_statement(core, name, globals, locals, fromlist, level, proxies)
+        .map_err(|e| with_real_names(core, e))
+}
+
+/// An ImportError raised for a routed import names the module as the code wrote it:
+/// `except ModuleNotFoundError as e: if e.name != "socks": raise` must keep working.
+fn with_real_names(core: &Bound<'_, SessionCore>, err: PyErr) -> PyErr {
+    let py = core.py();
+    if !err.is_instance_of::<pyo3::exceptions::PyImportError>(py) {
+        return err;
+    }
+    let prefix_dot = core.get().prefix_dot.as_str();
+    let value = err.value(py);
+    let unqualify = |attr: &Bound<'_, pyo3::types::PyString>| -> PyResult<()> {
+        let Ok(text) = value.getattr(attr)?.extract::<String>() else {
+            return Ok(());
+        };
+        if text.contains(prefix_dot) {
+            value.setattr(attr, text.replace(prefix_dot, ""))?;
+        }
+        Ok(())
+    };
+    let fixed = unqualify(intern!(py, "name")).and_then(|()| {
+        let msg = intern!(py, "msg");
+        unqualify(msg)?;
+        // `str(e)` reads msg; `e.args` should say the same.
+        if let Ok(text) = value.getattr(msg)?.extract::<String>() {
+            value.setattr(intern!(py, "args"), (text,))?;
+        }
+        Ok(())
+    });
+    if let Err(e) = fixed {
+        log::debug!(target: "subsession", "could not rename an ImportError: {e}");
+    }
+    err
+}
+
+fn import_statement<'py>(
+    core: &Bound<'py, SessionCore>,
+    name: &Bound<'py, PyAny>,
+    globals: Option<&Bound<'py, PyAny>>,
+    locals: Option<&Bound<'py, PyAny>>,
+    fromlist: Option<&Bound<'py, PyAny>>,
+    level: i32,
+    proxies: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let py = core.py();
     let session = core.get();
     if level > 0 {
@@ -223,7 +269,9 @@ fn route_absolute<'py>(
         return gcd.call1((absolute,));
     }
     ensure_not_closed(py, session)?;
-    let module = gcd.call1((session.qualified(absolute),))?;
+    let module = gcd
+        .call1((session.qualified(absolute),))
+        .map_err(|e| with_real_names(core, e))?;
     if is_active() {
         ensure_aliases(core, absolute, None)?;
     }
