@@ -16,6 +16,14 @@ use pyo3::types::{PyDict, PyList, PyModule, PyTuple, PyType};
 pub const PROBE_KEY: &str = "__subsession_unload_probe__";
 
 const MAX_LEVELS: usize = 6;
+/// Holders listed per module: the first few say what to fix.
+const MAX_HOLDERS: usize = 4;
+/// Holder text longer than this is cut (a holder's repr can be huge).
+const MAX_TEXT: usize = 300;
+
+/// Why a C extension module of a closed session survives.
+pub const EXTENSION_HOLDER: &str =
+    "a C extension module: CPython keeps its state until the process exits";
 
 /// The holder of a survivor no referrer chain explains.
 pub const UNSEEN_HOLDER: &str =
@@ -226,8 +234,19 @@ pub fn describe<'py>(
         }
         let mut seen = HashSet::new();
         holders.retain(|h| seen.insert(h.clone()));
+        holders.truncate(MAX_HOLDERS);
         if holders.is_empty() {
             holders.push(UNSEEN_HOLDER.into());
+        }
+        for h in &mut holders {
+            if h.len() > MAX_TEXT {
+                let cut = (0..=MAX_TEXT)
+                    .rev()
+                    .find(|&i| h.is_char_boundary(i))
+                    .unwrap_or(0);
+                h.truncate(cut);
+                h.push('…');
+            }
         }
         out.push(holders);
     }

@@ -305,6 +305,119 @@ fn describe_failure(py: Python<'_>, err: &PyErr) -> String {
     }
 }
 
+/// True for an object defined by session code (a function, a class, or an instance of
+/// a session class), judged by `__module__`.
+fn defined_in_session(obj: &Bound<'_, PyAny>, prefix_dot: &str) -> bool {
+    let py = obj.py();
+    let module_of = |o: &Bound<'_, PyAny>| {
+        o.getattr(intern!(py, "__module__"))
+            .ok()
+            .and_then(|m| m.extract::<String>().ok())
+            .is_some_and(|m| m.starts_with(prefix_dot))
+    };
+    module_of(obj) || module_of(obj.get_type().as_any())
+}
+
+/// Drops what the standard library keeps process-wide for a closing session's code:
+/// typing's caches (`List[Item]` keeps `Item`), typing's `@overload` registry, import
+/// hooks the session installed (six's meta-path importer) and its loggers. Without
+/// this nearly every closed session stays alive. Best effort: a failure only leaves a
+/// survivor for the report.
+fn release_process_wide(py: Python<'_>, prefix_dot: &str) {
+    let mods = interp::sys_modules(py);
+    let mut released: Vec<String> = Vec::new();
+    let typing = mods.get_item("typing").ok().flatten();
+    if let Some(typing) = &typing {
+        if let Ok(cleanups) = typing.getattr("_cleanups") {
+            for clear in cleanups.try_iter().into_iter().flatten().flatten() {
+                let _ = clear.call0();
+            }
+        }
+        if let Ok(registry) = typing
+            .getattr("_overload_registry")
+            .and_then(|r| r.cast_into::<PyDict>().map_err(PyErr::from))
+        {
+            let keys: Vec<Bound<'_, PyAny>> = registry
+                .keys()
+                .iter()
+                .filter(|k| {
+                    k.extract::<String>()
+                        .is_ok_and(|k| k.starts_with(prefix_dot))
+                })
+                .collect();
+            for k in keys {
+                let _ = registry.del_item(k);
+            }
+        }
+    }
+    let sys = interp::get(py).map(|it| it.sys.bind(py).clone());
+    if let Ok(sys) = sys {
+        for hooks in ["meta_path", "path_hooks"] {
+            let Ok(list) = sys
+                .getattr(hooks)
+                .and_then(|l| l.cast_into::<PyList>().map_err(PyErr::from))
+            else {
+                continue;
+            };
+            let ours: Vec<Bound<'_, PyAny>> = list
+                .iter()
+                .filter(|h| defined_in_session(h, prefix_dot))
+                .collect();
+            for hook in ours {
+                if list.call_method1("remove", (&hook,)).is_ok() {
+                    released.push(format!(
+                        "sys.{hooks} entry {}",
+                        hook.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        if let Ok(cache) = sys
+            .getattr("path_importer_cache")
+            .and_then(|c| c.cast_into::<PyDict>().map_err(PyErr::from))
+        {
+            let stale: Vec<Bound<'_, PyAny>> = cache
+                .iter()
+                .filter(|(_, finder)| defined_in_session(finder, prefix_dot))
+                .map(|(k, _)| k)
+                .collect();
+            for k in stale {
+                let _ = cache.del_item(k);
+            }
+        }
+    }
+    if let Some(logging) = mods.get_item("logging").ok().flatten() {
+        let loggers = logging
+            .getattr("root")
+            .and_then(|r| r.getattr("manager"))
+            .and_then(|m| m.getattr("loggerDict"))
+            .and_then(|d| d.cast_into::<PyDict>().map_err(PyErr::from));
+        if let Ok(loggers) = loggers {
+            let root = prefix_dot.trim_end_matches('.');
+            // A placeholder for the prefix itself lists the session's loggers.
+            let ours: Vec<Bound<'_, PyAny>> = loggers
+                .iter()
+                .filter(|(k, v)| {
+                    k.extract::<String>().is_ok_and(|k| {
+                        k.starts_with(prefix_dot)
+                            || (k == root && v.get_type().name().is_ok_and(|n| n == "PlaceHolder"))
+                    })
+                })
+                .map(|(k, _)| k)
+                .collect();
+            for k in ours {
+                let _ = loggers.del_item(k);
+            }
+        }
+    }
+    for what in released {
+        log::info!(target: "subsession", "closing: removed the session's {what}");
+    }
+}
+
 /// `s.close()`: deactivated, modules forgotten, GC run; reports survivors.
 pub fn close<'py>(
     core: &Bound<'py, SessionCore>,
@@ -380,6 +493,7 @@ pub fn close<'py>(
     activation::forget_session(py, session, &unloaded);
     registry::unregister(py, &session.prefix);
     session.namespace.bind(py).clear();
+    release_process_wide(py, &session.prefix_dot);
     gc.call_method0("collect")?;
     let leaks = PyDict::new(py);
     let mut survivors = Vec::new();
@@ -398,7 +512,16 @@ pub fn close<'py>(
         .collect();
     let globals: Vec<Bound<'_, PyDict>> = found.iter().map(|(_, d)| d.clone()).collect();
     let described = leaks::describe(py, &globals, &session.prefix_dot)?;
-    for ((real, dict), holders) in found.iter().zip(described) {
+    let suffixes = &interp::get(py)?.extension_suffixes;
+    for ((real, dict), mut holders) in found.iter().zip(described) {
+        let file: Option<String> = dict
+            .get_item(intern!(py, "__file__"))?
+            .and_then(|f| f.extract().ok());
+        if file.is_some_and(|f| suffixes.iter().any(|s| f.ends_with(s.as_str()))) {
+            // CPython keeps every single-phase extension module's state for the life
+            // of the process: no holder in Python explains it.
+            holders.insert(0, leaks::EXTENSION_HOLDER.to_owned());
+        }
         leaks.set_item(real, PyList::new(py, holders)?)?;
         if force {
             dict.clear();

@@ -340,6 +340,85 @@ def test_survivor_held_by_a_frozen_object_is_still_reported(
     assert any("cannot see" in t for t in holders(report, name)), str(report)
 
 
+PROCESS_WIDE_FILES = {
+    "__init__.py": """\
+        import importlib.abc
+        import logging
+        import sys
+        import typing
+
+        class Item:
+            def m(self) -> int:
+                return 1
+
+        ITEMS = typing.List[Item]          # typing's cache keeps Item
+
+        @typing.overload
+        def pick(x: int) -> int: ...
+        @typing.overload
+        def pick(x: str) -> str: ...
+        def pick(x):                       # typing's overload registry keeps the stubs
+            return x
+
+        class Finder(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                return None
+
+        sys.meta_path.append(Finder())     # as six's importer does
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                pass
+
+        logging.getLogger(__name__ + ".ui").addHandler(Handler())
+        """,
+}
+
+
+def test_close_releases_what_the_standard_library_keeps_process_wide(
+    pkgs: PkgFactory, new_session: Callable[..., Any]
+) -> None:
+    name = pkgs.unique("pwide")
+    root = pkgs.make(name, files=PROCESS_WIDE_FILES)
+    s = new_session(paths=[root])
+    ref = weakref.ref(s.import_module(name))
+    prefix = s.prefix
+    assert any(type(f).__name__ == "Finder" for f in sys.meta_path)
+    report = s.close()
+    assert not report, str(report)
+    assert ref() is None
+    assert not any(type(f).__name__ == "Finder" for f in sys.meta_path)
+    import logging
+
+    assert not [k for k in logging.root.manager.loggerDict if k.startswith(prefix + ".")]
+
+
+def test_surviving_extension_module_is_named_as_such(
+    tmp_path: Path, new_session: Callable[..., Any]
+) -> None:
+    """A session's own copy of a compiled package (psutil, a test dependency, copied to
+    a fresh folder so it loads again): CPython keeps single-phase extension modules
+    for the life of the process, and the report says so instead of a circular chain."""
+    import shutil
+
+    import psutil
+
+    shutil.copytree(Path(psutil.__file__).parent, tmp_path / "psutil")
+    s = new_session(paths=[tmp_path])
+    mod = s.import_module("psutil")
+    assert mod is not psutil and str(mod.__file__).startswith(str(tmp_path))
+    extensions = [
+        n for n, m in s.modules.items() if str(getattr(m, "__file__", "")).endswith((".so", ".pyd"))
+    ]
+    assert extensions, sorted(s.modules)
+    del mod
+    report = s.close()
+    for name in extensions:
+        assert holders(report, name)[0].startswith("a C extension module"), str(report)
+    assert all(len(t) <= 301 for texts in report.leaks.values() for t in texts)
+    assert all(len(texts) <= 4 for texts in report.leaks.values())
+
+
 def test_report_names_only_real_holders(
     pkgs: PkgFactory, new_session: Callable[..., Any], holder: Any
 ) -> None:
