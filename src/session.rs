@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyList, PyModule, PyString};
@@ -527,7 +528,32 @@ impl SessionCore {
         activation::enter(slf)?;
         let result = step.call1((arg,));
         activation::exit(slf)?;
-        result
+        let result = result?;
+        let py = slf.py();
+        let session = slf.get();
+        if let Ok(module) = arg.cast::<PyModule>() {
+            // Executed: the session's module, by real name too while its block runs.
+            if let Some(name) = activation::module_name(module.as_any()) {
+                if let Some(real) = session.strip(&name) {
+                    session.note_module(py, real, None);
+                    activation::alias_if_active(slf, real, module.as_any())?;
+                }
+            }
+        } else if let Ok(module) = result.cast::<PyModule>() {
+            // A single-phase module whose definition carries its full dotted name
+            // (mypyc does this) keeps that name; it must carry the qualified one to be
+            // recognised as this session's.
+            let qualified: Option<String> = arg
+                .getattr(intern!(py, "name"))
+                .ok()
+                .and_then(|n| n.extract().ok());
+            if let Some(q) = qualified.filter(|q| session.strip(q).is_some()) {
+                if activation::module_name(module.as_any()).as_deref() != Some(q.as_str()) {
+                    module.setattr(intern!(py, "__name__"), &q)?;
+                }
+            }
+        }
+        Ok(result)
     }
 
     #[pyo3(name = "_alias_load")]
