@@ -318,6 +318,22 @@ fn defined_in_session(obj: &Bound<'_, PyAny>, prefix_dot: &str) -> bool {
     module_of(obj) || module_of(obj.get_type().as_any())
 }
 
+/// Deletes the entries of `dict` that `doomed` picks (collected first: no mutation
+/// while iterating).
+fn drop_entries(
+    dict: &Bound<'_, PyDict>,
+    doomed: impl Fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>) -> bool,
+) {
+    let keys: Vec<Bound<'_, PyAny>> = dict
+        .iter()
+        .filter(|(k, v)| doomed(k, v))
+        .map(|(k, _)| k)
+        .collect();
+    for k in keys {
+        let _ = dict.del_item(k);
+    }
+}
+
 /// Drops what the standard library keeps process-wide for a closing session's code:
 /// typing's caches (`List[Item]` keeps `Item`), typing's `@overload` registry, import
 /// hooks the session installed (six's meta-path importer) and its loggers. Without
@@ -337,17 +353,10 @@ fn release_process_wide(py: Python<'_>, prefix_dot: &str) {
             .getattr("_overload_registry")
             .and_then(|r| r.cast_into::<PyDict>().map_err(PyErr::from))
         {
-            let keys: Vec<Bound<'_, PyAny>> = registry
-                .keys()
-                .iter()
-                .filter(|k| {
-                    k.extract::<String>()
-                        .is_ok_and(|k| k.starts_with(prefix_dot))
-                })
-                .collect();
-            for k in keys {
-                let _ = registry.del_item(k);
-            }
+            drop_entries(&registry, |k, _| {
+                k.extract::<String>()
+                    .is_ok_and(|k| k.starts_with(prefix_dot))
+            });
         }
     }
     let sys = interp::get(py).map(|it| it.sys.bind(py).clone());
@@ -379,14 +388,7 @@ fn release_process_wide(py: Python<'_>, prefix_dot: &str) {
             .getattr("path_importer_cache")
             .and_then(|c| c.cast_into::<PyDict>().map_err(PyErr::from))
         {
-            let stale: Vec<Bound<'_, PyAny>> = cache
-                .iter()
-                .filter(|(_, finder)| defined_in_session(finder, prefix_dot))
-                .map(|(k, _)| k)
-                .collect();
-            for k in stale {
-                let _ = cache.del_item(k);
-            }
+            drop_entries(&cache, |_, finder| defined_in_session(finder, prefix_dot));
         }
     }
     if let Some(logging) = mods.get_item("logging").ok().flatten() {
@@ -398,19 +400,12 @@ fn release_process_wide(py: Python<'_>, prefix_dot: &str) {
         if let Ok(loggers) = loggers {
             let root = prefix_dot.trim_end_matches('.');
             // A placeholder for the prefix itself lists the session's loggers.
-            let ours: Vec<Bound<'_, PyAny>> = loggers
-                .iter()
-                .filter(|(k, v)| {
-                    k.extract::<String>().is_ok_and(|k| {
-                        k.starts_with(prefix_dot)
-                            || (k == root && v.get_type().name().is_ok_and(|n| n == "PlaceHolder"))
-                    })
+            drop_entries(&loggers, |k, v| {
+                k.extract::<String>().is_ok_and(|k| {
+                    k.starts_with(prefix_dot)
+                        || (k == root && v.get_type().name().is_ok_and(|n| n == "PlaceHolder"))
                 })
-                .map(|(k, _)| k)
-                .collect();
-            for k in ours {
-                let _ = loggers.del_item(k);
-            }
+            });
         }
     }
     for what in released {
