@@ -11,7 +11,8 @@
 //! - [`routing`]: the import hooks that send each import to the right session.
 //! - [`finder`]: the meta-path finder resolving qualified names on a session's path.
 //! - [`stale`], [`graph`], [`reload`], [`deep`]: changed files, reload order,
-//!   reload and in-place reload; [`leaks`]: the unload report.
+//!   reload and in-place reload; [`leaks`]: the unload report; [`watch`]: the
+//!   polling side of reload on save.
 //! - [`config`]: the studio config (TOML/JSON, layered).
 //! - [`ffi`]: the C ABI.
 
@@ -30,6 +31,7 @@ pub mod reload;
 pub mod routing;
 pub mod session;
 pub mod stale;
+pub mod watch;
 
 use pyo3::prelude::*;
 
@@ -119,6 +121,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     routing::register(m)?;
     activation::register(m)?;
     config::register(m)?;
+    watch::register(m)?;
     m.add_function(wrap_pyfunction!(current, m)?)?;
     m.add_function(wrap_pyfunction!(lookup, m)?)?;
     m.add_function(wrap_pyfunction!(activation_counts, m)?)?;

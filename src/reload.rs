@@ -22,6 +22,24 @@ use crate::{activation, deep, graph, interp, leaks, registry};
 pub struct Tracking {
     pub files: stale::FileIndex,
     pub graph: graph::ImportGraph,
+    /// Global modules taken over by `subsession.adopt`: they keep their real names.
+    pub adopted: HashSet<String>,
+}
+
+/// The `sys.modules` key of a session module: its qualified name, or its real name
+/// when the session adopted it.
+fn key_of(core: &Bound<'_, SessionCore>, real: &str) -> String {
+    let session = core.get();
+    if session.lock(core.py()).reload.adopted.contains(real) {
+        real.to_owned()
+    } else {
+        session.qualified(real)
+    }
+}
+
+/// The facade's helpers for hooks and Maya registrations (`subsession._live`).
+fn live(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import(intern!(py, "subsession._live"))
 }
 
 /// True once a module's file is tracked (reloads update the stamp themselves, after
@@ -52,7 +70,14 @@ pub fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_,
             Some((mtime_ns, size)) => Some(stale::Stamp { mtime_ns, size }),
             None => stamp_of(&path),
         };
-        core.get().lock(py).reload.files.record(real, path, stamp);
+        // The content that was executed, for telling an edit from a touch: hashed only
+        // if the file still has the stamp the code was validated with.
+        let hash = stamp.and_then(|s| py.detach(|| stale::hash_if_stamp(&path, s)));
+        core.get()
+            .lock(py)
+            .reload
+            .files
+            .record(real, path, stamp, hash);
     }
 }
 
@@ -116,10 +141,20 @@ pub fn stale(core: &Bound<'_, SessionCore>) -> PyResult<Vec<String>> {
     core.get().ensure_open(py)?;
     let groups = core.get().lock(py).reload.files.snapshot();
     // The file system calls run without the GIL: other threads (Maya's UI) go on.
-    let mut changed = py.detach(move || stale::changed(&groups));
+    let verdicts = py.detach(move || stale::changed(&groups));
+    let mut changed = Vec::new();
     {
-        let st = core.get().lock(py);
-        changed.retain(|name| st.modules.contains_key(name));
+        let mut st = core.get().lock(py);
+        for verdict in verdicts {
+            match verdict {
+                stale::Verdict::Changed(name) => {
+                    if st.modules.contains_key(&name) || st.reload.adopted.contains(&name) {
+                        changed.push(name);
+                    }
+                }
+                stale::Verdict::Touched(name, stamp) => st.reload.files.touch(&name, stamp),
+            }
+        }
     }
     changed.sort();
     Ok(changed)
@@ -132,8 +167,11 @@ fn resolve_module<'py>(
     let py = core.py();
     let session = core.get();
     session.ensure_open(py)?;
+    let adopted = |n: &str| session.lock(py).reload.adopted.contains(n);
     let real = if let Ok(name) = module.extract::<String>() {
         session.strip(&name).unwrap_or(&name).to_owned()
+    } else if let Some(name) = activation::module_name(module).filter(|n| adopted(n)) {
+        name
     } else {
         let name = activation::module_name(module).ok_or_else(|| {
             pyo3::exceptions::PyTypeError::new_err(
@@ -151,7 +189,7 @@ fn resolve_module<'py>(
             }
         }
     };
-    let found = interp::sys_modules(py).get_item(session.qualified(&real))?;
+    let found = interp::sys_modules(py).get_item(key_of(core, &real))?;
     match found {
         Some(m) => Ok((real, m.cast_into::<PyModule>()?)),
         None => Err(SessionError::new_err(format!(
@@ -175,13 +213,34 @@ pub fn reload_one<'py>(
 /// `s.reload_stale()`: changed modules and every session module depending on them.
 pub fn reload_stale(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<String>> {
     let changed = stale(core)?;
+    reload_changed(core, &changed, deep)
+}
+
+/// Reloads `changed` (real names known to have changed, e.g. by a watcher) and every
+/// session module depending on them, dependencies first; returns the order.
+pub fn reload_changed(
+    core: &Bound<'_, SessionCore>,
+    changed: &[String],
+    deep: bool,
+) -> PyResult<Vec<String>> {
+    core.get().ensure_open(core.py())?;
     if changed.is_empty() {
         return Ok(Vec::new());
     }
     let py = core.py();
     let order = {
         let st = core.get().lock(py);
-        let known: HashSet<&str> = st.modules.keys().map(String::as_str).collect();
+        let known: HashSet<&str> = st
+            .modules
+            .keys()
+            .chain(st.reload.adopted.iter())
+            .map(String::as_str)
+            .collect();
+        let changed: Vec<String> = changed
+            .iter()
+            .filter(|n| known.contains(n.as_str()))
+            .cloned()
+            .collect();
         let plan = st
             .reload
             .graph
@@ -201,8 +260,13 @@ pub fn reload_all(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<Str
     core.get().ensure_open(py)?;
     let order = {
         let st = core.get().lock(py);
-        let all: Vec<String> = st.modules.keys().cloned().collect();
-        let known: HashSet<&str> = st.modules.keys().map(String::as_str).collect();
+        let all: Vec<String> = st
+            .modules
+            .keys()
+            .chain(st.reload.adopted.iter())
+            .cloned()
+            .collect();
+        let known: HashSet<&str> = all.iter().map(String::as_str).collect();
         st.reload
             .graph
             .reload_order(&all, |n| known.contains(n))
@@ -215,23 +279,40 @@ pub fn reload_all(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<Str
 /// Reloads `names` in order with the session active. On the first failure every
 /// module of the batch gets its previous globals back and the error names the file
 /// and line.
+///
+/// Around each module's re-execution `subsession._live` removes the Maya
+/// registrations its previous execution made and calls its `__before_reload__`;
+/// `__after_reload__(state)` runs once the whole batch succeeded (or, after a
+/// rollback, on the old code again). A raising hook is logged, never fatal.
 fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> PyResult<()> {
     let py = core.py();
     let session = core.get();
     session.ensure_open(py)?;
     let importlib = py.import("importlib")?;
+    let live = live(py)?;
+    let facade = session.facade.bind(py);
     let mods = interp::sys_modules(py);
-    let mut done: Vec<(String, Bound<'_, PyModule>, Bound<'_, PyDict>)> = Vec::new();
+    type Done<'py> = (
+        String,
+        Bound<'py, PyModule>,
+        Bound<'py, PyDict>,
+        Bound<'py, PyAny>,
+    );
+    let mut done: Vec<Done<'_>> = Vec::new();
     let mut undo = deep::Undo::default();
     activation::enter(core)?;
     let outcome = (|| -> PyResult<()> {
         for real in names {
-            let Some(module) = mods.get_item(session.qualified(real))? else {
+            let Some(module) = mods.get_item(key_of(core, real))? else {
                 continue;
             };
             let module = module.cast_into::<PyModule>()?;
             let before = module.dict().copy()?;
-            done.push((real.clone(), module.clone(), before.clone()));
+            let state = live.call_method1(
+                intern!(py, "before_reload"),
+                (facade, real.as_str(), &module),
+            )?;
+            done.push((real.clone(), module.clone(), before.clone(), state));
             importlib.call_method1(intern!(py, "reload"), (&module,))?;
             if deep {
                 deep::update_in_place(&mut undo, &before, &module)?;
@@ -244,17 +325,73 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
         // All or nothing: objects updated in place first, then every module's globals;
         // the file stamps stay old, so the modules are still stale.
         undo.rollback();
-        for (_, module, before) in done.iter().rev() {
+        for (_, module, before, _) in done.iter().rev() {
             let dict = module.dict();
             dict.clear();
             dict.update(before.as_mapping())?;
         }
+        for (real, module, _, state) in &done {
+            live.call_method1(
+                intern!(py, "after_reload"),
+                (facade, real.as_str(), module, state),
+            )?;
+        }
         return Err(ReloadError::new_err(describe_failure(py, &err)));
     }
-    for (real, module, _) in &done {
+    for (real, module, _, _) in &done {
         note_loaded(core, real, module);
     }
+    for (real, module, _, state) in &done {
+        live.call_method1(
+            intern!(py, "after_reload"),
+            (facade, real.as_str(), module, state),
+        )?;
+    }
     left
+}
+
+/// `subsession.adopt`: takes over already imported global modules (real names kept)
+/// with their files and the import edges found among them.
+pub fn adopt(
+    core: &Bound<'_, SessionCore>,
+    modules: Vec<(String, Bound<'_, PyModule>)>,
+    edges: Vec<(String, String)>,
+) -> PyResult<()> {
+    let py = core.py();
+    core.get().ensure_open(py)?;
+    for (real, _) in &modules {
+        core.get()
+            .lock(py)
+            .reload
+            .adopted
+            .insert(real.clone());
+    }
+    for (real, module) in &modules {
+        if !is_tracked(core, real) {
+            note_loaded(core, real, module);
+        }
+    }
+    let mut st = core.get().lock(py);
+    for (a, b) in edges {
+        if a != b {
+            st.reload.graph.add_edge(&a, &b);
+        }
+    }
+    Ok(())
+}
+
+/// The real names of the modules a session adopted.
+pub fn adopted(core: &Bound<'_, SessionCore>) -> Vec<String> {
+    let mut names: Vec<String> = core
+        .get()
+        .lock(core.py())
+        .reload
+        .adopted
+        .iter()
+        .cloned()
+        .collect();
+    names.sort();
+    names
 }
 
 /// One line naming the file and line as tracebacks do, plus the error itself.
@@ -449,6 +586,8 @@ pub fn close<'py>(
             }
         }
     }
+    let adopted = adopted(core);
+    keys.extend(adopted.iter().cloned());
     let mut probes: Vec<(String, Bound<'_, PyAny>)> = Vec::new();
     let mut unloaded = Vec::new();
     for key in &keys {
@@ -456,7 +595,11 @@ pub fn close<'py>(
             continue;
         };
         mods.del_item(key)?;
-        let Some(real) = session.strip(key).map(str::to_owned) else {
+        let real = if adopted.binary_search(key).is_ok() {
+            key.clone()
+        } else if let Some(real) = session.strip(key) {
+            real.to_owned()
+        } else {
             continue;
         };
         // A second key for the same module (a mirrored `requests.packages.*` name)

@@ -1,4 +1,9 @@
-//! Which files changed since a module was executed (mtime + size), without the GIL.
+//! Which files changed since a module was executed, without the GIL.
+//!
+//! A file whose stamp (mtime + size) is unchanged is unchanged. A file whose stamp
+//! moved is read and compared by content with what was executed (a 64-bit hash kept
+//! at load time): an editor's touch or a checkout rewriting identical bytes is not a
+//! change (SPEC §3.4), and its new stamp is kept so it is not read again.
 //!
 //! A stat is mostly kernel path resolution, so files are grouped by folder and
 //! stat'ed relative to one open folder (`fstatat`), and large sessions are split
@@ -30,11 +35,49 @@ pub fn stamp_of(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// A file's content, hashed (not cryptographic: it only tells an edit from a touch).
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(bytes);
+    h.write_usize(bytes.len());
+    h.finish()
+}
+
+/// The content hash of a file whose stamp is still `stamp` after reading it (so the
+/// hash belongs to that stamp); None if it cannot be read or changed meanwhile.
+pub fn hash_if_stamp(path: &Path, stamp: Stamp) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    (stamp_of(path)? == stamp && bytes.len() as u64 == stamp.size).then(|| hash_bytes(&bytes))
+}
+
+/// The current content hash of a file, if it can be read.
+pub fn hash_file(path: &Path) -> Option<u64> {
+    std::fs::read(path).ok().map(|b| hash_bytes(&b))
+}
+
 /// Below this many files one thread is faster than starting others.
 const PARALLEL_FROM: usize = 512;
 const MAX_THREADS: usize = 4;
 
-type Entry = (String, PathBuf, Option<Stamp>);
+/// One tracked file: the module's real name, its path, the stamp and content hash of
+/// what was executed.
+#[derive(Clone)]
+pub struct Entry {
+    pub name: String,
+    pub path: PathBuf,
+    pub stamp: Option<Stamp>,
+    pub hash: Option<u64>,
+}
+
+/// What a stale check found for one file whose stamp moved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// New content (or deleted, or unreadable).
+    Changed(String),
+    /// Same bytes under a new stamp: remember the stamp, not a change.
+    Touched(String, Stamp),
+}
 
 /// The files of one folder, with the C strings `fstatat` needs made once per snapshot.
 #[derive(Clone)]
@@ -51,7 +94,7 @@ fn c_names(dir: &Path, files: &[Entry]) -> Option<(std::ffi::CString, Vec<std::f
     let c_dir = CString::new(dir.as_os_str().as_bytes()).ok()?;
     let names = files
         .iter()
-        .map(|(_, path, _)| CString::new(path.file_name()?.as_bytes()).ok())
+        .map(|e| CString::new(e.path.file_name()?.as_bytes()).ok())
         .collect::<Option<Vec<_>>>()?;
     Some((c_dir, names))
 }
@@ -60,7 +103,7 @@ fn c_names(dir: &Path, files: &[Entry]) -> Option<(std::ffi::CString, Vec<std::f
 /// (a stale check then only clones an `Arc`).
 #[derive(Default)]
 pub struct FileIndex {
-    files: HashMap<String, (PathBuf, Option<Stamp>)>,
+    files: HashMap<String, (PathBuf, Option<Stamp>, Option<u64>)>,
     snapshot: Option<Arc<Vec<DirGroup>>>,
     /// Where each name sits in the snapshot: a reload updates its stamp in place.
     slots: HashMap<String, (usize, usize)>,
@@ -71,10 +114,16 @@ impl FileIndex {
         self.files.contains_key(name)
     }
 
-    pub fn record(&mut self, name: &str, path: PathBuf, stamp: Option<Stamp>) {
-        if let Some((known, recorded)) = self.files.get_mut(name) {
+    /// The recorded file of `name`: path, stamp and content hash.
+    pub fn get(&self, name: &str) -> Option<(PathBuf, Option<Stamp>, Option<u64>)> {
+        self.files.get(name).cloned()
+    }
+
+    pub fn record(&mut self, name: &str, path: PathBuf, stamp: Option<Stamp>, hash: Option<u64>) {
+        if let Some((known, recorded, recorded_hash)) = self.files.get_mut(name) {
             if *known == path {
                 *recorded = stamp;
+                *recorded_hash = hash;
                 if let (Some(snapshot), Some(&(group, file))) =
                     (self.snapshot.as_mut(), self.slots.get(name))
                 {
@@ -83,7 +132,8 @@ impl FileIndex {
                         .get_mut(group)
                         .and_then(|g| g.files.get_mut(file))
                     {
-                        entry.2 = stamp;
+                        entry.stamp = stamp;
+                        entry.hash = hash;
                         return;
                     }
                 }
@@ -91,8 +141,15 @@ impl FileIndex {
                 return;
             }
         }
-        self.files.insert(name.to_owned(), (path, stamp));
+        self.files.insert(name.to_owned(), (path, stamp, hash));
         self.snapshot = None;
+    }
+
+    /// A file was touched without a change of content: keep its new stamp.
+    pub fn touch(&mut self, name: &str, stamp: Stamp) {
+        if let Some((path, _, hash)) = self.files.get(name).cloned() {
+            self.record(name, path, Some(stamp), hash);
+        }
     }
 
     pub fn snapshot(&mut self) -> Arc<Vec<DirGroup>> {
@@ -100,12 +157,14 @@ impl FileIndex {
             return s.clone();
         }
         let mut by_dir: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
-        for (name, (path, stamp)) in &self.files {
+        for (name, (path, stamp, hash)) in &self.files {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            by_dir
-                .entry(dir)
-                .or_default()
-                .push((name.clone(), path.clone(), *stamp));
+            by_dir.entry(dir).or_default().push(Entry {
+                name: name.clone(),
+                path: path.clone(),
+                stamp: *stamp,
+                hash: *hash,
+            });
         }
         let mut groups: Vec<DirGroup> = by_dir
             .into_iter()
@@ -123,8 +182,8 @@ impl FileIndex {
         groups.sort_by_key(|g| std::cmp::Reverse(g.files.len()));
         self.slots.clear();
         for (g, group) in groups.iter().enumerate() {
-            for (f, (name, _, _)) in group.files.iter().enumerate() {
-                self.slots.insert(name.clone(), (g, f));
+            for (f, entry) in group.files.iter().enumerate() {
+                self.slots.insert(entry.name.clone(), (g, f));
             }
         }
         let snapshot = Arc::new(groups);
@@ -133,8 +192,27 @@ impl FileIndex {
     }
 }
 
-/// Names of the files whose stamp differs from the recorded one.
-pub fn changed(groups: &[DirGroup]) -> Vec<String> {
+impl DirGroup {
+    pub fn entries(&self) -> &[Entry] {
+        &self.files
+    }
+}
+
+/// Whether a file whose stamp moved from `entry.stamp` to `now` has new content.
+pub fn judge(entry: &Entry, now: Option<Stamp>) -> Option<Verdict> {
+    if now == entry.stamp {
+        return None;
+    }
+    if let (Some(now), Some(was), Some(hash)) = (now, entry.stamp, entry.hash) {
+        if now.size == was.size && hash_if_stamp(&entry.path, now) == Some(hash) {
+            return Some(Verdict::Touched(entry.name.clone(), now));
+        }
+    }
+    Some(Verdict::Changed(entry.name.clone()))
+}
+
+/// The files whose content differs from what was executed, and those only touched.
+pub fn changed(groups: &[DirGroup]) -> Vec<Verdict> {
     let total: usize = groups.iter().map(|g| g.files.len()).sum();
     let threads = if total < PARALLEL_FROM {
         1
@@ -173,9 +251,17 @@ pub fn changed(groups: &[DirGroup]) -> Vec<String> {
 }
 
 #[cfg(target_os = "linux")]
-fn changed_in_group(group: &DirGroup) -> Vec<String> {
+fn changed_in_group(group: &DirGroup) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    scan_group(group, |entry, now| out.extend(judge(entry, now)));
+    out
+}
+
+/// Stats every file of a folder and hands each entry with its current stamp to `visit`.
+#[cfg(target_os = "linux")]
+pub fn scan_group(group: &DirGroup, mut visit: impl FnMut(&Entry, Option<Stamp>)) {
     let Some((c_dir, names)) = &group.c_names else {
-        return fallback(&group.files);
+        return fallback(&group.files, visit);
     };
     // SAFETY: c_dir is NUL-terminated; the descriptor is closed below.
     let fd = unsafe {
@@ -185,10 +271,9 @@ fn changed_in_group(group: &DirGroup) -> Vec<String> {
         )
     };
     if fd < 0 {
-        return fallback(&group.files);
+        return fallback(&group.files, visit);
     }
-    let mut out = Vec::new();
-    for ((name, _, recorded), c_name) in group.files.iter().zip(names) {
+    for (entry, c_name) in group.files.iter().zip(names) {
         // SAFETY: `stat` is plain data filled by the kernel; fd is open.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         let rc = unsafe { libc::fstatat(fd, c_name.as_ptr(), &mut st, 0) };
@@ -196,31 +281,48 @@ fn changed_in_group(group: &DirGroup) -> Vec<String> {
             mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
             size: st.st_size as u64,
         });
-        if now != *recorded {
-            out.push(name.clone());
-        }
+        visit(entry, now);
     }
     // SAFETY: fd came from open above and is closed once.
     unsafe { libc::close(fd) };
-    out
 }
 
 #[cfg(not(target_os = "linux"))]
-fn changed_in_group(group: &DirGroup) -> Vec<String> {
-    fallback(&group.files)
+fn changed_in_group(group: &DirGroup) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    scan_group(group, |entry, now| out.extend(judge(entry, now)));
+    out
 }
 
-fn fallback(files: &[(String, PathBuf, Option<Stamp>)]) -> Vec<String> {
-    files
-        .iter()
-        .filter(|(_, path, recorded)| stamp_of(path) != *recorded)
-        .map(|(name, _, _)| name.clone())
-        .collect()
+/// Stats every file of a folder and hands each entry with its current stamp to `visit`.
+#[cfg(not(target_os = "linux"))]
+pub fn scan_group(group: &DirGroup, visit: impl FnMut(&Entry, Option<Stamp>)) {
+    fallback(&group.files, visit)
+}
+
+fn fallback(files: &[Entry], mut visit: impl FnMut(&Entry, Option<Stamp>)) {
+    for entry in files {
+        visit(entry, stamp_of(&entry.path));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rec(index: &mut FileIndex, name: &str, path: &Path) {
+        index.record(name, path.to_path_buf(), stamp_of(path), hash_file(path));
+    }
+
+    fn changed_names(groups: &[DirGroup]) -> Vec<String> {
+        changed(groups)
+            .into_iter()
+            .filter_map(|v| match v {
+                Verdict::Changed(n) => Some(n),
+                Verdict::Touched(..) => None,
+            })
+            .collect()
+    }
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir =
@@ -240,16 +342,16 @@ mod tests {
             std::fs::create_dir_all(&sub).unwrap();
             let path = sub.join(format!("m{i}.py"));
             std::fs::write(&path, "x = 1\n").unwrap();
-            index.record(&format!("m{i}"), path.clone(), stamp_of(&path));
+            rec(&mut index, &format!("m{i}"), &path);
             entries.push(path);
         }
         assert!(changed(&index.snapshot()).is_empty());
         std::fs::write(&entries[3], "x = 22\n").unwrap();
         std::fs::remove_file(&entries[500]).unwrap();
-        let mut got = changed(&index.snapshot());
+        let mut got = changed_names(&index.snapshot());
         got.sort();
         assert_eq!(got, ["m3", "m500"]);
-        // Same size, new mtime: still a change.
+        // Same size, new mtime, same bytes: a touch, not a change.
         let same_size = &entries[10];
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
         std::fs::File::options()
@@ -258,7 +360,22 @@ mod tests {
             .unwrap()
             .set_modified(later)
             .unwrap();
-        assert!(changed(&index.snapshot()).contains(&"m10".to_owned()));
+        let verdicts = changed(&index.snapshot());
+        assert!(!changed_names(&index.snapshot()).contains(&"m10".to_owned()));
+        assert!(
+            verdicts
+                .iter()
+                .any(|v| matches!(v, Verdict::Touched(n, _) if n == "m10"))
+        );
+        // Same size, new bytes: a change.
+        std::fs::write(&entries[11], "x = 2\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&entries[11])
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(changed_names(&index.snapshot()).contains(&"m11".to_owned()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -270,16 +387,16 @@ mod tests {
         let b = dir.join("b.py");
         std::fs::write(&a, "x = 1\n").unwrap();
         std::fs::write(&b, "y = 1\n").unwrap();
-        index.record("a", a.clone(), stamp_of(&a));
-        index.record("b", b.clone(), stamp_of(&b));
+        rec(&mut index, "a", &a);
+        rec(&mut index, "b", &b);
         let held = index.snapshot();
         std::fs::write(&a, "x = 22\n").unwrap();
-        assert_eq!(changed(&index.snapshot()), ["a"]);
-        index.record("a", a.clone(), stamp_of(&a));
+        assert_eq!(changed_names(&index.snapshot()), ["a"]);
+        rec(&mut index, "a", &a);
         let fresh = index.snapshot();
         assert!(changed(&fresh).is_empty());
         // A snapshot a stale check still held keeps what it saw.
-        assert_eq!(changed(&held), ["a"]);
+        assert_eq!(changed_names(&held), ["a"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -289,7 +406,7 @@ mod tests {
         let path = dir.join("a.py");
         std::fs::write(&path, "pass\n").unwrap();
         let mut index = FileIndex::default();
-        index.record("a", path.clone(), stamp_of(&path));
+        rec(&mut index, "a", &path);
         let groups = index.snapshot();
         assert!(groups.iter().all(|g| changed_in_group(g).is_empty()));
         let _ = std::fs::remove_dir_all(&dir);

@@ -27,6 +27,7 @@ import maya.api.OpenMaya as om
 
 try:
     from subsession import __version__
+    from subsession import _live
     from subsession import command as _command
 except ImportError as _error:  # the package or its compiled core is missing
     raise ImportError(
@@ -135,6 +136,7 @@ def _set_result(command: om.MPxCommand, result: _command.Result) -> None:
 def initializePlugin(plugin: om.MObject) -> None:
     """Register the ``subSession`` command."""
     fn = om.MFnPlugin(plugin, VENDOR, __version__, "Any")
+    _live.install_maya()  # session code's scriptJobs, callbacks and UI belong to it
     fn.registerCommand(COMMAND, SubSessionCommand.creator, SubSessionCommand.create_syntax)
 
 

@@ -43,6 +43,7 @@ SPEC_FLAGS = [
     ("modules", "mod", om.MSyntax.kNoArg, False, True, False),
     ("stale", "st", om.MSyntax.kNoArg, False, True, False),
     ("config", "cfg", om.MSyntax.kString, False, False, False),
+    ("watch", "w", om.MSyntax.kBoolean, False, True, True),
 ]
 
 UI = """\

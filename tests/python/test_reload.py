@@ -133,12 +133,23 @@ def test_size_change_with_the_same_mtime_is_stale(tree: Tree, new_session: Any) 
     assert a.A == 12345
 
 
-def test_touch_alone_makes_a_module_stale(tree: Tree, new_session: Any) -> None:
-    tree.write("a.py", "A = 1\n")
+def test_a_touch_that_changes_nothing_is_not_stale(tree: Tree, new_session: Any) -> None:
+    """SPEC §3.4: content, not only mtime: a touch or identical rewrite never reloads."""
+    tag = f"{tree.package}.touch"
+    tree.write("a.py", counting(tag, "A = 1\n"))
     s = session_on(new_session, tree)
-    imp(s, tree, "a")
+    (a,) = imp(s, tree, "a")
+    assert runs(tag) == 1
     tree.touch("a.py")
+    assert s.stale() == []
+    tree.write("a.py", counting(tag, "A = 1\n"))  # same bytes, new mtime (a checkout)
+    assert s.stale() == []
+    assert s.reload_stale() == []
+    assert runs(tag) == 1
+    tree.write("a.py", counting(tag, "A = 2\n"))  # same size, new bytes: a change
     assert s.stale() == [f"{tree.package}.a"]
+    assert s.reload_stale() == [f"{tree.package}.a"]
+    assert a.A == 2
 
 
 def test_sourceless_pyc_module_is_stale_when_the_pyc_changes(

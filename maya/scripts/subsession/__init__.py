@@ -23,6 +23,7 @@ typed facade.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 
 from subsession._core import ConfigError, ReloadError
@@ -33,8 +34,10 @@ from subsession._session import (
     SessionError,
     SessionExistsError,
     UnloadReport,
+    adopt,
     current,
     get,
+    process_pending,
     sessions,
 )
 from subsession.config import PathArg
@@ -48,15 +51,22 @@ __all__ = [
     "Session",
     "SessionError",
     "UnloadReport",
+    "adopt",
     "current",
     "get",
     "load_config",
+    "process_pending",
     "sessions",
 ]
 
 __version__ = "0.1.0"
 
 logging.getLogger("subsession").addHandler(logging.NullHandler())
+
+if "maya.cmds" in sys.modules:  # inside Maya: record the Maya registrations of session code
+    from subsession import _live
+
+    _live.install_maya()
 
 
 def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import sys
+import threading
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar, Union, cast
 
-from subsession import _core, _loaders
+from subsession import _core, _live, _loaders, _watch
 from subsession._core import (
     ClosedSessionError,
     NoSuchSessionError,
@@ -17,6 +20,8 @@ from subsession._core import (
 
 __all__ = [
     "ClosedSessionError",
+    "adopt",
+    "process_pending",
     "NoSuchSessionError",
     "Session",
     "SessionError",
@@ -41,12 +46,21 @@ class UnloadReport:
     A clean close has no leaks and is falsy.
     """
 
-    __slots__ = ("session", "unloaded", "leaks")
+    __slots__ = ("session", "unloaded", "leaks", "removed")
 
-    def __init__(self, session: str, unloaded: list[str], leaks: dict[str, list[str]]) -> None:
+    def __init__(
+        self,
+        session: str,
+        unloaded: list[str],
+        leaks: dict[str, list[str]],
+        removed: list[str] | None = None,
+    ) -> None:
         self.session = session
         self.unloaded = unloaded
         self.leaks = leaks
+        #: Maya registrations of the session's code that close() removed
+        #: (``"scriptJob 12 (toolA.menu)"``)
+        self.removed = removed or []
 
     def __bool__(self) -> bool:
         return bool(self.leaks)
@@ -59,10 +73,13 @@ class UnloadReport:
 
     def __str__(self) -> str:
         if not self.leaks:
-            return f"session {self.session}: {len(self.unloaded)} modules unloaded, none alive"
-        lines = [f"session {self.session}: {len(self.leaks)} modules still alive:"]
+            lines = [f"session {self.session}: {len(self.unloaded)} modules unloaded, none alive"]
+        else:
+            lines = [f"session {self.session}: {len(self.leaks)} modules still alive:"]
         for name, holders in sorted(self.leaks.items()):
             lines.append(f"  {name}: " + "; ".join(holders or ["held by an unknown object"]))
+        if self.removed:
+            lines.append(f"  removed from Maya: {', '.join(self.removed)}")
         return "\n".join(lines)
 
 
@@ -192,7 +209,13 @@ class Session:
     @property
     def modules(self) -> Mapping[str, types.ModuleType]:
         """Read-only mapping of real module name -> this session's module object."""
-        return types.MappingProxyType(self._core.modules())
+        modules = self._core.modules()
+        if "_adopt_patterns" in self.__dict__:
+            for real in _core.adopted_names(self._core):
+                module = sys.modules.get(real)
+                if module is not None:
+                    modules[real] = module
+        return types.MappingProxyType(modules)
 
     @property
     def namespace(self) -> dict[str, Any]:
@@ -269,29 +292,106 @@ class Session:
         With ``deep=True`` existing functions, classes and instances pick up the new
         code too (see the README's hot-reload section).
         """
-        return self._core.reload(module, deep)
+        self._adopt_scan()
+        result = self._core.reload(module, deep)
+        name = result.__name__
+        self._notify_reload([name[len(self.prefix) + 1 :] if name.startswith(self.prefix + ".") else name])
+        return result
 
     def stale(self) -> list[str]:
-        """Real names of this session's modules whose source changed on disk."""
+        """Real names of this session's modules whose source content changed on disk
+        (a save that rewrote the same bytes is no change)."""
+        self._adopt_scan()
         return self._core.stale()
 
     def reload_stale(self, deep: bool = False) -> list[str]:
         """Reload changed modules and every session module importing them, dependencies
-        first. Returns the real names reloaded, in order."""
-        return self._core.reload_stale(deep)
+        first. Returns the real names reloaded, in order.
+
+        While the session is watched, the changes the watcher already found are used
+        (no file is checked again); with none found, every file is checked."""
+        self._adopt_scan()
+        known = _watch.take_pending(self)
+        if known:
+            return self._reload_names(known, deep)
+        return self._notify_reload(self._core.reload_stale(deep))
 
     def reload_all(self, deep: bool = False) -> list[str]:
         """Reload every module of this session, dependencies first; returns the names."""
-        return self._core.reload_all(deep)
+        self._adopt_scan()
+        return self._notify_reload(self._core.reload_all(deep))
+
+    def _reload_names(self, names: list[str], deep: bool) -> list[str]:
+        return self._notify_reload(_core.reload_names(self._core, names, deep))
+
+    # -- hooks and watching -----------------------------------------------------------------
+    def on_reload(self, callback: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+        """Call ``callback(names)`` after each successful reload of this session's modules
+        (``names``: real names, dependencies first). Returns ``callback`` (a decorator).
+        A callback that raises is logged as a WARNING; the reload stands."""
+        if not callable(callback):
+            raise TypeError("on_reload() takes a function, e.g. s.on_reload(lambda names: ...)")
+        self.__dict__.setdefault("_reload_callbacks", []).append(callback)
+        return callback
+
+    def on_close(self, callback: Callable[[Session], Any]) -> Callable[[Session], Any]:
+        """Call ``callback(session)`` when :meth:`close` starts, while the modules are still
+        loaded. Returns ``callback``. A callback that raises is logged; the close goes on."""
+        if not callable(callback):
+            raise TypeError("on_close() takes a function, e.g. s.on_close(lambda s: ...)")
+        self.__dict__.setdefault("_close_callbacks", []).append(callback)
+        return callback
+
+    def _notify_reload(self, names: list[str]) -> list[str]:
+        if names:
+            for callback in list(self.__dict__.get("_reload_callbacks", ())):
+                _live.call_hook(f"on_reload callback {callback!r}", callback, list(names))
+        return names
+
+    def watch(self, deep: bool = True, interval: float = _watch.DEFAULT_INTERVAL) -> None:
+        """Reload on save: while watched, a change to the content of any of this
+        session's module files is reloaded like ``reload_stale(deep=deep)``, on the
+        host's main thread (Maya's idle queue, the Qt event loop, or
+        :func:`subsession.process_pending`). Files are polled every ``interval``
+        seconds by a background thread that runs no module code (network shares work).
+        A failed reload is logged as a WARNING and retried on the next save."""
+        _watch.watch(self, deep, interval)
+
+    def unwatch(self) -> None:
+        """Stop reloading on save (changes found but not yet reloaded are dropped)."""
+        _watch.unwatch(self)
+
+    @property
+    def watching(self) -> bool:
+        """True while :meth:`watch` is on."""
+        return _watch.watching(self)
+
+    # -- adopted modules --------------------------------------------------------------------
+    def _adopt_scan(self) -> None:
+        patterns = self.__dict__.get("_adopt_patterns")
+        if patterns and not self.closed:
+            _adopt_into(self, patterns)
 
     def close(self, force: bool = False) -> UnloadReport:
         """Unload: forget this session's modules and report any still alive.
 
-        ``force=True`` also clears the globals of modules that are still alive, which
-        breaks whoever still uses them: a last resort for leaks you cannot fix.
+        First the ``on_close`` callbacks run, then each module's ``__before_unload__()``,
+        then the Maya registrations (scriptJobs, callbacks, UI) of the session's code are
+        removed. ``force=True`` also clears the globals of modules that are still alive,
+        which breaks whoever still uses them: a last resort for leaks you cannot fix.
         """
+        removed: list[str] = []
+        if not self.closed and _core.current() is not self:
+            _watch.unwatch(self)
+            self._adopt_scan()
+            for callback in list(self.__dict__.get("_close_callbacks", ())):
+                _live.call_hook(f"on_close callback {callback!r}", callback, self)
+            removed = _live.before_close(self, dict(self.modules))
         name, unloaded, leaks = self._core.close(force)
-        return UnloadReport(name, unloaded, leaks)
+        with _live._adopted_lock:
+            for real in [n for n, s in _live.adopted.items() if s is self]:
+                del _live.adopted[real]
+        return UnloadReport(name, unloaded, leaks, removed)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._core.modules())} modules"
@@ -317,3 +417,112 @@ def sessions() -> list[Session]:
 def current() -> Session | None:
     """The innermost session active on this thread, or ``None``."""
     return cast("Session | None", _core.current())
+
+
+def process_pending() -> list[str]:
+    """Reload what the watchers of every session found, here and now.
+
+    Call it on the host's main thread where neither Maya's idle queue nor a Qt event
+    loop delivers reloads (a plain interpreter, ``mayapy``). Returns the real names
+    reloaded, in order; a failed reload is logged as a WARNING and keeps the old code.
+    """
+    return _watch.process_pending()
+
+
+_adopt_lock = threading.Lock()
+
+
+def _check_pattern(pattern: object) -> str:
+    if not isinstance(pattern, str) or not pattern.strip(".*"):
+        raise TypeError(
+            f"adopt() takes module names or 'pkg.*' patterns, got {pattern!r}; "
+            "e.g. adopt('mytool', ['mytool'])"
+        )
+    top = pattern.split(".")[0]
+    shared = set(_core.host_modules()) | {"subsession", "__main__", "builtins"}
+    stdlib = set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
+    if top in shared or top in stdlib:
+        raise ValueError(
+            f"cannot adopt {pattern!r}: the standard library, the host's packages and "
+            "subsession are shared by everyone; adopt your tool's own packages"
+        )
+    return pattern
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    for pattern in patterns:
+        base = pattern[:-2] if pattern.endswith(".*") else pattern
+        if any(c in base for c in "*?["):
+            if fnmatch.fnmatchcase(name, base) or fnmatch.fnmatchcase(name.split(".")[0], base):
+                return True
+        elif name == base or name.startswith(base + "."):
+            return True
+    return False
+
+
+def _adopt_into(session: Session, patterns: list[str]) -> None:
+    with _adopt_lock:
+        known = set(_core.adopted_names(session._core))
+        found = [
+            (name, module)
+            for name, module in list(sys.modules.items())
+            if name not in known
+            and isinstance(module, types.ModuleType)
+            and _matches(name, patterns)
+        ]
+        if not found:
+            return
+        with _live._adopted_lock:
+            for name, _ in found:
+                other = _live.adopted.get(name)
+                if other is not None and other is not session:
+                    raise SessionExistsError(
+                        f"module {name} is already adopted by session {other.name}; "
+                        "close that session first"
+                    )
+        names = known | {n for n, _ in found}
+        edges: list[tuple[str, str]] = []
+        for name, module in found:
+            for value in list(vars(module).values()):
+                target = value.__name__ if isinstance(value, types.ModuleType) else None
+                if target is None:
+                    target = getattr(value, "__module__", None)
+                if isinstance(target, str) and target in names and target != name:
+                    edges.append((name, target))
+        _core.adopt_modules(session._core, found, edges)
+        with _live._adopted_lock:
+            for name, _ in found:
+                _live.adopted[name] = session
+
+
+def adopt(name: str, packages: Iterable[str]) -> Session:
+    """A named session that takes over modules already imported outside any session.
+
+    ``packages``: module names or ``"pkg.*"`` patterns (``["mytool"]`` is ``mytool`` and
+    its submodules). The modules keep their real names and identity; ``stale``,
+    ``reload*``, ``watch``, hooks and ``close()`` (which removes them from
+    ``sys.modules`` and reports leaks) work on them in place, and submodules imported
+    later are taken over too. Isolation does not apply: they stay global. Adopting
+    again under the same name adds patterns to that session.
+    """
+    if isinstance(packages, (str, bytes)):
+        raise TypeError("packages takes a list, e.g. subsession.adopt('mytool', ['mytool'])")
+    patterns = [_check_pattern(p) for p in packages]
+    if not patterns:
+        raise ValueError("adopt() needs at least one package, e.g. ['mytool']")
+    existing = _core.lookup(name)
+    if existing is not None and "_adopt_patterns" in existing.__dict__:
+        session: Session = existing
+        session.__dict__["_adopt_patterns"] = sorted(
+            set(session.__dict__["_adopt_patterns"]) | set(patterns)
+        )
+    else:
+        session = Session(name)
+        session.__dict__["_adopt_patterns"] = patterns
+    try:
+        _adopt_into(session, session.__dict__["_adopt_patterns"])
+    except BaseException:
+        if existing is None:
+            session.close()
+        raise
+    return session

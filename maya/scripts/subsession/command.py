@@ -71,6 +71,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("modules", "mod", query=True, doc="query: the session's module names"),
     Flag("stale", "st", query=True, doc="query: modules whose source changed on disk"),
     Flag("config", "cfg", "string", doc="load session definitions from a config file"),
+    Flag("watch", "w", "bool", False, True, True, "reload on save (create/edit/query)"),
 )
 
 _BY_NAME: dict[str, Flag] = {f.long: f for f in FLAGS}
@@ -163,6 +164,8 @@ def _query(name: str | None, given: dict[str, Any]) -> Result:
         return bool(session.inherit_paths)
     if key == "modules":
         return sorted(session.modules)
+    if key == "watch":
+        return bool(session.watching)
     return list(_core_call(session.stale))
 
 
@@ -174,9 +177,20 @@ def _edit(name: str | None, given: dict[str, Any]) -> Result:
         raise CommandError("say what to edit, e.g. subSession -edit -path /tools/a toolA")
     name = _need_name(name, "-edit")
     session = _session(name)
+    watch = given.pop("watch", None)
     settings = _settings(given)
-    _core_call(lambda: session.configure(**settings))
+    if settings:
+        _core_call(lambda: session.configure(**settings))
+    if watch is not None:
+        _set_watch(session, watch)
     return None
+
+
+def _set_watch(session: Any, on: bool) -> None:
+    if on:
+        _core_call(lambda: session.watch())
+    else:
+        session.unwatch()
 
 
 def _act(name: str | None, given: dict[str, Any]) -> Result:
@@ -185,7 +199,7 @@ def _act(name: str | None, given: dict[str, Any]) -> Result:
     for dependent, needed in _NEEDS.items():
         if dependent in given and needed not in given:
             raise CommandError(f"-{dependent} needs -{needed}")
-    settings = [k for k in _SETTINGS if k in given]
+    settings = [k for k in (*_SETTINGS, "watch") if k in given]
     if settings and "create" not in given:
         raise CommandError(
             f"-{settings[0]} goes with -create or -edit (or -query to read it), "
@@ -250,12 +264,17 @@ def _create(name: str, given: dict[str, Any], then: str | None) -> Result:
         )
     )
     if then is None:
+        if given.get("watch"):
+            _set_watch(session, True)
         return None
     try:
-        return _runner(session, then, given)()
+        result = _runner(session, then, given)()
     except CommandError as error:
         session.close()
         raise CommandError(f"{error} (session {name!r} was not created)", error.details) from None
+    if given.get("watch"):
+        _set_watch(session, True)
+    return result
 
 
 def _runner(session: Any, action: str, given: dict[str, Any]) -> Callable[[], Result]:

@@ -10,6 +10,10 @@ On a shelf button or in a workspace control's ``uiScript``::
 
     import subsession.maya; subsession.maya.run("toolA", "toolA.ui", "show")
 
+A shelf button that turns reload-on-save on and off for a tool under development::
+
+    import subsession.maya; subsession.maya.watch("toolA")
+
 The sessions come from the studio config (``$SUBSESSION_CONFIG``, see the README) or
 from ``subSession -create``. The MEL equivalent of :func:`run` is
 ``subSession -m "toolA.ui" -fn "show" toolA;``.
@@ -23,8 +27,9 @@ from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import subsession
+from subsession import _live
 
-__all__ = ["PLUGIN", "load_plugin", "run", "setup"]
+__all__ = ["PLUGIN", "load_plugin", "run", "setup", "watch"]
 
 #: The plug-in file, found on ``MAYA_PLUG_IN_PATH`` (the module's ``plug-ins`` folder).
 PLUGIN = "subSession.py"
@@ -95,6 +100,36 @@ def run(session: str, module: str, function: Optional[str] = None, /, *args: Any
     return owner.run(getattr(target, function), *args, **kw)
 
 
+def watch(
+    session: str, on: Optional[bool] = None, *, deep: bool = True, interval: float = 0.5
+) -> bool:
+    """Turn reload-on-save of the named ``session`` on (``on=True``), off (``False``) or
+    over (``None``, for a shelf button); returns whether it now watches.
+
+    Reloads run in Maya's idle queue; a failed reload is a warning in the Script
+    Editor and the old code keeps running until the next save.
+
+    >>> subsession.maya.watch("toolA")            # doctest: +SKIP
+    True
+    """
+    try:
+        owner = subsession.get(session)
+    except subsession.SessionError:
+        raise subsession.SessionError(
+            f"no session named {session!r}; define it in the studio config "
+            f"($SUBSESSION_CONFIG) or create it with: subSession -create {session}"
+        ) from None
+    turn_on = (not owner.watching) if on is None else bool(on)
+    if turn_on:
+        owner.watch(deep=deep, interval=interval)
+    else:
+        owner.unwatch()
+    _log.info(
+        "subsession: %s %s", session, "reloads on save" if turn_on else "no longer reloads on save"
+    )
+    return turn_on
+
+
 def _config_paths(config: PathArg) -> list[str]:
     if config is None:
         value = os.environ.get("SUBSESSION_CONFIG", "")
@@ -102,3 +137,6 @@ def _config_paths(config: PathArg) -> list[str]:
     if isinstance(config, (str, os.PathLike)):
         return [os.path.expanduser(os.fspath(config))]
     return [os.path.expanduser(os.fspath(p)) for p in config]
+
+
+_live.install_maya()

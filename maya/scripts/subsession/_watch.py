@@ -1,0 +1,246 @@
+"""Reload on save (SPEC §3.7): one polling thread for every watched session.
+
+The thread only asks the Rust core which files changed (:class:`_core.Watch`: stats
+and content hashes, without the GIL) and wakes the host's main thread; it never runs
+module code. Reloads run on the main thread:
+
+- inside interactive Maya: ``maya.utils.executeDeferred`` (Maya's idle queue);
+- else, when a Qt ``QCoreApplication`` exists: a queued signal into its event loop;
+- else (a plain interpreter, ``mayapy``): when the host calls :func:`process_pending`.
+
+A burst of saves gives one reload: after a change the thread looks again a moment
+later and merges what it finds, and changes found before the main thread got to
+them are merged too. A failed reload is logged as a WARNING (the old code keeps
+running) and the next save retries.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+from subsession import _core
+
+__all__ = ["DEFAULT_INTERVAL", "process_pending", "take_pending", "unwatch", "watch", "watching"]
+
+log = logging.getLogger("subsession")
+
+DEFAULT_INTERVAL = 0.5
+#: after a change, look again this much later and merge (editors writing twice)
+SETTLE = 0.02
+SETTLE_ROUNDS = 5
+
+
+class _Watched:
+    __slots__ = ("session", "watch", "deep", "interval", "due")
+
+    def __init__(self, session: Any, deep: bool, interval: float) -> None:
+        self.session = session
+        self.watch = _core.Watch(session._core)
+        self.deep = deep
+        self.interval = interval
+        self.due = time.monotonic() + interval
+
+
+_lock = threading.RLock()
+_watched: dict[int, _Watched] = {}
+_pending: dict[int, tuple[Any, set[str]]] = {}
+_scheduled = False
+_changed = threading.Condition(_lock)
+_thread: threading.Thread | None = None
+_stopping = False
+#: "maya" when watch() ran on Maya's main thread in an interactive Maya
+_maya_interactive = False
+_waker: Any = None
+
+
+def watch(session: Any, deep: bool, interval: float) -> None:
+    global _thread, _maya_interactive
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise TypeError("interval takes seconds as a number, e.g. watch(interval=0.5)")
+    if not 0.01 <= interval <= 3600:
+        raise ValueError(f"interval {interval!r} is out of range; give 0.01 to 3600 seconds")
+    if session.closed:
+        raise _core.ClosedSessionError(
+            f"session {session.name or session.prefix} is closed; create a new Session to watch"
+        )
+    _maya_interactive = _maya_interactive or _in_interactive_maya()
+    with _lock:
+        _watched[id(session)] = _Watched(session, bool(deep), float(interval))
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_run, name="subsession-watch", daemon=True)
+            _thread.start()
+        _changed.notify_all()
+
+
+def unwatch(session: Any) -> None:
+    with _lock:
+        _watched.pop(id(session), None)
+        _pending.pop(id(session), None)
+        _changed.notify_all()
+
+
+def watching(session: Any) -> bool:
+    with _lock:
+        return id(session) in _watched
+
+
+def take_pending(session: Any) -> list[str] | None:
+    """The changes the watcher found for ``session`` and not yet delivered (None when
+    it is not watched)."""
+    with _lock:
+        if id(session) not in _watched:
+            return None
+        _, names = _pending.pop(id(session), (None, set()))
+        return sorted(names)
+
+
+def process_pending() -> list[str]:
+    """Reload what the watchers found, here and now (call it on the host's main thread).
+
+    Returns the real names reloaded, in order. A reload that fails is logged as a
+    WARNING and keeps the old code; the next save retries.
+    """
+    global _scheduled
+    with _lock:
+        work = list(_pending.values())
+        _pending.clear()
+        _scheduled = False
+        deep_of = {id(w.session): w.deep for w in _watched.values()}
+    done: list[str] = []
+    for session, names in work:
+        if session.closed or id(session) not in deep_of:
+            continue
+        try:
+            done.extend(session._reload_names(sorted(names), deep_of[id(session)]))
+        except _core.ReloadError as err:
+            log.warning("%s (session %s; save again to retry)", err, session.name or session.prefix)
+        except Exception:
+            log.warning("reload of %s failed", sorted(names), exc_info=True)
+    return done
+
+
+# -- the polling thread --------------------------------------------------------------------
+
+
+def _run() -> None:
+    while True:
+        with _lock:
+            if _stopping:
+                return
+            if not _watched:
+                _changed.wait()
+                continue
+            now = time.monotonic()
+            due = [w for w in _watched.values() if w.due <= now]
+            if not due:
+                _changed.wait(min(w.due for w in _watched.values()) - now)
+                continue
+            for w in due:
+                w.due = now + w.interval
+        for w in due:
+            try:
+                _poll(w)
+            except Exception:
+                log.warning("watching %s failed", w.session.name or w.session.prefix, exc_info=True)
+
+
+def _poll(w: _Watched) -> None:
+    session = w.session
+    if session.closed:
+        unwatch(session)
+        return
+    if getattr(session, "_adopt_patterns", None):
+        session._adopt_scan()
+    names = set(w.watch.poll())
+    if not names:
+        return
+    for _ in range(SETTLE_ROUNDS):
+        time.sleep(SETTLE)
+        more = set(w.watch.poll())
+        if more <= names:
+            break
+        names |= more
+    with _lock:
+        if id(session) not in _watched:
+            return
+        _pending.setdefault(id(session), (session, set()))[1].update(names)
+    _wake()
+
+
+def _wake() -> None:
+    global _scheduled
+    with _lock:
+        if _scheduled:
+            return
+        _scheduled = True
+    try:
+        if _maya_interactive:
+            import maya.utils
+
+            maya.utils.executeDeferred(process_pending)
+            return
+        qt = _qt_core()
+        if qt is not None:
+            _qt_waker(qt).wake.emit()
+            return
+    except Exception:
+        log.warning("could not schedule a reload on the main thread", exc_info=True)
+    with _lock:
+        _scheduled = False  # manual delivery: process_pending()
+
+
+def _in_interactive_maya() -> bool:
+    if "maya.cmds" not in sys.modules or "maya.utils" not in sys.modules:
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        return not sys.modules["maya.cmds"].about(batch=True)
+    except Exception:
+        return False
+
+
+def _qt_core() -> Any:
+    for name in ("PySide6.QtCore", "PySide2.QtCore"):
+        qt = sys.modules.get(name)
+        if qt is not None and qt.QCoreApplication.instance() is not None:
+            return qt
+    return None
+
+
+def _qt_waker(qt: Any) -> Any:
+    global _waker
+    with _lock:
+        if _waker is not None and _waker.__class__.__module__ == __name__:
+            return _waker
+
+        class Waker(qt.QObject):  # type: ignore[misc,name-defined]
+            wake = qt.Signal()
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.wake.connect(self.deliver)
+
+            def deliver(self) -> None:
+                process_pending()
+
+        waker = Waker()
+        app = qt.QCoreApplication.instance()
+        if waker.thread() is not app.thread():
+            waker.moveToThread(app.thread())
+        _waker = waker
+        return waker
+
+
+@atexit.register
+def _stop() -> None:
+    global _stopping
+    with _lock:
+        _stopping = True
+        _watched.clear()
+        _changed.notify_all()

@@ -1,0 +1,130 @@
+//! The file side of `Session.watch` (SPEC §3.7): which files changed since the
+//! watcher last looked, by stamp then content, without the GIL.
+//!
+//! A watcher keeps its own baseline per file, separate from what the session
+//! executed: a save whose reload fails is "seen" and not reported again until the
+//! next save (the old code keeps running; `stale()` still lists the module). It
+//! never runs Python: the thread that polls (`subsession._watch`) only calls
+//! [`Watch::poll`], and reloads run on the host's main thread.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+
+use crate::session::SessionCore;
+use crate::stale::{self, Stamp};
+
+/// A polling watcher of one session's module files.
+#[pyclass(frozen, module = "subsession._core")]
+pub struct Watch {
+    core: Py<SessionCore>,
+    /// Per real name: the stamp and content hash the watcher saw last, when that
+    /// differs from what the session executed.
+    seen: Mutex<HashMap<String, (Option<Stamp>, Option<u64>)>>,
+}
+
+#[pymethods]
+impl Watch {
+    #[new]
+    fn new(core: Bound<'_, SessionCore>) -> Self {
+        Watch {
+            core: core.unbind(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Real names of the session's modules whose file content changed since the
+    /// last poll (or since they were executed). Stats and reads run without the GIL;
+    /// a closed session has none.
+    fn poll(&self, py: Python<'_>) -> Vec<String> {
+        let core = self.core.bind(py);
+        let session = core.get();
+        let groups = {
+            let mut st = session.lock(py);
+            if st.closed {
+                return Vec::new();
+            }
+            st.reload.files.snapshot()
+        };
+        let seen = &self.seen;
+        let mut changed = py.detach(|| {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            let mut changed = Vec::new();
+            for group in groups.iter() {
+                stale::scan_group(group, |entry, now| {
+                    if now == entry.stamp {
+                        // What the session executed: up to date.
+                        if !seen.is_empty() {
+                            seen.remove(&entry.name);
+                        }
+                        return;
+                    }
+                    let (was, hash) = seen
+                        .get(&entry.name)
+                        .copied()
+                        .unwrap_or((entry.stamp, entry.hash));
+                    if now == was {
+                        return;
+                    }
+                    let current = now.and_then(|_| stale::hash_file(&entry.path));
+                    if current.is_some() && current == hash {
+                        // A touch: same bytes under a new stamp.
+                        seen.insert(entry.name.clone(), (now, hash));
+                        return;
+                    }
+                    seen.insert(entry.name.clone(), (now, current));
+                    changed.push(entry.name.clone());
+                });
+            }
+            changed
+        });
+        let st = session.lock(py);
+        changed.retain(|n| st.modules.contains_key(n) || st.reload.adopted.contains(n));
+        changed.sort();
+        changed
+    }
+
+    /// How many files the watcher looks at (the session's module files).
+    fn files(&self, py: Python<'_>) -> usize {
+        let core = self.core.bind(py);
+        let groups = core.get().lock(py).reload.files.snapshot();
+        groups.iter().map(|g| g.entries().len()).sum()
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Watch>()?;
+    m.add_function(wrap_pyfunction!(reload_names, m)?)?;
+    m.add_function(wrap_pyfunction!(adopt_modules, m)?)?;
+    m.add_function(wrap_pyfunction!(adopted_names, m)?)?;
+    Ok(())
+}
+
+/// Reloads `names` (known to have changed) and the session modules importing them,
+/// dependencies first; returns the real names reloaded, in order.
+#[pyfunction]
+#[pyo3(signature = (core, names, deep=false))]
+fn reload_names(
+    core: Bound<'_, SessionCore>,
+    names: Vec<String>,
+    deep: bool,
+) -> PyResult<Vec<String>> {
+    crate::reload::reload_changed(&core, &names, deep)
+}
+
+/// Hands already imported global modules to a session (`subsession.adopt`).
+#[pyfunction]
+fn adopt_modules(
+    core: Bound<'_, SessionCore>,
+    modules: Vec<(String, Bound<'_, PyModule>)>,
+    edges: Vec<(String, String)>,
+) -> PyResult<()> {
+    crate::reload::adopt(&core, modules, edges)
+}
+
+/// The real names of the modules a session adopted.
+#[pyfunction]
+fn adopted_names(core: Bound<'_, SessionCore>) -> Vec<String> {
+    crate::reload::adopted(&core)
+}
