@@ -16,6 +16,7 @@ import functools
 import logging
 import sys
 import threading
+import traceback
 from typing import Any, Callable, NamedTuple
 
 __all__ = [
@@ -33,11 +34,14 @@ log = logging.getLogger("subsession")
 
 
 def call_hook(what: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)``; an exception is logged as a WARNING with its traceback (never raised)."""
+    """``fn(*args)``; an exception is logged as a WARNING with its traceback (never raised).
+
+    The traceback goes into the message as text: a record holding the exception would
+    keep the frames, and with them the modules a ``close()`` is about to unload."""
     try:
         return fn(*args)
     except Exception:
-        log.warning("%s raised; going on without it", what, exc_info=True)
+        log.warning("%s raised; going on without it\n%s", what, traceback.format_exc().rstrip())
         return None
 
 

@@ -211,6 +211,7 @@ class Session:
         """Read-only mapping of real module name -> this session's module object."""
         modules = self._core.modules()
         if "_adopt_patterns" in self.__dict__:
+            self._adopt_scan()
             for real in _core.adopted_names(self._core):
                 module = sys.modules.get(real)
                 if module is not None:
@@ -394,7 +395,7 @@ class Session:
         return UnloadReport(name, unloaded, leaks, removed)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self._core.modules())} modules"
+        state = "closed" if self.closed else f"{len(self.modules)} modules"
         label = repr(self.name) if self.name is not None else self.prefix
         return f"<Session {label} {state}>"
 
@@ -483,9 +484,14 @@ def _adopt_into(session: Session, patterns: list[str]) -> None:
         names = known | {n for n, _ in found}
         edges: list[tuple[str, str]] = []
         for name, module in found:
-            for value in list(vars(module).values()):
-                target = value.__name__ if isinstance(value, types.ModuleType) else None
-                if target is None:
+            for key, value in list(vars(module).items()):
+                # A module's own submodules are attributes the import system set: reading
+                # them at run time sees the reloaded module, no dependency.
+                if isinstance(value, types.ModuleType):
+                    target = value.__name__
+                    if target == f"{name}.{key}":
+                        continue
+                else:
                     target = getattr(value, "__module__", None)
                 if isinstance(target, str) and target in names and target != name:
                     edges.append((name, target))
