@@ -529,6 +529,7 @@ def adopt(name: str, packages: Iterable[str]) -> Session:
         _adopt_into(session, session.__dict__["_adopt_patterns"])
     except BaseException:
         if existing is None:
+            session.__dict__.pop("_adopt_patterns", None)
             session.close()
         raise
     return session
