@@ -22,6 +22,9 @@ enum Step<'py> {
     Attr(Bound<'py, PyAny>, String, Option<Bound<'py, PyAny>>),
     /// A closure cell's previous contents (None: it was empty).
     Cell(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>),
+    /// `type.__setattr__(cls, name, old)` (bypassing a metaclass's guard), or
+    /// `type.__delattr__` when there was none.
+    TypeAttr(Bound<'py, PyAny>, String, Option<Bound<'py, PyAny>>),
 }
 
 impl<'py> Undo<'py> {
@@ -63,6 +66,18 @@ impl<'py> Undo<'py> {
                 Step::Attr(obj, name, None) => obj.delattr(name.as_str()),
                 Step::Cell(cell, Some(old)) => cell.setattr("cell_contents", old),
                 Step::Cell(cell, None) => cell.delattr("cell_contents"),
+                Step::TypeAttr(cls, name, old) => {
+                    let py = cls.py();
+                    let base = py.get_type::<PyType>();
+                    match old {
+                        Some(old) => base
+                            .getattr("__setattr__")
+                            .and_then(|f| f.call1((&cls, name.as_str(), old)).map(drop)),
+                        None => base
+                            .getattr("__delattr__")
+                            .and_then(|f| f.call1((&cls, name.as_str())).map(drop)),
+                    }
+                }
             };
         }
     }
@@ -200,13 +215,170 @@ fn update_member<'py>(
     undo.set(class.as_any(), name, new)
 }
 
+fn is_enum(class: &Bound<'_, PyType>) -> PyResult<bool> {
+    let enum_meta = class.py().import("enum")?.getattr("EnumMeta")?;
+    class.get_type().is_subclass(enum_meta.cast::<PyType>()?)
+}
+
+/// Enum bookkeeping that is rebuilt, not copied: members and the maps that find them.
+const ENUM_OWN: &[&str] = &[
+    "_member_map_",
+    "_member_names_",
+    "_value2member_map_",
+    "_unhashable_values_",
+    "_member_type_",
+    "_new_member_",
+    "_use_args_",
+    "_value_repr_",
+    "__new__",
+];
+
+/// Updates an Enum in place (SPEC §3.4): members keep their identity
+/// (`Color.RED is old_red`) and take the new values and attributes, added members
+/// appear (re-classed to the old class), removed ones go, methods are updated like any
+/// class's.
+fn update_enum<'py>(
+    undo: &mut Undo<'py>,
+    old: &Bound<'py, PyType>,
+    new: &Bound<'py, PyType>,
+) -> PyResult<()> {
+    let py = old.py();
+    let type_setattr = py
+        .get_type::<PyType>()
+        .getattr(intern!(py, "__setattr__"))?;
+    let type_delattr = py
+        .get_type::<PyType>()
+        .getattr(intern!(py, "__delattr__"))?;
+    let old_map = old
+        .getattr(intern!(py, "_member_map_"))?
+        .cast_into::<PyDict>()?;
+    let new_map = new
+        .getattr(intern!(py, "_member_map_"))?
+        .cast_into::<PyDict>()?;
+    let old_dict = old.getattr(intern!(py, "__dict__"))?;
+    let new_dict = new.getattr(intern!(py, "__dict__"))?;
+    let map = PyDict::new(py);
+    let by_value = PyDict::new(py);
+    // new member -> the member that keeps its identity
+    let mut kept: std::collections::HashMap<usize, Bound<'py, PyAny>> =
+        std::collections::HashMap::new();
+    for (name, fresh) in new_map.iter() {
+        let member = match kept.get(&(fresh.as_ptr() as usize)) {
+            Some(m) => m.clone(), // an alias of a member already placed
+            None => {
+                // A member of a mixed-in type (IntEnum, StrEnum) IS its value: one whose
+                // value changed cannot change in place and is replaced.
+                let data_type = !new
+                    .getattr(intern!(py, "_member_type_"))?
+                    .is(py.get_type::<pyo3::types::PyAny>().as_any());
+                let same_value = |a: &Bound<'py, PyAny>| -> bool {
+                    match (
+                        a.getattr(intern!(py, "_value_")),
+                        fresh.getattr(intern!(py, "_value_")),
+                    ) {
+                        (Ok(x), Ok(y)) => x.eq(y).unwrap_or(false),
+                        _ => false,
+                    }
+                };
+                let member = match old_map.get_item(&name)? {
+                    Some(old_member)
+                        if old_member.get_type().is(old)
+                            && (!data_type || same_value(&old_member)) =>
+                    {
+                        let attrs = fresh
+                            .getattr(intern!(py, "__dict__"))?
+                            .cast_into::<PyDict>()?;
+                        for (k, v) in attrs.iter() {
+                            let k: String = k.extract()?;
+                            if k != "__objclass__" {
+                                undo.set(&old_member, &k, &v)?;
+                            }
+                        }
+                        old_member
+                    }
+                    _ => {
+                        undo.set(&fresh, "__class__", old.as_any())?;
+                        if fresh.hasattr(intern!(py, "__objclass__"))? {
+                            undo.set(&fresh, "__objclass__", old.as_any())?;
+                        }
+                        fresh.clone()
+                    }
+                };
+                kept.insert(fresh.as_ptr() as usize, member.clone());
+                member
+            }
+        };
+        map.set_item(&name, &member)?;
+        if let Ok(value) = member.getattr(intern!(py, "_value_")) {
+            if by_value.get_item(&value).is_ok_and(|v| v.is_none()) {
+                let _ = by_value.set_item(&value, &member);
+            }
+        }
+        // Python 3.11+ also keeps members in the class dict.
+        if new_dict.get_item(&name).is_ok() {
+            let previous = old_dict.get_item(&name).ok();
+            type_setattr.call1((old, &name, &member))?;
+            undo.steps.push(Step::TypeAttr(
+                old.clone().into_any(),
+                name.extract()?,
+                previous,
+            ));
+        }
+    }
+    for (name, _) in old_map.iter() {
+        if !map.contains(&name)? && old_dict.get_item(&name).is_ok() {
+            let previous = old_dict.get_item(&name).ok();
+            type_delattr.call1((old, &name))?;
+            undo.steps.push(Step::TypeAttr(
+                old.clone().into_any(),
+                name.extract()?,
+                previous,
+            ));
+        }
+    }
+    let names: Vec<Bound<'py, PyAny>> = new
+        .getattr(intern!(py, "_member_names_"))?
+        .try_iter()?
+        .flatten()
+        .collect();
+    undo.set(old.as_any(), "_member_map_", map.as_any())?;
+    undo.set(
+        old.as_any(),
+        "_member_names_",
+        pyo3::types::PyList::new(py, names)?.as_any(),
+    )?;
+    undo.set(old.as_any(), "_value2member_map_", by_value.as_any())?;
+    // Methods, properties and the rest of the class body, like any class.
+    let keys: Vec<String> = new_dict
+        .call_method0("keys")?
+        .try_iter()?
+        .flatten()
+        .filter_map(|k| k.extract().ok())
+        .collect();
+    for key in keys {
+        if ENUM_OWN.contains(&key.as_str())
+            || new_map.contains(&key)?
+            || matches!(
+                key.as_str(),
+                "__dict__" | "__weakref__" | "__module__" | "__qualname__" | "__doc__"
+            )
+        {
+            continue;
+        }
+        let new_value = new_dict.get_item(&key)?;
+        let old_value = old_dict.get_item(&key).ok();
+        update_member(undo, old, &key, old_value.as_ref(), &new_value)?;
+    }
+    Ok(())
+}
+
 /// Why a class cannot be updated in place, if it cannot.
 fn refusal(old: &Bound<'_, PyType>, new: &Bound<'_, PyType>) -> PyResult<Option<String>> {
     let py = old.py();
-    let enum_meta = py.import("enum")?.getattr("EnumMeta")?;
-    if old.get_type().is_subclass(enum_meta.cast::<PyType>()?)? {
+    if is_enum(old)? || is_enum(new)? {
         return Ok(Some(
-            "an Enum (its members are instances created at class creation)".into(),
+            "an Enum whose kind changed (Enum, Flag, IntEnum...), or a class that became one"
+                .into(),
         ));
     }
     let heap = old.getattr(intern!(py, "__flags__"))?.extract::<u64>()? & (1 << 9) != 0;
@@ -278,6 +450,12 @@ pub fn update_in_place<'py>(
         let (Ok(old_cls), Ok(new_cls)) = (old.cast::<PyType>(), new.cast::<PyType>()) else {
             continue;
         };
+        if is_enum(old_cls)? && is_enum(new_cls)? && old_cls.get_type().is(new_cls.get_type()) {
+            update_enum(undo, old_cls, new_cls)?;
+            globals.set_item(&name, &old)?;
+            replaced.insert(new.as_ptr() as usize, old.clone());
+            continue;
+        }
         if let Some(why) = refusal(old_cls, new_cls)? {
             // Reports speak real names: `toolA.ui`, not the session's qualified one.
             let qualified = module_name

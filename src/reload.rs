@@ -360,11 +360,7 @@ pub fn adopt(
     let py = core.py();
     core.get().ensure_open(py)?;
     for (real, _) in &modules {
-        core.get()
-            .lock(py)
-            .reload
-            .adopted
-            .insert(real.clone());
+        core.get().lock(py).reload.adopted.insert(real.clone());
     }
     for (real, module) in &modules {
         if !is_tracked(core, real) {

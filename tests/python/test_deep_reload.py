@@ -504,41 +504,106 @@ def test_frozen_dataclass_with_an_added_field(mod: Mod) -> None:
         new.z = 3
 
 
-def test_enum_is_refused_with_a_warning_and_members_keep_their_class(
-    mod: Mod, warnings_log: pytest.LogCaptureFixture
-) -> None:
+def test_enum_members_keep_their_identity(mod: Mod, warnings_log: pytest.LogCaptureFixture) -> None:
+    """SPEC §3.4: ``Color.RED is old_red`` after a deep reload; changed values and
+    methods apply; added members appear; removed members go."""
     m = mod.load(
         """
         import enum
         class Color(enum.Enum):
             RED = 1
+            GREEN = 2
+            GONE = 3
             def label(self):
-                return "old"
+                return "old " + self.name
         def favourite():
             return Color.RED
         """
     )
-    Color, red = m.Color, m.Color.RED
+    Color, red, green = m.Color, m.Color.RED, m.Color.GREEN
+    lookup = {red: "r"}
     mod.deep(
         """
         import enum
         class Color(enum.Enum):
             RED = 1
-            BLUE = 2
+            GREEN = 20
+            BLUE = 4
+            CRIMSON = 1
             def label(self):
-                return "new"
+                return "new " + self.name
         def favourite():
             return Color.BLUE
         """
     )
-    (message,) = refusals(warnings_log)
-    assert f"{mod.name}.Color" in message and "Enum" in message
-    # Existing members keep the old class (and its code); the module has the new enum.
-    assert type(red) is Color and red.label() == "old"
-    assert m.Color is not Color and m.Color.RED.label() == "new"
-    assert m.favourite() is m.Color.BLUE
-    # Functions still updated in the same reload.
-    assert m.Color.RED is not red
+    assert refusals(warnings_log) == []
+    assert m.Color is Color and m.Color.RED is red and m.Color.GREEN is green
+    assert red.label() == "new RED" and green.value == 20
+    assert Color(20) is green and Color(1) is red and Color["RED"] is red
+    assert Color.CRIMSON is red  # an alias of the kept member
+    blue = m.favourite()
+    assert blue is Color.BLUE and type(blue) is Color and isinstance(blue, Color)
+    assert Color(4) is blue and blue.label() == "new BLUE"
+    assert [c.name for c in Color] == ["RED", "GREEN", "BLUE"]
+    assert not hasattr(Color, "GONE") and "GONE" not in Color.__members__
+    assert lookup[Color.RED] == "r"
+    import pickle
+
+    assert pickle.loads(pickle.dumps(Color.BLUE)) is blue
+
+
+def test_int_enum_and_flag_keep_identity(mod: Mod) -> None:
+    m = mod.load(
+        """
+        import enum
+        class Level(enum.IntEnum):
+            LOW = 1
+            HIGH = 2
+        class Perm(enum.Flag):
+            R = 1
+            W = 2
+        """
+    )
+    low, r = m.Level.LOW, m.Perm.R
+    mod.deep(
+        """
+        import enum
+        class Level(enum.IntEnum):
+            LOW = 1
+            HIGH = 3
+            TOP = 9
+        class Perm(enum.Flag):
+            R = 1
+            W = 2
+            X = 4
+        """
+    )
+    assert m.Level.LOW is low and m.Level.HIGH == 3 and m.Level(9) is m.Level.TOP
+    assert low < m.Level.TOP and isinstance(m.Level.TOP, m.Level)
+    assert m.Perm.R is r and (m.Perm.R | m.Perm.X).value == 5
+
+
+def test_a_failed_reload_puts_an_enum_back(mod: Mod) -> None:
+    m = mod.load(
+        """
+        import enum
+        class Color(enum.Enum):
+            RED = 1
+        """
+    )
+    Color, red = m.Color, m.Color.RED
+    with pytest.raises(subsession.ReloadError):
+        mod.deep(
+            """
+            import enum
+            class Color(enum.Enum):
+                RED = 5
+                BLUE = 2
+            raise RuntimeError("after the enum")
+            """
+        )
+    assert m.Color is Color and red.value == 1 and Color(1) is red
+    assert [c.name for c in Color] == ["RED"] and not hasattr(Color, "BLUE")
 
 
 def test_property_to_method_and_back(mod: Mod) -> None:
