@@ -15,13 +15,16 @@ use pyo3::prelude::*;
 use crate::session::SessionCore;
 use crate::stale::{self, Stamp};
 
+/// What the watcher saw of one file: its stamp and content hash.
+type Seen = (Option<Stamp>, Option<u64>);
+
 /// A polling watcher of one session's module files.
 #[pyclass(frozen, module = "subsession._core")]
 pub struct Watch {
     core: Py<SessionCore>,
     /// Per real name: the stamp and content hash the watcher saw last, when that
     /// differs from what the session executed.
-    seen: Mutex<HashMap<String, (Option<Stamp>, Option<u64>)>>,
+    seen: Mutex<HashMap<String, Seen>>,
 }
 
 #[pymethods]
