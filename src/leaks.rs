@@ -25,6 +25,9 @@ const MAX_TEXT: usize = 300;
 pub const EXTENSION_HOLDER: &str =
     "a C extension module: CPython keeps its state until the process exits";
 
+/// A holder chain that ends in an object referenced from outside the collector's view.
+pub const C_HOLDER: &str = "held from C code, e.g. a Qt signal connection";
+
 /// The holder of a survivor no referrer chain explains.
 pub const UNSEEN_HOLDER: &str =
     "an object the garbage collector cannot see (C code, or objects frozen with gc.freeze())";
@@ -72,6 +75,16 @@ struct Scanner<'py> {
 impl<'py> Scanner<'py> {
     /// Referrers of all `objs` in one heap scan, without our own containers.
     fn referrers(&mut self, objs: &[Bound<'py, PyAny>]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let mut found = self.referrers_and_frames(objs)?;
+        found.retain(|r| type_name(r) != "frame");
+        Ok(found)
+    }
+
+    /// Referrers of all `objs`, running frames included (they hold references too).
+    fn referrers_and_frames(
+        &mut self,
+        objs: &[Bound<'py, PyAny>],
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let args = PyTuple::new(self.py, objs)?;
         self.own.insert(addr(args.as_any()));
         let found = self
@@ -82,22 +95,19 @@ impl<'py> Scanner<'py> {
         let found = found.cast_into::<PyList>()?;
         let out = found
             .iter()
-            .filter(|r| !self.own.contains(&addr(r)) && type_name(r) != "frame")
+            .filter(|r| !self.own.contains(&addr(r)))
             .collect();
         Ok(out)
     }
 
-    fn referents(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<HashSet<usize>> {
+    /// What `obj` refers to, one entry per reference.
+    fn referents(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<Vec<usize>> {
         let list = self
             .gc
             .getattr(intern!(self.py, "get_referents"))?
             .call1((obj,))?;
-        let set = list
-            .try_iter()?
-            .flatten()
-            .map(|o| addr(&o))
-            .collect::<HashSet<usize>>();
-        Ok(set)
+        let all = list.try_iter()?.flatten().map(|o| addr(&o)).collect();
+        Ok(all)
     }
 }
 
@@ -180,16 +190,48 @@ pub fn describe<'py>(
             break;
         }
         let objs: Vec<Bound<'py, PyAny>> = leads.iter().map(|l| l.obj.clone()).collect();
-        let referrers = scan.referrers(&objs)?;
+        let referrers = scan.referrers_and_frames(&objs)?;
         let mut holders_of: HashMap<usize, Vec<Bound<'py, PyAny>>> = HashMap::new();
-        let wanted: HashSet<usize> = objs.iter().map(addr).collect();
+        let mut copies: HashMap<usize, isize> = HashMap::new();
+        for o in &objs {
+            *copies.entry(addr(o)).or_default() += 1;
+        }
+        // References the collector lists, per object (frames included).
+        let mut listed: HashMap<usize, isize> = HashMap::new();
         for r in referrers {
+            let frame = type_name(&r) == "frame";
+            let mut last = 0;
             for target in scan.referents(&r)? {
-                if wanted.contains(&target) {
-                    holders_of.entry(target).or_default().push(r.clone());
+                if copies.contains_key(&target) {
+                    *listed.entry(target).or_default() += 1;
+                    if !frame && last != target {
+                        holders_of.entry(target).or_default().push(r.clone());
+                        last = target;
+                    }
                 }
             }
         }
+        // The rest of each object's references come from C (a Qt connection keeps a
+        // Python callable in C++): each copy of it in `leads` and `objs` is ours.
+        // A lead that refers to another lead sits in `holders_of` too: ours as well.
+        let mut in_holders: HashMap<usize, isize> = HashMap::new();
+        for r in holders_of.values().flatten() {
+            if copies.contains_key(&addr(r)) {
+                *in_holders.entry(addr(r)).or_default() += 1;
+            }
+        }
+        let held_from_c: HashSet<usize> = objs
+            .iter()
+            .filter(|o| {
+                let a = addr(o);
+                // SAFETY: o is a live object we hold a reference to.
+                let total = unsafe { pyo3::ffi::Py_REFCNT(o.as_ptr()) } as isize;
+                let ours = 2 * copies[&a] + in_holders.get(&a).copied().unwrap_or(0);
+                total - listed.get(&a).copied().unwrap_or(0) - ours > 0
+            })
+            .map(addr)
+            .collect();
+        let mut reported_c: HashSet<usize> = HashSet::new();
         let mut next: Vec<Lead<'py>> = Vec::new();
         for lead in leads {
             let is_module_object = lead.what.starts_with("the module object");
@@ -198,7 +240,20 @@ pub fn describe<'py>(
             } else {
                 &mut code_holders
             };
+            if held_from_c.contains(&addr(&lead.obj)) && reported_c.insert(addr(&lead.obj)) {
+                // A Qt object's wrapper refers to its class from C (shiboken).
+                let class = if lead.obj.is_instance_of::<PyType>() {
+                    format!(" or a live Qt object of class {}", qualname(&lead.obj))
+                } else {
+                    String::new()
+                };
+                sink[lead.module].push(format!("{} {C_HOLDER}{class}", lead.what));
+            }
             for r in holders_of.remove(&addr(&lead.obj)).unwrap_or_default() {
+                // A module is never its own holder: its globals hold its functions.
+                if by_dict.get(&addr(&r)) == Some(&lead.module) {
+                    continue;
+                }
                 match classify(py, &r, &lead, prefix_dot, level + 1 == MAX_LEVELS) {
                     Step::Done(text) => sink[lead.module].push(text),
                     Step::Follow(what) => next.push(Lead {
@@ -212,6 +267,7 @@ pub fn describe<'py>(
         }
         leads = next;
     }
+
     let mut out = Vec::with_capacity(n);
     for (modules, code) in module_holders.into_iter().zip(code_holders) {
         // Most telling first: a named holder outside the session (a module global, a
@@ -219,7 +275,11 @@ pub fn describe<'py>(
         // this one alive; else the chains that ran out of levels.
         let all: Vec<String> = modules.into_iter().chain(code).collect();
         let definite = |d: &String| {
-            d.contains("held in module") || d.contains("Qt callback") || d.contains("running frame")
+            d.contains("held in module")
+                || d.contains("Qt callback")
+                || d.contains("owned by a Qt object")
+                || d.contains("running frame")
+                || d.contains(C_HOLDER)
         };
         let mut holders: Vec<String> = all.iter().filter(|d| definite(d)).cloned().collect();
         if holders.is_empty() {
@@ -308,6 +368,15 @@ fn classify(
         .iter()
         .any(|q| module.starts_with(q))
     {
+        // A Qt object holding an instance (a widget's parent) owns it; one holding a
+        // function or method keeps it as a callback.
+        let callable = ["function", "method", "builtin_function_or_method"]
+            .contains(&type_name(&lead.obj).as_str());
+        if !callable && !lead.obj.is_instance_of::<PyType>() {
+            return Step::Done(format!(
+                "{what} owned by a Qt object ({kind}), e.g. its parent widget"
+            ));
+        }
         return Step::Done(format!("{what} connected as a Qt callback ({kind})"));
     }
     // A class refers to itself through its MRO tuple and its own descriptors: those

@@ -1,0 +1,211 @@
+"""Real PySide6 (offscreen): reload on save through the Qt event loop (SPEC §3.7), and
+the unload report for what Qt holds from C++ (issue 13, item 5).
+
+Needs ``PySide6-Essentials`` (``scripts/test`` installs it into every venv it makes).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import subsession
+from conftest import PkgFactory
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+QtCore = pytest.importorskip("PySide6.QtCore", reason="scripts/test installs PySide6-Essentials")
+from PySide6 import QtWidgets  # noqa: E402
+
+LOG = "_subsession_qt_log"
+
+
+@pytest.fixture(scope="module")
+def app() -> Any:
+    return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+
+
+def save(path: Path, source: str) -> None:
+    old = path.stat().st_mtime_ns if path.exists() else time.time_ns()
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    ns = max(old + 2_000_000_000, time.time_ns())
+    os.utime(path, ns=(ns, ns))
+
+
+def run_loop_until(app: Any, done: Any, timeout: float = 10.0) -> None:
+    """Run the Qt event loop (the only thing that delivers reloads here) until done()."""
+    end = time.monotonic() + timeout
+    while not done() and time.monotonic() < end:
+        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        time.sleep(0.005)
+    assert done(), f"not done after {timeout}s of event loop"
+
+
+@pytest.fixture
+def tool(pkgs: PkgFactory, tmp_path: Path) -> tuple[str, Path]:
+    name = pkgs.unique("qt")
+    root = tmp_path / "src"
+    (root / name).mkdir(parents=True)
+    (root / name / "__init__.py").write_text("", encoding="utf-8")
+    return name, root
+
+
+UI = """\
+    import sys, threading
+    from PySide6 import QtWidgets
+
+    def on_click():
+        sys.__dict__.setdefault("{log}", []).append(("click", "{version}"))
+
+    def __after_reload__(state):
+        sys.__dict__.setdefault("{log}", []).append(
+            ("reloaded on", threading.current_thread() is threading.main_thread()))
+
+    def make_button():
+        button = QtWidgets.QPushButton("go")
+        button.clicked.connect(on_click)
+        return button
+    """
+
+
+def test_watch_delivers_reloads_through_the_qt_event_loop(
+    app: Any, tool: tuple[str, Path], new_session: Any
+) -> None:
+    name, root = tool
+    sys.__dict__[LOG] = []
+    save(root / name / "ui.py", UI.format(log=LOG, version="v1"))
+    s = new_session(paths=[root])
+    ui = s.import_module(f"{name}.ui")
+    button = ui.make_button()
+    button.click()
+    s.watch(interval=0.05)
+    try:
+        save(root / name / "ui.py", UI.format(log=LOG, version="v2"))
+        # Nobody calls process_pending: only the event loop delivers.
+        run_loop_until(app, lambda: ("reloaded on", True) in sys.__dict__[LOG])
+        button.click()  # the connection made before the save runs the new code
+        assert sys.__dict__[LOG] == [("click", "v1"), ("reloaded on", True), ("click", "v2")]
+        assert subsession.process_pending() == []
+    finally:
+        s.unwatch()
+        button.deleteLater()
+
+
+def _close_report(s: Any) -> str:
+    report = s.close()
+    text = str(report)
+    assert report, "expected a leak"
+    return text
+
+
+def test_report_names_a_qt_connection_to_a_session_function(
+    app: Any, tool: tuple[str, Path]
+) -> None:
+    name, root = tool
+    save(root / name / "tool.py", "def on_click():\n    return 1\n")
+    s = subsession.Session(paths=[root])
+    tool_mod = s.import_module(f"{name}.tool")
+    host_button = QtWidgets.QPushButton("host")  # the host's, not the session's
+    host_button.clicked.connect(tool_mod.on_click)
+    del tool_mod
+    try:
+        text = _close_report(s)
+        assert f"{name}.tool" in text
+        assert "held from C code, e.g. a Qt signal connection" in text, text
+        assert f"held by session module {name}.tool" not in text, text
+    finally:
+        host_button.deleteLater()
+
+
+def test_report_for_a_window_kept_in_the_tools_global(app: Any, tool: tuple[str, Path]) -> None:
+    name, root = tool
+    save(
+        root / name / "win.py",
+        """\
+        from PySide6 import QtWidgets
+
+        class ToolWindow(QtWidgets.QWidget):
+            def __init__(self):
+                super().__init__()
+                self.button = QtWidgets.QPushButton("ok", self)
+                self.button.clicked.connect(self.on_ok)
+
+            def on_ok(self):
+                return "ok"
+
+        _window = None
+
+        def show():
+            global _window
+            _window = ToolWindow()
+            _window.show()
+        """,
+    )
+    s = subsession.Session(paths=[root])
+    s.import_module(f"{name}.win").show()
+    text = _close_report(s)
+    try:
+        holders = text.split(f"{name}.win:", 1)[-1]
+        assert f"held by session module {name}.win" not in holders, text
+        assert "held from C code, e.g. a Qt signal connection" in holders, text
+    finally:
+        for w in app.topLevelWidgets():
+            if type(w).__name__ == "ToolWindow":
+                w.close()
+                w.deleteLater()
+
+
+def test_report_for_a_window_parented_to_a_host_main_window(
+    app: Any, tool: tuple[str, Path]
+) -> None:
+    name, root = tool
+    save(
+        root / name / "dock.py",
+        """\
+        from PySide6 import QtWidgets
+
+        class ToolPanel(QtWidgets.QWidget):
+            def label(self):
+                return "panel"
+
+        def show(parent):
+            panel = ToolPanel(parent)
+            panel.show()
+        """,
+    )
+    host_main = QtWidgets.QMainWindow()  # Maya's main window
+    s = subsession.Session(paths=[root])
+    s.import_module(f"{name}.dock").show(host_main)
+    try:
+        text = _close_report(s)
+        assert f"{name}.dock" in text
+        assert f"held by session module {name}.dock" not in text, text
+        assert "inside an instance of ToolPanel owned by a Qt object (QMainWindow)" in text, text
+    finally:
+        host_main.deleteLater()
+
+
+def test_the_watcher_thread_never_runs_module_code(
+    app: Any, tool: tuple[str, Path], new_session: Any
+) -> None:
+    """Module code (and hooks) run on the main thread only, whatever the delivery."""
+    name, root = tool
+    key = f"{LOG}_threads"
+    sys.__dict__[key] = []
+    src = "import sys, threading\nsys.__dict__['{k}'].append(threading.current_thread().name)\nV={v}\n"
+    save(root / name / "m.py", src.format(k=key, v=1))
+    s = new_session(paths=[root])
+    s.import_module(f"{name}.m")
+    s.watch(interval=0.02)
+    try:
+        for v in (2, 3):
+            save(root / name / "m.py", src.format(k=key, v=v))
+            run_loop_until(app, lambda v=v: s.modules[f"{name}.m"].V == v)
+        assert set(sys.__dict__[key]) == {threading.main_thread().name}
+    finally:
+        s.unwatch()
