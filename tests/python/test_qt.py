@@ -30,6 +30,14 @@ def app() -> Any:
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
 
 
+@pytest.fixture(autouse=True)
+def not_in_maya(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Qt application outside Maya (the fake Maya of other tests may be imported)."""
+    from subsession import _watch
+
+    monkeypatch.setattr(_watch, "_in_interactive_maya", lambda: False)
+
+
 def save(path: Path, source: str) -> None:
     old = path.stat().st_mtime_ns if path.exists() else time.time_ns()
     path.write_text(textwrap.dedent(source), encoding="utf-8")

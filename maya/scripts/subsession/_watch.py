@@ -36,10 +36,13 @@ SETTLE_ROUNDS = 5
 
 
 class _Watched:
-    __slots__ = ("session", "watch", "deep", "interval", "due")
+    __slots__ = ("session", "watch", "deep", "interval", "due", "maya")
 
     def __init__(self, session: Any, deep: bool, interval: float) -> None:
         self.session = session
+        #: watch() ran on the main thread of an interactive Maya: deliver through its
+        #: idle queue (decided here: Maya's commands are not for other threads)
+        self.maya = _in_interactive_maya()
         self.watch = _core.Watch(session._core)
         self.deep = deep
         self.interval = interval
@@ -53,13 +56,11 @@ _scheduled = False
 _changed = threading.Condition(_lock)
 _thread: threading.Thread | None = None
 _stopping = False
-#: "maya" when watch() ran on Maya's main thread in an interactive Maya
-_maya_interactive = False
 _waker: Any = None
 
 
 def watch(session: Any, deep: bool, interval: float) -> None:
-    global _thread, _maya_interactive
+    global _thread
     if isinstance(interval, bool) or not isinstance(interval, (int, float)):
         raise TypeError("interval takes seconds as a number, e.g. watch(interval=0.5)")
     if not 0.01 <= interval <= 3600:
@@ -68,7 +69,6 @@ def watch(session: Any, deep: bool, interval: float) -> None:
         raise _core.ClosedSessionError(
             f"session {session.name or session.prefix} is closed; create a new Session to watch"
         )
-    _maya_interactive = _maya_interactive or _in_interactive_maya()
     with _lock:
         _watched[id(session)] = _Watched(session, bool(deep), float(interval))
         if _thread is None or not _thread.is_alive():
@@ -169,17 +169,17 @@ def _poll(w: _Watched) -> None:
         if id(session) not in _watched:
             return
         _pending.setdefault(id(session), (session, set()))[1].update(names)
-    _wake()
+    _wake(w.maya)
 
 
-def _wake() -> None:
+def _wake(maya: bool) -> None:
     global _scheduled
     with _lock:
         if _scheduled:
             return
         _scheduled = True
     try:
-        if _maya_interactive:
+        if maya:
             import maya.utils
 
             maya.utils.executeDeferred(process_pending)
@@ -195,11 +195,13 @@ def _wake() -> None:
 
 
 def _in_interactive_maya() -> bool:
-    if "maya.cmds" not in sys.modules or "maya.utils" not in sys.modules:
+    if "maya.cmds" not in sys.modules:
         return False
     if threading.current_thread() is not threading.main_thread():
         return False
     try:
+        import maya.utils  # noqa: F401
+
         return not sys.modules["maya.cmds"].about(batch=True)
     except Exception:
         return False

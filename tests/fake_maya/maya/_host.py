@@ -63,6 +63,15 @@ class _State:
     undo_queue: list[Any] = field(default_factory=list)
     result: Any = None
     loading: str | None = None
+    #: scriptJob number -> (event or condition name, script, protected)
+    jobs: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)
+    next_job: int = 1
+    #: API callback id -> (message, function, client data)
+    callbacks: dict[int, tuple[str, Any, Any]] = field(default_factory=dict)
+    next_callback: int = 1000
+    #: UI path -> (kind, parent path or "")
+    ui: dict[str, tuple[str, str]] = field(default_factory=dict)
+    ui_counts: dict[str, int] = field(default_factory=dict)
 
 
 state = _State()
@@ -89,6 +98,27 @@ def run_idle() -> int:
             fn(*args, **kwargs)
         except Exception:
             message("error", traceback.format_exc())
+    return count
+
+
+def fire(event: str) -> int:
+    """Maya emitting ``event`` (e.g. "SelectionChanged"): runs the scriptJobs and API
+    callbacks registered for it; returns how many ran. Errors are reported, as in Maya."""
+    count = 0
+    for _, (name, script, _) in sorted(state.jobs.items()):
+        if name == event:
+            count += 1
+            try:
+                script() if callable(script) else exec(script, {"__name__": "__main__"})
+            except Exception:
+                message("error", traceback.format_exc())
+    for _, (name, fn, data) in sorted(state.callbacks.items()):
+        if name == event:
+            count += 1
+            try:
+                fn(data)
+            except Exception:
+                message("error", traceback.format_exc())
     return count
 
 

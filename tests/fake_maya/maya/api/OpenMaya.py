@@ -466,3 +466,66 @@ class MGlobal:
     @staticmethod
     def displayInfo(msg: str) -> None:
         _host.message("info", msg)
+
+
+# -- messages (callbacks) ------------------------------------------------------------------------
+
+
+class _BuiltinType(type):
+    """Maya's API classes are built-in types: their attributes cannot be replaced."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise TypeError(f"cannot set {name!r} attribute of immutable type {cls.__name__!r}")
+
+
+def _add(message: str, function: Any, clientData: Any) -> int:
+    if not callable(function):
+        raise TypeError("the callback must be callable")
+    ident = _host.state.next_callback
+    _host.state.next_callback += 1
+    _host.state.callbacks[ident] = (message, function, clientData)
+    return ident
+
+
+class MMessage(metaclass=_BuiltinType):
+    """Base of the message classes: removes callbacks by id."""
+
+    kDefaultAction = 0
+
+    @staticmethod
+    def removeCallback(id: int) -> None:
+        if id not in _host.state.callbacks:
+            raise RuntimeError("(kInvalidParameter): Object does not exist")
+        del _host.state.callbacks[id]
+
+    @staticmethod
+    def removeCallbacks(ids: Any) -> None:
+        for ident in list(ids):
+            MMessage.removeCallback(ident)
+
+
+class MEventMessage(MMessage):
+    @staticmethod
+    def addEventCallback(eventName: str, function: Any, clientData: Any = None) -> int:
+        return _add(eventName, function, clientData)
+
+
+class MSceneMessage(MMessage):
+    kAfterOpen = 2
+    kBeforeSave = 6
+
+    @staticmethod
+    def addCallback(message: int, function: Any, clientData: Any = None) -> int:
+        return _add(f"scene:{message}", function, clientData)
+
+
+class MDGMessage(MMessage):
+    @staticmethod
+    def addNodeAddedCallback(function: Any, nodeType: str = "dependNode", clientData: Any = None) -> int:
+        return _add(f"nodeAdded:{nodeType}", function, clientData)
+
+
+class MTimerMessage(MMessage):
+    @staticmethod
+    def addTimerCallback(period: float, function: Any, clientData: Any = None) -> int:
+        return _add("timer", function, clientData)

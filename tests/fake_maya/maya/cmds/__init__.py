@@ -1,5 +1,14 @@
-"""Fake ``maya.cmds``: plug-in loading, ``about``, ``warning`` and every command a
-loaded plug-in registered (``cmds.subSession(...)``), which vanish on unload."""
+"""Fake ``maya.cmds``: plug-in loading, ``about``, ``warning``, ``scriptJob``, the UI
+commands ``menu``/``menuItem``/``window``/``workspaceControl`` with ``deleteUI``, and
+every command a loaded plug-in registered (``cmds.subSession(...)``), which vanish on
+unload.
+
+As in Maya: a scriptJob returns its job number, ``kill`` needs ``force=True`` for a
+protected job and raises for an unknown one, ``exists`` answers for a number. UI
+commands return the full path of what they create (``MayaWindow|menu1``), refuse a
+name in use, answer ``exists=True`` queries, and ``deleteUI`` raises for an unknown
+object and deletes a menu's items with it.
+"""
 
 from __future__ import annotations
 
@@ -82,3 +91,124 @@ def __getattr__(name: str) -> Any:
 
 def _call(*args: Any, **kwargs: Any) -> Any:
     """A command registered by a plug-in."""
+
+
+# -- scriptJob -------------------------------------------------------------------------------
+
+_JOB_KINDS = ("event", "e", "conditionTrue", "ct", "conditionFalse", "cf", "idleEvent", "ie",
+              "timeChange", "tc", "attributeChange", "ac", "uiDeleted", "uid")  # fmt: skip
+
+
+def scriptJob(**kwargs: Any) -> Any:
+    """Create a job (returns its number), or ``kill``/``exists``/``listJobs``/``killAll``."""
+    state = _host.state
+    kill = kwargs.pop("kill", kwargs.pop("k", None))
+    force = bool(kwargs.pop("force", kwargs.pop("f", False)))
+    if kill is not None:
+        if kill not in state.jobs:
+            raise RuntimeError(f"Job #{kill} does not exist.")
+        if state.jobs[kill][2] and not force:
+            raise RuntimeError(f"Job #{kill} is protected; use -force to kill it.")
+        del state.jobs[kill]
+        return None
+    exists = kwargs.pop("exists", kwargs.pop("ex", None))
+    if exists is not None:
+        return exists in state.jobs
+    if kwargs.pop("listJobs", kwargs.pop("lj", False)):
+        return [f"{n}: {name}={script!r}" for n, (name, script, _) in sorted(state.jobs.items())]
+    if kwargs.pop("killAll", kwargs.pop("ka", False)):
+        for n in [n for n, job in state.jobs.items() if force or not job[2]]:
+            del state.jobs[n]
+        return None
+    protected = bool(kwargs.pop("protected", kwargs.pop("pro", False)))
+    kwargs.pop("parent", kwargs.pop("p", None))
+    kwargs.pop("killWithScene", kwargs.pop("kws", None))
+    kinds = [k for k in kwargs if k in _JOB_KINDS]
+    if len(kinds) != 1 or set(kwargs) - set(kinds):
+        raise TypeError(f"scriptJob: give one of -event, -conditionTrue, ... (got {sorted(kwargs)})")
+    value = kwargs[kinds[0]]
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise TypeError("scriptJob: -event takes [name, script]")
+    number = state.next_job
+    state.next_job += 1
+    state.jobs[number] = (str(value[0]), value[1], protected)
+    return number
+
+
+# -- UI ----------------------------------------------------------------------------------------
+
+_MAIN = "MayaWindow"
+
+
+def _ui(kind: str, name: str | None, kwargs: dict[str, Any], default_parent: str) -> Any:
+    state = _host.state
+    if kwargs.pop("exists", kwargs.pop("ex", False)):
+        return name in state.ui or any(p.endswith("|" + str(name)) for p in state.ui)
+    query = kwargs.pop("query", kwargs.pop("q", False))
+    edit = kwargs.pop("edit", kwargs.pop("e", False))
+    if query or edit:
+        path = _find(name)
+        if path is None:
+            raise RuntimeError(f"{kind}: Object '{name}' not found.")
+        return path if edit else state.ui[path][0]
+    parent = kwargs.pop("parent", kwargs.pop("p", None)) or default_parent
+    if parent and parent not in state.ui and parent != _MAIN:
+        raise RuntimeError(f"{kind}: Object '{parent}' not found.")
+    if name is None:
+        state.ui_counts[kind] = state.ui_counts.get(kind, 0) + 1
+        name = f"{kind}{state.ui_counts[kind]}"
+    path = f"{parent}|{name}" if parent else name
+    if path in state.ui or (kind in ("window", "workspaceControl") and _find(name)):
+        raise RuntimeError(f"{kind}: Object's name '{name}' is not unique.")
+    state.ui[path] = (kind, parent or "")
+    return path
+
+
+def _find(name: Any) -> str | None:
+    if not isinstance(name, str):
+        return None
+    if name in _host.state.ui:
+        return name
+    hits = [p for p in _host.state.ui if p.endswith("|" + name)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _last(kind: str) -> str:
+    paths = [p for p, (k, _) in _host.state.ui.items() if k == kind]
+    return paths[-1] if paths else ""
+
+
+def window(name: str | None = None, **kwargs: Any) -> Any:
+    """A top-level window: returns its name."""
+    return _ui("window", name, kwargs, "")
+
+
+def workspaceControl(name: str | None = None, **kwargs: Any) -> Any:
+    """A dockable workspace control: returns its name."""
+    kwargs.pop("uiScript", None)
+    kwargs.pop("label", None)
+    return _ui("workspaceControl", name, kwargs, "")
+
+
+def menu(name: str | None = None, **kwargs: Any) -> Any:
+    """A menu, by default in Maya's main window: returns its full path."""
+    kwargs.pop("label", kwargs.pop("l", None))
+    kwargs.pop("tearOff", kwargs.pop("to", None))
+    return _ui("menu", name, kwargs, _MAIN)
+
+
+def menuItem(name: str | None = None, **kwargs: Any) -> Any:
+    """An item of the last created menu (or ``parent``): returns its full path."""
+    for flag in ("label", "l", "command", "c", "divider", "d", "subMenu", "sm"):
+        kwargs.pop(flag, None)
+    return _ui("menuItem", name, kwargs, _last("menu"))
+
+
+def deleteUI(*names: str, **kwargs: Any) -> None:
+    """Delete UI objects (and everything under them); unknown ones raise, as in Maya."""
+    for name in names:
+        path = _find(name)
+        if path is None:
+            raise RuntimeError(f"deleteUI: Object '{name}' not found.")
+        for p in [p for p in _host.state.ui if p == path or p.startswith(path + "|")]:
+            del _host.state.ui[p]

@@ -1,0 +1,189 @@
+"""SPEC §4.3 (Maya registrations belong to the session) and the Maya side of §3.7
+(``-watch``, ``subsession.maya.watch``, reloads through ``executeDeferred``), against
+the fake Maya host (``tests/fake_maya``: scriptJob numbers and ``kill``, UI paths,
+``exists`` queries, ``deleteUI``, ``MMessage.removeCallback``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FAKE_MAYA = str(Path(__file__).resolve().parents[1] / "fake_maya")
+if FAKE_MAYA not in sys.path:  # appended: pytest re-inserts its folder if not sys.path[0]
+    sys.path.append(FAKE_MAYA)
+
+import fakehost  # noqa: E402
+import subsession  # noqa: E402
+from fakehost import write_tree  # noqa: E402
+from maya.api import OpenMaya as om  # noqa: E402
+from subsession import _live  # noqa: E402
+
+from maya import _host, cmds  # noqa: E402
+
+EVENT = "SelectionChanged"
+LOG = "_subsession_maya_live_log"
+
+MENU_V = """\
+    import sys
+    from maya import cmds
+    import maya.api.OpenMaya as om
+
+    VERSION = {v}
+    LOG = sys.__dict__.setdefault("{log}", [])
+
+    def on_selection(*_):
+        LOG.append(("job", VERSION))
+
+    def on_event(data):
+        LOG.append(("callback", VERSION))
+
+    MENU = cmds.menu("toolAMenu", label="Tool A")
+    ITEM = cmds.menuItem(label="Open", parent=MENU)
+    JOB = cmds.scriptJob(event=["{event}", on_selection], protected=True)
+    CALLBACK = om.MEventMessage.addEventCallback("{event}", on_event)
+    CONTROL = cmds.workspaceControl("toolAControl", uiScript="pass")
+
+    def open_window():
+        return cmds.window("toolAWindow")
+    """
+
+
+@pytest.fixture
+def maya(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    before = fakehost.open_sessions()
+    host = fakehost.fresh_maya(monkeypatch)
+    assert _live.install_maya()
+    yield host
+    fakehost.close_new_sessions(before)
+    _host.reset()
+
+
+@pytest.fixture
+def tool(tmp_path: Path) -> Path:
+    root = tmp_path / "lib"
+    write_tree(root, {"toolA/__init__.py": "", "toolA/menu.py": MENU_V.format(v=1, log=LOG, event=EVENT)})
+    sys.__dict__[LOG] = []
+    return root
+
+
+def save(path: Path, text: str) -> None:
+    fakehost.touch_newer(path, text)
+
+
+def test_close_removes_what_session_code_registered_and_nothing_else(
+    maya: Any, tool: Path
+) -> None:
+    # Global code's registrations: never touched.
+    mine_menu = cmds.menu("studioMenu")
+    mine_job = cmds.scriptJob(event=[EVENT, lambda: None])
+    mine_cb = om.MEventMessage.addEventCallback(EVENT, lambda data: None)
+    s = subsession.Session("toolA", paths=[tool])
+    menu = s.import_module("toolA.menu")
+    window = menu.open_window()  # created at run time, called from global code
+    assert cmds.window(window, exists=True) and cmds.scriptJob(exists=menu.JOB)
+    assert _host.fire(EVENT) == 4
+    report = s.close()
+    assert not cmds.menu("toolAMenu", exists=True)
+    assert not cmds.menuItem(menu.ITEM, exists=True)
+    assert not cmds.window("toolAWindow", exists=True)
+    assert not cmds.workspaceControl("toolAControl", exists=True)
+    assert not cmds.scriptJob(exists=menu.JOB)  # protected: killed with force
+    assert menu.CALLBACK not in _host.state.callbacks
+    assert cmds.menu(mine_menu, exists=True) and cmds.scriptJob(exists=mine_job)
+    assert mine_cb in _host.state.callbacks
+    assert f"scriptJob {menu.JOB} (toolA.menu)" in report.removed
+    assert f"callback {menu.CALLBACK} (toolA.menu)" in report.removed
+    assert "window toolAWindow (toolA.menu)" in report.removed
+    assert "removed from Maya" in str(report)
+    assert _host.fire(EVENT) == 2
+
+
+def test_reload_removes_the_previous_registrations_first(maya: Any, tool: Path) -> None:
+    s = subsession.Session("toolA", paths=[tool])
+    menu = s.import_module("toolA.menu")
+    old_job, old_cb = menu.JOB, menu.CALLBACK
+    save(tool / "toolA" / "menu.py", MENU_V.format(v=2, log=LOG, event=EVENT))
+    # Without the cleanup, re-creating "toolAMenu"/"toolAControl" would fail as not unique.
+    assert s.reload_stale() == ["toolA.menu"]
+    assert menu.VERSION == 2 and menu.JOB != old_job and menu.CALLBACK != old_cb
+    assert not cmds.scriptJob(exists=old_job) and old_cb not in _host.state.callbacks
+    assert len(_host.state.jobs) == 1 and len(_host.state.callbacks) == 1
+    assert [k for k, _ in _host.state.ui.values()].count("menu") == 1
+    sys.__dict__[LOG].clear()
+    _host.fire(EVENT)
+    assert sys.__dict__[LOG] == [("job", 2), ("callback", 2)]
+
+
+def test_a_registration_that_is_already_gone_is_skipped(maya: Any, tool: Path) -> None:
+    s = subsession.Session("toolA", paths=[tool])
+    menu = s.import_module("toolA.menu")
+    cmds.deleteUI(menu.MENU)  # the user removed the menu (and its item) already
+    cmds.scriptJob(kill=menu.JOB, force=True)
+    report = s.close()
+    assert not any(r.startswith(("menu ", "menuItem ", "scriptJob ")) for r in report.removed)
+    assert f"callback {menu.CALLBACK} (toolA.menu)" in report.removed
+
+
+def test_subsession_command_watch_flag_and_executedeferred_delivery(
+    maya: Any, tool: Path
+) -> None:
+    cmds.loadPlugin("subSession.py")
+    cmds.subSession("toolA", create=True, path=[str(tool)], watch=True)
+    assert cmds.subSession("toolA", query=True, watch=True) is True
+    cmds.subSession("toolA", module="toolA.menu")
+    s = subsession.get("toolA")
+    menu = s.modules["toolA.menu"]
+    save(tool / "toolA" / "menu.py", MENU_V.format(v=3, log=LOG, event=EVENT))
+    # The watcher queues the reload on Maya's idle queue; Maya going idle runs it.
+    end = time.monotonic() + 10
+    while not _host.state.deferred and time.monotonic() < end:
+        time.sleep(0.02)
+    assert menu.VERSION == 1
+    assert _host.run_idle() >= 1
+    assert menu.VERSION == 3 and len(_host.state.jobs) == 1
+    cmds.subSession("toolA", edit=True, watch=False)
+    assert cmds.subSession("toolA", query=True, watch=True) is False
+    assert s.watching is False
+
+
+def test_shelf_helper_toggles_watch(maya: Any, tool: Path) -> None:
+    import subsession.maya as smaya
+
+    subsession.Session("toolA", paths=[tool])
+    assert smaya.watch("toolA") is True and subsession.get("toolA").watching
+    assert smaya.watch("toolA") is False and not subsession.get("toolA").watching
+    assert smaya.watch("toolA", True, interval=0.1) is True
+    with pytest.raises(subsession.SessionError, match="no session named 'nope'"):
+        smaya.watch("nope")
+
+
+def test_fake_maya_behaves_like_maya(maya: Any) -> None:
+    job = cmds.scriptJob(event=[EVENT, "pass"], protected=True)
+    with pytest.raises(RuntimeError, match="protected"):
+        cmds.scriptJob(kill=job)
+    cmds.scriptJob(kill=job, force=True)
+    with pytest.raises(RuntimeError, match="does not exist"):
+        cmds.scriptJob(kill=job)
+    menu = cmds.menu("m1")
+    assert menu == "MayaWindow|m1" and cmds.menu("m1", exists=True)
+    item = cmds.menuItem(label="x")
+    assert item == "MayaWindow|m1|menuItem1"
+    with pytest.raises(RuntimeError, match="not unique"):
+        cmds.window("w") and cmds.window("w")
+    cmds.deleteUI(menu)
+    assert not cmds.menuItem(item, exists=True)
+    with pytest.raises(RuntimeError, match="not found"):
+        cmds.deleteUI(menu)
+    with pytest.raises(RuntimeError, match="does not exist"):
+        om.MMessage.removeCallback(424242)
+    with pytest.raises(TypeError, match="immutable"):
+        type.__setattr__  # noqa: B018
+        om.MEventMessage.__subsession_class__.addEventCallback = None  # type: ignore[union-attr]
+    assert os.environ["MAYA_PLUG_IN_PATH"]
