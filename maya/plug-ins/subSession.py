@@ -26,8 +26,7 @@ from typing import Any
 import maya.api.OpenMaya as om
 
 try:
-    from subsession import __version__
-    from subsession import _live
+    from subsession import __version__, _live
     from subsession import command as _command
 except ImportError as _error:  # the package or its compiled core is missing
     raise ImportError(

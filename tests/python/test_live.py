@@ -107,8 +107,12 @@ def test_a_raising_hook_is_a_warning_with_traceback_and_the_reload_goes_on(
         assert s.reload_stale() == [f"{name}.m"]
     assert m.VERSION == 2
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("__before_reload__" in r.getMessage() and "Traceback" in r.getMessage() for r in warnings)
-    assert any("__after_reload__" in r.getMessage() and "KeyError" in r.getMessage() for r in warnings)
+    assert any(
+        "__before_reload__" in r.getMessage() and "Traceback" in r.getMessage() for r in warnings
+    )
+    assert any(
+        "__after_reload__" in r.getMessage() and "KeyError" in r.getMessage() for r in warnings
+    )
     assert "before hook broke" in caplog.text and "Traceback" in caplog.text
 
 

@@ -68,7 +68,9 @@ def maya(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @pytest.fixture
 def tool(tmp_path: Path) -> Path:
     root = tmp_path / "lib"
-    write_tree(root, {"toolA/__init__.py": "", "toolA/menu.py": MENU_V.format(v=1, log=LOG, event=EVENT)})
+    write_tree(
+        root, {"toolA/__init__.py": "", "toolA/menu.py": MENU_V.format(v=1, log=LOG, event=EVENT)}
+    )
     sys.__dict__[LOG] = []
     return root
 
@@ -77,9 +79,7 @@ def save(path: Path, text: str) -> None:
     fakehost.touch_newer(path, text)
 
 
-def test_close_removes_what_session_code_registered_and_nothing_else(
-    maya: Any, tool: Path
-) -> None:
+def test_close_removes_what_session_code_registered_and_nothing_else(maya: Any, tool: Path) -> None:
     # Global code's registrations: never touched.
     mine_menu = cmds.menu("studioMenu")
     mine_job = cmds.scriptJob(event=[EVENT, lambda: None])
@@ -131,9 +131,7 @@ def test_a_registration_that_is_already_gone_is_skipped(maya: Any, tool: Path) -
     assert f"callback {menu.CALLBACK} (toolA.menu)" in report.removed
 
 
-def test_subsession_command_watch_flag_and_executedeferred_delivery(
-    maya: Any, tool: Path
-) -> None:
+def test_subsession_command_watch_flag_and_executedeferred_delivery(maya: Any, tool: Path) -> None:
     cmds.loadPlugin("subSession.py")
     cmds.subSession("toolA", create=True, path=[str(tool)], watch=True)
     assert cmds.subSession("toolA", query=True, watch=True) is True

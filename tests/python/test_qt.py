@@ -205,7 +205,10 @@ def test_the_watcher_thread_never_runs_module_code(
     name, root = tool
     key = f"{LOG}_threads"
     sys.__dict__[key] = []
-    src = "import sys, threading\nsys.__dict__['{k}'].append(threading.current_thread().name)\nV={v}\n"
+    src = (
+        "import sys, threading\n"
+        "sys.__dict__['{k}'].append(threading.current_thread().name)\nV={v}\n"
+    )
     save(root / name / "m.py", src.format(k=key, v=1))
     s = new_session(paths=[root])
     s.import_module(f"{name}.m")

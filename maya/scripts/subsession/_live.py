@@ -286,7 +286,9 @@ def install_maya() -> bool:
     """Start recording Maya registrations of session code (idempotent). False outside Maya."""
     with _install_lock:
         try:
-            import maya.cmds as cmds
+            import importlib
+
+            cmds = importlib.import_module("maya.cmds")
         except ImportError:
             return False
         for kind in ("scriptJob", *_UI):

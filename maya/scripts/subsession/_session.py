@@ -296,7 +296,9 @@ class Session:
         self._adopt_scan()
         result = self._core.reload(module, deep)
         name = result.__name__
-        self._notify_reload([name[len(self.prefix) + 1 :] if name.startswith(self.prefix + ".") else name])
+        self._notify_reload(
+            [name[len(self.prefix) + 1 :] if name.startswith(self.prefix + ".") else name]
+        )
         return result
 
     def stale(self) -> list[str]:
@@ -487,6 +489,7 @@ def _adopt_into(session: Session, patterns: list[str]) -> None:
             for key, value in list(vars(module).items()):
                 # A module's own submodules are attributes the import system set: reading
                 # them at run time sees the reloaded module, no dependency.
+                target: Any
                 if isinstance(value, types.ModuleType):
                     target = value.__name__
                     if target == f"{name}.{key}":

@@ -180,9 +180,9 @@ def _wake(maya: bool) -> None:
         _scheduled = True
     try:
         if maya:
-            import maya.utils
+            import importlib
 
-            maya.utils.executeDeferred(process_pending)
+            importlib.import_module("maya.utils").executeDeferred(process_pending)
             return
         qt = _qt_core()
         if qt is not None:
@@ -200,8 +200,9 @@ def _in_interactive_maya() -> bool:
     if threading.current_thread() is not threading.main_thread():
         return False
     try:
-        import maya.utils  # noqa: F401
+        import importlib
 
+        importlib.import_module("maya.utils")
         return not sys.modules["maya.cmds"].about(batch=True)
     except Exception:
         return False
@@ -221,7 +222,7 @@ def _qt_waker(qt: Any) -> Any:
         if _waker is not None and _waker.__class__.__module__ == __name__:
             return _waker
 
-        class Waker(qt.QObject):  # type: ignore[misc,name-defined]
+        class Waker(qt.QObject):  # type: ignore[misc]
             wake = qt.Signal()
 
             def __init__(self) -> None:

@@ -521,7 +521,9 @@ class MSceneMessage(MMessage):
 
 class MDGMessage(MMessage):
     @staticmethod
-    def addNodeAddedCallback(function: Any, nodeType: str = "dependNode", clientData: Any = None) -> int:
+    def addNodeAddedCallback(
+        function: Any, nodeType: str = "dependNode", clientData: Any = None
+    ) -> int:
         return _add(f"nodeAdded:{nodeType}", function, clientData)
 
 

@@ -125,7 +125,9 @@ def scriptJob(**kwargs: Any) -> Any:
     kwargs.pop("killWithScene", kwargs.pop("kws", None))
     kinds = [k for k in kwargs if k in _JOB_KINDS]
     if len(kinds) != 1 or set(kwargs) - set(kinds):
-        raise TypeError(f"scriptJob: give one of -event, -conditionTrue, ... (got {sorted(kwargs)})")
+        raise TypeError(
+            f"scriptJob: give one of -event, -conditionTrue, ... (got {sorted(kwargs)})"
+        )
     value = kwargs[kinds[0]]
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise TypeError("scriptJob: -event takes [name, script]")
