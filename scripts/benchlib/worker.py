@@ -284,16 +284,36 @@ def task_reload_stale(cfg: dict[str, Any]) -> dict[str, Any]:
         s.stale()
         touch()
         first = s.reload_stale()
+        s.watch(interval=0.05)
     except NA_ERRORS as exc:
-        return {"na": f"s.stale()/reload_stale() raised {type(exc).__name__}: {exc}"}
+        return {"na": f"s.stale()/reload_stale()/watch() raised {type(exc).__name__}: {exc}"}
     reloaded: list[str] = list(first)
+    from subsession import _watch
+
+    def watcher_found() -> None:
+        end = time.monotonic() + 10
+        while not _watch._pending and time.monotonic() < end:
+            time.sleep(0.001)
+        assert _watch._pending, "the watcher did not see the change"
 
     def in_session() -> float:
         k = touch()
+        watcher_found()  # watching: the stale set is known when reload_stale() runs
         gc.collect()
         ns = timed(s.reload_stale)
         assert s.modules[leaf].REV == k, "reload_stale() missed the change"
         return ns
+
+    def unwatched() -> float:
+        s.unwatch()
+        try:
+            k = touch()
+            gc.collect()
+            ns = timed(s.reload_stale)
+            assert s.modules[leaf].REV == k, "reload_stale() missed the change"
+            return ns
+        finally:
+            s.watch(interval=0.05)
 
     def plain() -> float:
         k = touch()
@@ -303,12 +323,90 @@ def task_reload_stale(cfg: dict[str, Any]) -> dict[str, Any]:
         return ns
 
     a, b = alternate(in_session, plain, cfg["reps"], warmup=2)
+    c, d = alternate(unwatched, plain, max(4, cfg["reps"] // 3), warmup=1)
+    s.unwatch()
     return {
         "ms_session": median(a) / 1e6,
         "ms_plain": median(b) / 1e6,
+        "ms_unwatched": median(c) / 1e6,
+        "ms_plain_unwatched": median(d) / 1e6,
         "held": len(s.modules),
         "reloaded": reloaded,
-        "samples_ns": {"session": a, "plain": b},
+        "samples_ns": {"session": a, "plain": b, "unwatched": c},
+    }
+
+
+# -- (h) save -> first call running the new code, watching a 200-module session -----------
+def task_latency(cfg: dict[str, Any]) -> dict[str, Any]:
+    import random
+
+    import subsession
+
+    build(cfg, 3000)
+    root = Path(cfg["root"])
+    leaf = f"brel.{cfg['leaf']}"
+    s = session(cfg, root / "rel_s")
+    session_import(s, "brel")
+    smod = session_import(s, leaf)
+    path = Path(str(smod.__file__))
+    source = path.read_text().split(cfg["edits"])[0] + cfg["edits"]
+    interval = 0.5  # the default
+    try:
+        s.watch()
+    except NA_ERRORS as exc:
+        return {"na": f"s.watch() raised {type(exc).__name__}: {exc}"}
+    latencies: list[float] = []
+    rng = random.Random(7)
+    for k in range(1, cfg["saves"] + 1):
+        time.sleep(rng.uniform(0, interval))  # saves land anywhere in the poll cycle
+        saved = now()
+        path.write_text(f"{source}REV = {k}\n" + "#" * (k % 5))
+        # The host's event loop: pending reloads are run every millisecond.
+        while True:
+            subsession.process_pending()
+            if getattr(s.modules[leaf], "REV", None) == k:
+                break
+            if now() - saved > 10e9:
+                raise AssertionError("the save was never reloaded")
+            time.sleep(0.001)
+        latencies.append((now() - saved) / 1e6)
+    s.unwatch()
+    return {
+        "interval_ms": interval * 1000,
+        "ms_max": max(latencies),
+        "ms_median": median(latencies),
+        "held": len(s.modules),
+        "samples_ms": latencies,
+    }
+
+
+# -- (i) CPU of watching 2,000 files at the default interval -------------------------------
+def task_watch_cpu(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, 3000)
+    s = session(cfg, Path(cfg["root"]) / "stale")
+    session_import(s, "bstale")
+    files = sum(1 for m in s.modules.values() if getattr(m, "__file__", None))
+    seconds = cfg["seconds"]
+
+    def cpu_over(window: float) -> float:
+        wall, cpu = time.monotonic(), time.process_time()
+        time.sleep(window)
+        return (time.process_time() - cpu) / (time.monotonic() - wall)
+
+    idle = cpu_over(seconds)
+    try:
+        s.watch()
+    except NA_ERRORS as exc:
+        return {"na": f"s.watch() raised {type(exc).__name__}: {exc}"}
+    time.sleep(1.0)  # first poll done
+    watching = cpu_over(seconds)
+    s.unwatch()
+    return {
+        "files": files,
+        "idle_pct": idle * 100,
+        "watch_pct": watching * 100,
+        "cost_pct": max(0.0, watching - idle) * 100,
+        "seconds": seconds,
     }
 
 
@@ -363,6 +461,8 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "lazy": task_lazy,
     "stale": task_stale,
     "reload_stale": task_reload_stale,
+    "latency": task_latency,
+    "watch_cpu": task_watch_cpu,
     "deep": task_deep,
 }
 

@@ -19,8 +19,7 @@ import subsession
 from conftest import PkgFactory
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-QtCore = pytest.importorskip("PySide6.QtCore", reason="scripts/test installs PySide6-Essentials")
-from PySide6 import QtWidgets  # noqa: E402
+from PySide6 import QtCore, QtWidgets  # noqa: E402  (scripts/test installs PySide6-Essentials)
 
 LOG = "_subsession_qt_log"
 
