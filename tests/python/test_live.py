@@ -357,3 +357,31 @@ def test_adopted_modules_are_watched(
         assert pending_after(s) == [f"{name}.m"] and m.V == 2
     finally:
         s.close()
+
+
+def test_the_interpreter_exits_cleanly_while_watching(tool: tuple[str, Path]) -> None:
+    """The polling thread is stopped and joined at exit, never caught inside the core."""
+    import subprocess
+
+    name, root = tool
+    write(root / name / "m.py", "V = 1\n")
+    script = textwrap.dedent(
+        f"""\
+        import subsession, os, time
+        s = subsession.Session("exit-{name}", paths=[{str(root)!r}])
+        s.import_module("{name}.m")
+        s.watch(interval=0.01)
+        path = os.path.join({str(root)!r}, "{name}", "m.py")
+        for i in range(20):
+            with open(path, "w") as f:
+                f.write("V = %d\\n" % i)
+            time.sleep(0.005)
+        subsession.process_pending()
+        print("exiting")
+        """
+    )
+    for _ in range(3):
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0 and "exiting" in proc.stdout, proc.stderr

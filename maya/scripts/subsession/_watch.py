@@ -143,6 +143,8 @@ def _run() -> None:
             for w in due:
                 w.due = now + w.interval
         for w in due:
+            if _stopping:
+                return
             try:
                 _poll(w)
             except Exception:
@@ -242,8 +244,13 @@ def _qt_waker(qt: Any) -> Any:
 
 @atexit.register
 def _stop() -> None:
+    """At exit: stop the thread and wait for it, so it is never inside the core (the GIL
+    released) while the interpreter finalises."""
     global _stopping
     with _lock:
         _stopping = True
         _watched.clear()
         _changed.notify_all()
+        thread = _thread
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(timeout=5)
