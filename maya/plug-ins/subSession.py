@@ -136,6 +136,7 @@ def initializePlugin(plugin: om.MObject) -> None:
     """Register the ``subSession`` command."""
     fn = om.MFnPlugin(plugin, VENDOR, __version__, "Any")
     _live.install_maya()  # session code's scriptJobs, callbacks and UI belong to it
+    _command.INFO = om.MGlobal.displayInfo
     fn.registerCommand(COMMAND, SubSessionCommand.creator, SubSessionCommand.create_syntax)
 
 

@@ -149,6 +149,12 @@ def test_subsession_command_watch_flag_and_executedeferred_delivery(maya: Any, t
     cmds.subSession("toolA", edit=True, watch=False)
     assert cmds.subSession("toolA", query=True, watch=True) is False
     assert s.watching is False
+    job = s.modules["toolA.menu"].JOB
+    del menu
+    assert cmds.subSession("toolA", close=True) is None
+    assert ("info", f"subSession: toolA closed: removed scriptJob {job} (toolA.menu)") in (
+        _host.state.messages
+    )
 
 
 def test_shelf_helper_toggles_watch(maya: Any, tool: Path) -> None:

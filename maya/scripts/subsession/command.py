@@ -29,6 +29,10 @@ import subsession
 
 __all__ = ["FLAGS", "CommandError", "Flag", "Result", "execute", "flag"]
 
+#: Where ``-close`` says what it removed from Maya (the plug-in sets
+#: ``MGlobal.displayInfo``: one Script Editor line per scriptJob, callback or UI).
+INFO: Optional[Callable[[str], None]] = None
+
 #: What the command returns to Maya: nothing, a bool, a number, a string or strings.
 Result = Optional[Union[bool, int, float, str, list[str]]]
 
@@ -236,6 +240,9 @@ def _act(name: str | None, given: dict[str, Any]) -> Result:
         return list(_user_call(lambda: _core_call(lambda: reload(deep=deep)), what))
     if action == "close":
         report = _core_call(session.close)
+        if INFO is not None:
+            for line in report.removed:
+                INFO(f"subSession: {name} closed: removed {line}")
         return sorted(report.leaks)
     runner = _runner(session, action, given)
     return runner()
