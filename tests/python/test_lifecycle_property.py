@@ -262,8 +262,8 @@ def build_machine(name: str, roots: dict[str, Path], before: GlobalState) -> typ
                 ns = _BASE_NS + next(_tick) * 2_000_000_000
                 os.utime(path, ns=(ns, ns))
 
+            old = s.modules[f"{name}.edit"].N if imported else None
             if broken:
-                old = s.modules[f"{name}.edit"].N if imported else None
                 write(f"N = {n}\ndef value(:\n    return N\n")
                 if imported:
                     with pytest.raises(subsession.ReloadError, match=r"line 2"):
@@ -275,7 +275,10 @@ def build_machine(name: str, roots: dict[str, Path], before: GlobalState) -> typ
             write(f"N = {n}\ndef value():\n    return N\n")
             reloaded = s.reload_stale(deep=deep)
             assert not any(r.startswith(SESSION_PREFIX) for r in reloaded)
-            if imported:
+            if imported and old == n:
+                # The same bytes as what runs: no change of content, no reload (SPEC §3.4).
+                assert f"{name}.edit" not in reloaded
+            elif imported:
                 assert f"{name}.edit" in reloaded
                 assert s.modules[f"{name}.edit"].value() == n
                 if f"{name}.user" in s.modules:
