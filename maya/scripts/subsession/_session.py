@@ -443,13 +443,36 @@ def _check_pattern(pattern: object) -> str:
         )
     top = pattern.split(".")[0]
     shared = set(_core.host_modules()) | {"subsession", "__main__", "builtins"}
-    stdlib = set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
-    if top in shared or top in stdlib:
+    if top in shared or _is_stdlib(top):
         raise ValueError(
             f"cannot adopt {pattern!r}: the standard library, the host's packages and "
             "subsession are shared by everyone; adopt your tool's own packages"
         )
     return pattern
+
+
+def _is_stdlib(top: str) -> bool:
+    """A standard-library top-level name (Python 3.9 has no ``sys.stdlib_module_names``:
+    there, where the module would be found decides)."""
+    names = getattr(sys, "stdlib_module_names", None)
+    if names is not None:
+        return top in names or top in sys.builtin_module_names
+    if top in sys.builtin_module_names:
+        return True
+    import importlib.util
+    import sysconfig
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    if not origin or origin in ("built-in", "frozen"):
+        return spec is not None
+    paths = sysconfig.get_paths()
+    roots = [os.path.realpath(paths[k]) + os.sep for k in ("stdlib", "platstdlib")]
+    origin = os.path.realpath(origin)
+    return any(origin.startswith(r) for r in roots) and "site-packages" not in origin
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
