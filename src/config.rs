@@ -968,20 +968,13 @@ fn normalize(path: &Path) -> PathBuf {
 // Python layer
 // ---------------------------------------------------------------------------------------
 
-mod exception {
-    pyo3::create_exception!(
-        subsession,
-        ConfigError,
-        pyo3::exceptions::PyValueError,
-        "An invalid studio config; the message reads file:line:column: key: what is wrong."
-    );
-}
-
-/// The Python exception raised for a [`ConfigError`] (`subsession.ConfigError`).
-pub use exception::ConfigError as PyConfigError;
-
+/// The Python exception for a [`ConfigError`]: `subsession.ConfigError`, a
+/// `SessionError` and a `ValueError` (made in `errors`).
 fn to_py_err(py: Python<'_>, e: &ConfigError) -> PyErr {
-    let err = PyConfigError::new_err(e.to_string());
+    let err = match crate::errors::config_error(py) {
+        Ok(ty) => PyErr::from_type(ty.clone(), e.to_string()),
+        Err(failed) => return failed,
+    };
     // Attributes let a UI highlight the spot; failures to set them only lose detail.
     let value = err.value(py);
     let (line, column) = e.position.unzip();
@@ -1044,8 +1037,6 @@ fn py_parse_session_json<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("ConfigError", py.get_type::<PyConfigError>())?;
     m.add_function(wrap_pyfunction!(parse_config, m)?)?;
     m.add_function(wrap_pyfunction!(py_parse_session_json, m)?)?;
     Ok(())

@@ -739,19 +739,8 @@ pub unsafe extern "C" fn subsession_reload(
             let kwargs = PyDict::new(py);
             kwargs.set_item("deep", deep != 0).or_fail(py)?;
             let names: Vec<String> = (|| -> PyResult<Vec<String>> {
-                let result = if all != 0 {
-                    // The facade may not wrap reload_all; the engine object has it.
-                    match s.getattr("reload_all") {
-                        Ok(f) => f.call((), Some(&kwargs))?,
-                        Err(_) => {
-                            s.getattr("_core")?
-                                .call_method("reload_all", (), Some(&kwargs))?
-                        }
-                    }
-                } else {
-                    s.call_method("reload_stale", (), Some(&kwargs))?
-                };
-                result.extract()
+                let method = if all != 0 { "reload_all" } else { "reload_stale" };
+                s.call_method(method, (), Some(&kwargs))?.extract()
             })()
             .or_fail(py)?;
             out.set(serde_json::Value::from(names).to_string())

@@ -84,7 +84,7 @@ _QUERYABLE = tuple(f.long for f in FLAGS if f.query)
 _EDITABLE = tuple(f.long for f in FLAGS if f.edit)
 
 
-class CommandError(ValueError):
+class CommandError(subsession.SessionError):
     """Bad input or a failed action; ``str()`` is one line that says what to do.
 
     ``details`` holds a traceback when the error came from the session's own code, for
