@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import subsession
 from subsession import _core
 from subsession.command import CommandError, execute

@@ -1,37 +1,84 @@
-"""Type stubs for the Rust extension ``subsession._core``."""
+"""Type stubs for the Rust extension ``subsession._core`` (checked by ``mypy.stubtest``).
+
+The dictionaries crossing this seam are the TypedDicts of :mod:`subsession._types`;
+the engine's sessions hand back their Python facade, :class:`subsession.Session`.
+"""
 
 import types
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from importlib.machinery import ModuleSpec
+from typing import Optional, TypeVar, final
 
-class SessionError(Exception): ...
+from subsession._session import Session
+from subsession._types import ParsedConfig, SessionSettings
+
+__all__ = [
+    "ClosedSessionError",
+    "ConfigError",
+    "NoSuchSessionError",
+    "ReloadError",
+    "SessionCore",
+    "SessionError",
+    "SessionExistsError",
+    "SessionFinder",
+    "SessionImport",
+    "activation_counts",
+    "add_host_modules",
+    "current",
+    "gate_open",
+    "gcd_import",
+    "global_import",
+    "host_modules",
+    "install",
+    "lookup",
+    "parse_config",
+    "parse_session_json",
+    "reset_log_cache",
+    "sessions",
+    "set_host_modules",
+]
+
+_T = TypeVar("_T")
+_Env = dict[str, Optional[str]]
+_Namespace = dict[str, object]
+_FromList = Optional[list[str] | tuple[str, ...]]
+
+class SessionError(RuntimeError): ...
 class ClosedSessionError(SessionError): ...
 class SessionExistsError(SessionError): ...
 class NoSuchSessionError(SessionError): ...
 class ReloadError(SessionError): ...
 
+class ConfigError(SessionError, ValueError):
+    file: Optional[str]
+    line: Optional[int]
+    column: Optional[int]
+    key: Optional[str]
+
+@final
 class SessionCore:
-    def __init__(
-        self,
-        facade: Any,
+    def __new__(
+        cls,
+        facade: Session,
         name: Optional[str],
         paths: list[str],
-        env: dict[str, Optional[str]],
+        env: _Env,
         keep_global: list[str],
         inherit_env: bool,
         inherit_paths: bool,
-    ) -> None: ...
+    ) -> SessionCore: ...
     @property
     def name(self) -> Optional[str]: ...
     @property
     def prefix(self) -> str: ...
     @property
-    def facade(self) -> Any: ...
+    def facade(self) -> Session: ...
     @property
     def closed(self) -> bool: ...
     @property
     def paths(self) -> list[str]: ...
     @property
-    def env(self) -> dict[str, Optional[str]]: ...
+    def env(self) -> _Env: ...
     @property
     def keep_global(self) -> list[str]: ...
     @property
@@ -39,11 +86,11 @@ class SessionCore:
     @property
     def inherit_paths(self) -> bool: ...
     @property
-    def namespace(self) -> dict[str, Any]: ...
+    def namespace(self) -> dict[str, object]: ...
     def configure(
         self,
         paths: Optional[list[str]],
-        env: Optional[dict[str, Optional[str]]],
+        env: Optional[_Env],
         keep_global: Optional[list[str]],
         inherit_env: Optional[bool],
         inherit_paths: Optional[bool],
@@ -58,7 +105,7 @@ class SessionCore:
     def _exec_module(
         self, module: types.ModuleType, exec: Callable[[types.ModuleType], None]
     ) -> None: ...
-    def _init_extension(self, step: Callable[[Any], Any], arg: Any) -> Any: ...
+    def _init_extension(self, step: Callable[[_T], object], arg: _T) -> object: ...
     def _alias_load(self, module: types.ModuleType, qualified: str) -> None: ...
     def reload(self, module: types.ModuleType | str, deep: bool = False) -> types.ModuleType: ...
     def stale(self) -> list[str]: ...
@@ -66,44 +113,44 @@ class SessionCore:
     def reload_all(self, deep: bool = False) -> list[str]: ...
     def close(self, force: bool = False) -> tuple[str, list[str], dict[str, list[str]]]: ...
 
+@final
 class SessionImport:
     def __call__(
         self,
         name: str,
-        globals: Optional[dict[str, Any]] = None,
-        locals: Optional[dict[str, Any]] = None,
-        fromlist: Any = None,
+        globals: Optional[_Namespace] = None,
+        locals: Optional[_Namespace] = None,
+        fromlist: _FromList = None,
         level: int = 0,
     ) -> types.ModuleType: ...
 
+@final
 class SessionFinder:
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any: ...
+    def find_spec(
+        self,
+        fullname: str,
+        path: Optional[list[str]] = None,
+        target: Optional[types.ModuleType] = None,
+    ) -> Optional[ModuleSpec]: ...
     def invalidate_caches(self) -> None: ...
 
 def install(loaders: types.ModuleType) -> None: ...
 def global_import(
     name: str,
-    globals: Optional[dict[str, Any]] = None,
-    locals: Optional[dict[str, Any]] = None,
-    fromlist: Any = None,
+    globals: Optional[_Namespace] = None,
+    locals: Optional[_Namespace] = None,
+    fromlist: _FromList = None,
     level: int = 0,
 ) -> types.ModuleType: ...
 def gcd_import(name: str, package: Optional[str] = None, level: int = 0) -> types.ModuleType: ...
 def gate_open(path: str, fullname: str) -> bool: ...
-def current() -> Any: ...
-def lookup(name: str) -> Any: ...
-def sessions() -> list[Any]: ...
+def current() -> Optional[Session]: ...
+def lookup(name: str) -> Optional[Session]: ...
+def sessions() -> list[Session]: ...
 def set_host_modules(names: list[str]) -> None: ...
 def host_modules() -> list[str]: ...
 def reset_log_cache() -> None: ...
 def add_host_modules(names: list[str]) -> None: ...
-
-class ConfigError(ValueError):
-    file: str | None
-    line: int | None
-    column: int | None
-    key: str | None
-
-def parse_config(paths: list[Any]) -> dict[str, Any]: ...
-def parse_session_json(text: str, origin: str) -> dict[str, Any]: ...
+def parse_config(paths: list[str]) -> ParsedConfig: ...
+def parse_session_json(text: str, origin: str) -> SessionSettings: ...
 def activation_counts() -> tuple[int, int]: ...

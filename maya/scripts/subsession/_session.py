@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable, TypeVar, Union, cast
+from typing import Any, Callable, TypeVar, Union
 
 from subsession import _core, _loaders
 from subsession._core import (
@@ -14,6 +14,7 @@ from subsession._core import (
     SessionError,
     SessionExistsError,
 )
+from subsession._types import Settings
 
 __all__ = [
     "ClosedSessionError",
@@ -101,7 +102,7 @@ class Session:
         if reuse and name is not None:
             existing = _core.lookup(name)
             if existing is not None:
-                return existing  # type: ignore[no-any-return]
+                return existing
         return super().__new__(cls)
 
     def __init__(
@@ -170,6 +171,17 @@ class Session:
     @property
     def inherit_paths(self) -> bool:
         return self._core.inherit_paths
+
+    def settings(self) -> Settings:
+        """The current settings, as :meth:`configure` takes them (``configure(**s)``)."""
+        core = self._core
+        return {
+            "paths": core.paths,
+            "env": core.env,
+            "keep_global": core.keep_global,
+            "inherit_env": core.inherit_env,
+            "inherit_paths": core.inherit_paths,
+        }
 
     def configure(
         self,
@@ -306,7 +318,7 @@ def get(name: str) -> Session:
         raise NoSuchSessionError(
             f"no session named {name!r}; create it with subsession.Session({name!r}, ...)"
         )
-    return session  # type: ignore[no-any-return]
+    return session
 
 
 def sessions() -> list[Session]:
@@ -316,4 +328,4 @@ def sessions() -> list[Session]:
 
 def current() -> Session | None:
     """The innermost session active on this thread, or ``None``."""
-    return cast("Session | None", _core.current())
+    return _core.current()

@@ -239,16 +239,7 @@ def _create(name: str, given: dict[str, Any], then: str | None) -> Result:
     settings = _settings(given)
     if then is not None:
         _runner(None, then, given)  # check the file/function arguments first
-    session = _core_call(
-        lambda: subsession.Session(
-            name,
-            paths=settings.get("paths", ()),
-            env=settings.get("env"),
-            keep_global=settings.get("keep_global", ()),
-            inherit_env=settings.get("inherit_env", True),
-            inherit_paths=settings.get("inherit_paths", True),
-        )
-    )
+    session = _core_call(lambda: subsession.Session(name, **settings))
     if then is None:
         return None
     try:
