@@ -1,4 +1,4 @@
-//! The studio config (SPEC §5): session definitions in TOML or JSON files, layered.
+//! The studio config (docs/config.md): session definitions in TOML or JSON files, layered.
 //!
 //! # Format
 //!
@@ -136,7 +136,7 @@ pub struct Config {
     pub sessions: Vec<(String, SessionSpec)>,
 }
 
-/// Whether `name` is a valid session name (SPEC §3.5).
+/// Whether `name` is a valid session name (docs/contract.md §3.3).
 pub fn is_valid_session_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name

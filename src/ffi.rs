@@ -1,4 +1,4 @@
-//! C ABI (SPEC §6): `subsession_*` functions for C/C++ hosts that embed Python.
+//! C ABI (docs/contract.md §11): `subsession_*` functions for C/C++ hosts that embed Python.
 //!
 //! Conventions (repeated for C programmers at the top of `include/subsession.h`):
 //!
@@ -455,7 +455,7 @@ fn session<'py>(py: Python<'py>, name: &str) -> Outcome<Bound<'py, PyAny>> {
 }
 
 // ---------------------------------------------------------------------------------
-// Session config (the per-session keys of SPEC §5, as one JSON object)
+// Session config (the per-session keys of docs/config.md, as one JSON object)
 // ---------------------------------------------------------------------------------
 
 /// Parses `config_json` with the studio config's own parser (pure Rust, no

@@ -1,4 +1,4 @@
-//! The sharing policy (SPEC §3.2): which module names every session shares with the
+//! The sharing policy (docs/contract.md §4.1): which module names every session shares with the
 //! global interpreter, and which each session gets its own fresh copy of.
 //!
 //! Shared: the standard library and builtins, `subsession` itself, the host's packages

@@ -1,4 +1,4 @@
-//! Open sessions, by registered name and by qualified-name prefix (SPEC §3.5).
+//! Open sessions, by registered name and by qualified-name prefix (docs/contract.md §3.3).
 //!
 //! Lock order: activation state, then this registry, then a session's own state.
 

@@ -1,4 +1,4 @@
-//! Hot reload and unload (SPEC §3.4, §3.6).
+//! Hot reload and unload (docs/contract.md §5, §6).
 //!
 //! While a session imports, it records who imports whom and each module's file
 //! stamp (mtime + size). `stale` compares stamps without holding the GIL; reloads

@@ -1,4 +1,4 @@
-"""The ``subSession`` plug-in (SPEC §4.1) against the fake Maya in tests/fake_maya.
+"""The ``subSession`` plug-in (docs/contract.md §9.1) against the fake Maya in tests/fake_maya.
 
 Every flag in Python and MEL form, every error path (a RuntimeError, one error line
 saying what to do, no state changed), and load/unload/reload of the plug-in.
@@ -22,8 +22,8 @@ from maya.api import OpenMaya as om  # noqa: E402
 
 from maya import _host, cmds, mel  # noqa: E402
 
-# SPEC §4.1, copied by hand: (long, short, argument, multi-use, queryable, editable)
-SPEC_FLAGS = [
+# docs/contract.md §9.1, copied by hand: (long, short, argument, multi-use, queryable, editable)
+CONTRACT_FLAGS = [
     ("create", "c", om.MSyntax.kNoArg, False, False, False),
     ("path", "p", om.MSyntax.kString, True, True, True),
     ("environment", "env", om.MSyntax.kString, True, True, True),
@@ -128,7 +128,7 @@ def test_syntax_carries_every_flag_of_the_spec(maya: Any) -> None:
     syntax = _host.state.commands["subSession"].syntax
     assert syntax.enableQuery is True and syntax.enableEdit is True
     got = {(f.long, f.short, f.types[0], f.multi) for f in syntax.flags}
-    assert got == {(lg, sh, arg, multi) for lg, sh, arg, multi, _, _ in SPEC_FLAGS}
+    assert got == {(lg, sh, arg, multi) for lg, sh, arg, multi, _, _ in CONTRACT_FLAGS}
     assert syntax._object_format == om.MSyntax.kStringObjects
     assert (syntax.minObjects(), syntax.maxObjects()) == (0, 1)
 
@@ -534,7 +534,7 @@ def test_plugin_without_subsession_fails_to_load(monkeypatch: pytest.MonkeyPatch
     assert _host.state.commands == {} and _host.state.plugins == {}
 
 
-@pytest.mark.parametrize("spec", SPEC_FLAGS, ids=[f[0] for f in SPEC_FLAGS])
+@pytest.mark.parametrize("spec", CONTRACT_FLAGS, ids=[f[0] for f in CONTRACT_FLAGS])
 def test_each_flag_in_query_and_edit_mode(maya: Any, tree: Path, spec: tuple) -> None:
     long, short, arg, _, queryable, editable = spec
     create("a", tree)

@@ -1,5 +1,5 @@
 """``subsession.maya``: ``setup()`` for userSetup.py with a layered studio config, and
-the one-line ``run()`` helper for shelf buttons and workspace controls (SPEC §4.2, §5)."""
+the one-line ``run()`` helper for shelf buttons and workspace controls (docs/contract.md §9.2, docs/config.md)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ logging.getLogger("subsession").addHandler(logging.NullHandler())
 
 
 def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:
-    """Create (or update) the sessions a studio config defines (SPEC §5).
+    """Create (or update) the sessions a studio config defines (docs/config.md).
 
     ``paths`` is a path, a list of paths, or ``None`` for ``$SUBSESSION_CONFIG``
     (os.pathsep-separated, later files override earlier ones). Returns the sessions.

@@ -1,4 +1,4 @@
-"""The logic of Maya's ``subSession`` command (SPEC §4.1), free of Maya.
+"""The logic of Maya's ``subSession`` command (docs/contract.md §9.1), free of Maya.
 
 The scripted plug-in ``plug-ins/subSession.py`` only parses its arguments with
 ``MArgDatabase`` and calls :func:`execute`; everything else (flag rules, checks, the

@@ -1,4 +1,4 @@
-"""The studio config (SPEC §5): named sessions defined in TOML or JSON files.
+"""The studio config (docs/config.md): named sessions defined in TOML or JSON files.
 
 Files are listed in ``$SUBSESSION_CONFIG`` (``os.pathsep``-separated, studio first,
 user last) or passed to :func:`load_config`. Parsing, layering, ``${VAR}``/``~``
