@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from subsession import _platform  # noqa: F401  (module zip: this OS's _core)
 from subsession._core import ConfigError, ReloadError
 from subsession._session import (
     ClosedSessionError,
