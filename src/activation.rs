@@ -49,12 +49,47 @@ pub fn is_active() -> bool {
     ACTIVE.load(Ordering::Acquire) != 0
 }
 
+/// Frames another thread left for the thread that entered them (a generator that
+/// held a `with` block, closed elsewhere): that thread drops them from its stack the
+/// next time it looks. The count makes the look one atomic load in the usual case.
+static LEFT_ELSEWHERE: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+static LEFT_ELSEWHERE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Drops this thread's stack entries for frames another thread has left.
+fn purge_stack() {
+    if LEFT_ELSEWHERE_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let mut dropped: Vec<(u64, Py<SessionCore>)> = Vec::new();
+    {
+        let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = STACK.try_with(|s| {
+            if let Ok(mut stack) = s.try_borrow_mut() {
+                let mut i = 0;
+                while i < stack.len() {
+                    if let Some(at) = left.iter().position(|id| *id == stack[i].0) {
+                        left.swap_remove(at);
+                        dropped.push(stack.remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        });
+        LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+    }
+    // Released outside the lock: a last reference may run arbitrary finalisers.
+    drop(dropped);
+}
+
 /// The innermost session active on this thread.
 pub fn top_session(py: Python<'_>) -> Option<Py<SessionCore>> {
+    purge_stack();
     STACK.with(|s| s.borrow().last().map(|(_, c)| c.clone_ref(py)))
 }
 
 fn top_frame_id() -> Option<u64> {
+    purge_stack();
     STACK.with(|s| s.borrow().last().map(|(id, _)| *id))
 }
 
@@ -119,6 +154,8 @@ impl Owned {
 
 struct Frame {
     session: Py<SessionCore>,
+    /// The thread that entered it; another thread may leave it (see `exit`).
+    thread: std::thread::ThreadId,
     depth: u32,
     saved_path: Py<PyList>,
     applied_path: Py<PyList>,
@@ -554,6 +591,7 @@ impl Aliases {
     }
 
     fn frame_for(&self, py: Python<'_>, session: &SessionCore) -> Option<u64> {
+        purge_stack();
         let mine = STACK.with(|s| {
             s.borrow()
                 .iter()
@@ -863,6 +901,7 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     let py = core.py();
     let session = core.get();
     session.ensure_open(py)?;
+    purge_stack();
     let reentered = STACK.with(|s| {
         s.borrow()
             .last()
@@ -876,28 +915,41 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
             return Ok(());
         }
     }
+    let st = locked.state();
+    st.next_id += 1;
+    let id = st.next_id;
+    {
+        // Claimed under the session's lock, where `close` checks for frames and marks
+        // the session closed: a block never begins on a closing session.
+        let mut ss = session.lock(py);
+        if ss.closed {
+            drop(ss);
+            return session.ensure_open(py);
+        }
+        ss.frames.push(id);
+    }
     let mods = interp::sys_modules(py);
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
     let first = !is_active();
     EPOCH.fetch_add(1, Ordering::AcqRel);
     ACTIVE.fetch_add(1, Ordering::AcqRel);
-    st.next_id += 1;
-    let id = st.next_id;
     st.in_flight = imports_in_flight(py);
     let result = enter_frame(core, st, id, first, &mods, &mut garbage);
     st.in_flight = None;
     match &result {
         Ok(()) => {
             STACK.with(|s| s.borrow_mut().push((id, core.clone().unbind())));
-            session.lock(py).frames.push(id);
         }
         Err(_) => {
             // Undo a half-done activation; the original error is what the user needs.
             if st.frames.contains_key(&id) {
                 let _ = leave_frame(py, st, id, session, &mods, &mut garbage);
-            } else if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
-                st.base = None;
+            } else {
+                session.lock(py).frames.retain(|f| *f != id);
+                if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    st.base = None;
+                }
             }
         }
     }
@@ -942,6 +994,7 @@ fn enter_frame(
         id,
         Frame {
             session: core.clone().unbind(),
+            thread: std::thread::current().id(),
             depth: 0,
             saved_path,
             applied_path: PyList::empty(py).unbind(),
@@ -1159,11 +1212,18 @@ pub fn search_path_from(
 pub fn exit(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     let py = core.py();
     let session = core.get();
-    let top = STACK.with(|s| {
-        s.borrow()
+    purge_stack();
+    let (top, here) = STACK.with(|s| {
+        let s = s.borrow();
+        let top = s
             .last()
-            .map(|(id, c)| (*id, std::ptr::eq(c.get(), session)))
+            .map(|(id, c)| (*id, std::ptr::eq(c.get(), session)));
+        let here = s.iter().any(|(_, c)| std::ptr::eq(c.get(), session));
+        (top, here)
     });
+    if !here {
+        return exit_elsewhere(core);
+    }
     let id = match top {
         Some((id, true)) => id,
         Some((_, false)) => {
@@ -1192,6 +1252,63 @@ pub fn exit(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     let result = leave_frame(py, locked.state(), id, session, &mods, &mut garbage);
     drop(locked);
     drop(garbage);
+    result
+}
+
+/// Leaves a block of `core` that another thread entered: a `with` block inside a
+/// generator that this thread closed (or the garbage collector finalised here). The
+/// innermost such frame is left, exactly as its own thread would have left it; its
+/// thread forgets it on its next look. Refused, changing nothing, when that thread
+/// has entered another block since (leaving under it would undo that block's state).
+fn exit_elsewhere(core: &Bound<'_, SessionCore>) -> PyResult<()> {
+    let py = core.py();
+    let session = core.get();
+    let me = std::thread::current().id();
+    let mut locked = lock(py);
+    let st = locked.state();
+    let frame = st
+        .frames
+        .iter()
+        .filter(|(_, f)| f.thread != me && std::ptr::eq(f.session.get(), session))
+        .map(|(id, f)| (*id, f.thread))
+        .max_by_key(|(id, _)| *id);
+    let Some((id, thread)) = frame else {
+        return Err(SessionError::new_err(format!(
+            "session {} is not active; call exit() only after enter()",
+            session.label()
+        )));
+    };
+    if st
+        .frames
+        .iter()
+        .any(|(other, f)| f.thread == thread && *other > id)
+    {
+        return Err(SessionError::new_err(format!(
+            "cannot leave session {} here: the thread that entered it has entered \
+             another block since; leave that block first",
+            session.label()
+        )));
+    }
+    if let Some(f) = st.frames.get_mut(&id) {
+        if f.depth > 0 {
+            f.depth -= 1;
+            return Ok(());
+        }
+    }
+    let mods = interp::sys_modules(py);
+    let mut garbage = std::mem::take(&mut locked.garbage);
+    let result = leave_frame(py, locked.state(), id, session, &mods, &mut garbage);
+    {
+        let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
+        left.push(id);
+        LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+    }
+    drop(locked);
+    drop(garbage);
+    log::debug!(
+        "left session {} on a thread other than the one that entered it",
+        session.label()
+    );
     result
 }
 
@@ -1347,6 +1464,7 @@ pub fn alias_if_active(
 ) -> PyResult<bool> {
     let py = core.py();
     let session = core.get();
+    purge_stack();
     let Some((id, is_ours)) = STACK.with(|s| {
         s.borrow()
             .last()
@@ -1471,6 +1589,7 @@ pub fn forget_session(py: Python<'_>, session: &SessionCore, names: &[String]) {
 
 /// The number of this thread's activations.
 pub fn depth() -> usize {
+    purge_stack();
     STACK.with(|s| s.borrow().len())
 }
 

@@ -425,7 +425,10 @@ pub fn close<'py>(
         .clone()
         .unwrap_or_else(|| session.prefix.clone());
     {
-        let st = session.lock(py);
+        // One step under the session's lock: `enter` claims a frame under the same
+        // lock, so a block can never begin once closing has (nor closing succeed
+        // while a block is beginning).
+        let mut st = session.lock(py);
         if st.closed {
             return Ok((label, Vec::new(), PyDict::new(py)));
         }
@@ -435,6 +438,7 @@ pub fn close<'py>(
                 session.label()
             )));
         }
+        st.closed = true;
     }
     let mods = interp::sys_modules(py);
     let gc = py.import("gc")?;
