@@ -213,10 +213,19 @@ class Session:
 
     # -- activation -----------------------------------------------------------------------
     def __enter__(self) -> Session:
+        """Activate this session on this thread (re-entrant, nestable).
+
+        Cost: ~40-65 µs per enter+exit of a 200-module session, ~3 µs for an empty one,
+        flat in the size of ``sys.modules`` (3,000 modules), measured by scripts/bench (a).
+        """
         self._core.enter()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Leave the block: ``sys.path``, ``os.environ`` and ``sys.modules`` restored.
+
+        Cost: included in :meth:`__enter__`'s figure (enter+exit are measured together).
+        """
         self._core.exit()
 
     def __call__(self, fn: F) -> F:
@@ -237,7 +246,12 @@ class Session:
 
     # -- running code ---------------------------------------------------------------------
     def import_module(self, name: str) -> types.ModuleType:
-        """Import ``name`` (a real name such as ``"requests.adapters"``) in this session."""
+        """Import ``name`` (a real name such as ``"requests.adapters"``) in this session.
+
+        Cost: a fresh 200-module package takes ~1.35-1.4x a plain import (63 ms vs
+        46 ms), measured by scripts/bench (b); an import statement of a loaded module
+        outside any block costs +42 ns with subsession loaded (bench (c)).
+        """
         with self:
             return self._core.import_module(name)
 
@@ -280,16 +294,28 @@ class Session:
 
         With ``deep=True`` existing functions, classes and instances pick up the new
         code too (see the README's hot-reload section).
+
+        Cost: a deep reload of a module whose class has 10,000 live instances takes
+        ~0.8 ms, the same with 10k or 1M unrelated heap objects, measured by
+        scripts/bench (g).
         """
         return self._core.reload(module, deep)
 
     def stale(self) -> list[str]:
-        """Real names of this session's modules whose source changed on disk."""
+        """Real names of this session's modules whose source changed on disk.
+
+        Cost: ~10 ms for 2,000 session modules, none stale, measured by scripts/bench
+        (e) on a busy 2-core VM; bound by the ``stat`` system call, run without the GIL.
+        """
         return self._core.stale()
 
     def reload_stale(self, deep: bool = False) -> list[str]:
         """Reload changed modules and every session module importing them, dependencies
-        first. Returns the real names reloaded, in order."""
+        first. Returns the real names reloaded, in order.
+
+        Cost: ~1.7 ms for one changed leaf of a 200-module session (``importlib.reload``
+        of the same module: ~0.7 ms), measured by scripts/bench (f).
+        """
         return self._core.reload_stale(deep)
 
     def reload_all(self, deep: bool = False) -> list[str]:
@@ -301,6 +327,9 @@ class Session:
 
         ``force=True`` also clears the globals of modules that are still alive, which
         breaks whoever still uses them: a last resort for leaks you cannot fix.
+
+        Cost: ~40-95 ms for a 200-module session with 3,000 modules in ``sys.modules``,
+        mostly its garbage-collection pass, measured by scripts/bench (h).
         """
         name, unloaded, leaks = self._core.close(force)
         return UnloadReport(name, unloaded, leaks)
