@@ -36,10 +36,11 @@ def fake_binary(tmp_path: Path, platform: str) -> Path:
     return path
 
 
-def package(tmp_path: Path, platform: str = "linux") -> Path:
-    done = script(
-        "package", "--binary", str(fake_binary(tmp_path, platform)), "--out", str(tmp_path / "dist")
-    )
+def package(tmp_path: Path, *platforms: str) -> Path:
+    binaries: list[str] = []
+    for platform in platforms or ("linux",):
+        binaries += ["--binary", str(fake_binary(tmp_path, platform))]
+    done = script("package", *binaries, "--out", str(tmp_path / "dist"))
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip().splitlines()[-1])
 
@@ -56,29 +57,71 @@ def test_mod_file_blocks() -> None:
             assert key in ("scripts", "plug-ins") and (ROOT / "maya" / value.strip()).is_dir()
 
 
-@pytest.mark.parametrize("platform", ["linux", "mac", "win64"])
-def test_package_zip_layout(tmp_path: Path, platform: str) -> None:
-    zip_path = package(tmp_path, platform)
-    assert zip_path.name == f"subsession-maya-{subsession.__version__}-{platform}.zip"
+def mod_blocks(text: str) -> list[tuple[str, str, list[str]]]:
+    """(MAYAVERSION, PLATFORM, module words) of each block of a .mod."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("+ "):
+            words = line.split()
+            conditions = dict(w.split(":", 1) for w in words[1:] if ":" in w)
+            module = [w for w in words[1:] if ":" not in w]  # name, version, path
+            out.append((conditions.get("MAYAVERSION", ""), conditions["PLATFORM"], module))
+    return out
+
+
+def test_package_one_zip_for_three_platforms(tmp_path: Path) -> None:
+    zip_path = package(tmp_path, "linux", "win64", "mac")
+    assert zip_path.name == f"subsession-maya-{subsession.__version__}.zip"
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
         top = archive.read("subsession.mod").decode()
         inner = archive.read("subsession/subsession.mod").decode()
         plugin = archive.read("subsession/plug-ins/subSession.py")
-        binary = archive.read(f"subsession/scripts/subsession/{NAMES[platform]}")
-    assert (
-        top.splitlines()[0]
-        == f"+ PLATFORM:{platform} subsession {subsession.__version__} subsession"
-    )
-    assert inner.splitlines()[0].endswith(" .") and "PLATFORM:" + platform in inner
-    assert "scripts: scripts" in top and "plug-ins: plug-ins" in top
+        binaries = {p: archive.read(f"subsession/platforms/{p}/{NAMES[p]}") for p in NAMES}
+    blocks = mod_blocks(top)
+    # A block per platform and Maya 2023-2027: a .mod MAYAVERSION is an exact match, so
+    # Maya 2022 and older (Python 3.7) skip the module.
+    assert {(m, p) for m, p, _ in blocks} == {
+        (str(m), p) for m in range(2023, 2028) for p in ("linux", "mac", "win64")
+    }
+    assert len(blocks) == 15
+    version = subsession.__version__
+    assert {tuple(w) for _, _, w in blocks} == {("subsession", version, "subsession")}
+    assert {tuple(w) for _, _, w in mod_blocks(inner)} == {("subsession", version, ".")}
+    assert top.count("scripts: scripts") == 15 and top.count("plug-ins: plug-ins") == 15
     assert plugin == (ROOT / "maya" / "plug-ins" / "subSession.py").read_bytes()
-    assert binary.startswith(HEADERS[platform])
-    for needed in ("__init__.py", "_session.py", "_loaders.py", "command.py", "maya.py"):
+    for platform, data in binaries.items():
+        assert data.startswith(HEADERS[platform])
+    for needed in ("__init__.py", "_session.py", "_platform.py", "command.py", "maya.py"):
         assert f"subsession/scripts/subsession/{needed}" in names
-    cores = [n for n in names if "/_core" in n and not n.endswith(".pyi")]
-    assert cores == [f"subsession/scripts/subsession/{NAMES[platform]}"]
+    # One copy of the package; the binaries only under platforms/.
+    assert len([n for n in names if n.endswith("/__init__.py")]) == 1
+    cores = sorted(n for n in names if "/_core" in n and not n.endswith(".pyi"))
+    assert cores == sorted(f"subsession/platforms/{p}/{NAMES[p]}" for p in NAMES)
+    assert "subsession/drag_into_maya.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+@pytest.mark.parametrize("platform", ["linux", "mac", "win64"])
+def test_package_one_platform(tmp_path: Path, platform: str) -> None:
+    zip_path = package(tmp_path, platform)
+    assert zip_path.name == f"subsession-maya-{subsession.__version__}-{platform}.zip"
+    with zipfile.ZipFile(zip_path) as archive:
+        top = archive.read("subsession.mod").decode()
+        cores = [n for n in archive.namelist() if "/_core" in n and not n.endswith(".pyi")]
+    assert {p for _, p, _ in mod_blocks(top)} == {platform}
+    assert cores == [f"subsession/platforms/{platform}/{NAMES[platform]}"]
+
+
+def test_package_rejects_two_binaries_of_one_platform(tmp_path: Path) -> None:
+    first = fake_binary(tmp_path, "linux")
+    second = tmp_path / "other" / "_core.abi3.so"
+    second.parent.mkdir()
+    second.write_bytes(first.read_bytes())
+    done = script(
+        "package", "--binary", str(first), "--binary", str(second), "--out", str(tmp_path)
+    )
+    assert done.returncode != 0 and "two linux binaries given" in done.stderr
 
 
 def test_package_rejects_what_is_not_a_binary(tmp_path: Path) -> None:
@@ -100,9 +143,12 @@ def test_install_zip_into_target_and_replace(tmp_path: Path) -> None:
     stale.write_text("")
     done = script("install", str(zip_path), "--target", str(target))
     assert done.returncode == 0, done.stderr
-    assert (target / "subsession.mod").read_text().startswith("+ PLATFORM:linux subsession")
+    assert mod_blocks((target / "subsession.mod").read_text())[0][1:] == (
+        "linux",
+        ["subsession", subsession.__version__, "subsession"],
+    )
     assert (target / "subsession" / "plug-ins" / "subSession.py").is_file()
-    assert (target / "subsession" / "scripts" / "subsession" / "_core.abi3.so").is_file()
+    assert (target / "subsession" / "platforms" / "linux" / "_core.abi3.so").is_file()
     assert not stale.exists()
 
 

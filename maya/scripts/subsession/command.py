@@ -180,6 +180,13 @@ def _edit(name: str | None, given: dict[str, Any]) -> Result:
 
 
 def _act(name: str | None, given: dict[str, Any]) -> Result:
+    if "exists" in given:  # like `window -exists`: a test, also without -query
+        others = [k for k in given if k != "exists"]
+        if others:
+            raise CommandError(
+                f"-exists goes alone: remove -{others[0]}, e.g. subSession -exists toolA"
+            )
+        return _query(name, given)
     actions = [k for k in _ACTIONS if k in given]
     runners = [k for k in actions if k in _RUNNERS]
     for dependent, needed in _NEEDS.items():
@@ -414,8 +421,15 @@ def _user_error(error: BaseException, what: str) -> CommandError:
     )
 
 
+#: Maya's integer results are 32-bit (``MPxCommand.setResult``, MEL ``int``).
+INT32 = (-(2**31), 2**31 - 1)
+
+
 def _as_result(value: Any) -> Result:
-    if isinstance(value, (bool, int, float, str)):
+    """A result Maya can hold; an int outside 32 bits comes back as its decimal string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if INT32[0] <= value <= INT32[1] else str(value)
+    if isinstance(value, (bool, float, str)):
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)

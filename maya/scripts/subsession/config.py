@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Union, cast
+from typing import Callable, Optional, Union, cast
 
 from subsession import _core
 from subsession._session import Session
@@ -78,7 +78,11 @@ def parse_config(paths: PathArg | Sequence[PathArg] | None = None) -> ParsedConf
     return _core.parse_config(files)
 
 
-def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:
+def load_config(
+    paths: PathArg | Sequence[PathArg] | None = None,
+    *,
+    defer_startup: Optional[Callable[[Callable[[], None]], object]] = None,
+) -> list[Session]:
     """Create, or update, the sessions the studio config defines; return them.
 
     ``paths`` is one file, a sequence of files (studio first, user last; later files
@@ -94,18 +98,32 @@ def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Sessio
     Once all sessions are configured, each ``startup`` module is imported in its
     session. A failing startup import is logged (ERROR, with traceback, logger
     ``subsession``) and does not stop the other sessions: one broken tool must not
-    take the rest of Maya's start-up down with it.
+    take the rest of Maya's start-up down with it. ``defer_startup`` (e.g. Maya's
+    ``executeDeferred``) is given the function that imports them, to run it later;
+    the sessions themselves are configured at once.
     """
     parsed = parse_config(paths)
     sessions = _apply_sessions(parsed["sessions"], parsed["host_modules"])
+    pending: list[tuple[Session, str]] = []
     for session, settings in zip(sessions, parsed["sessions"].values()):
         startup = settings["startup"]
-        if startup is None:
-            continue
-        try:
-            session.import_module(startup)
-        except Exception:
-            log.exception("session %s: startup module %r failed to import", session.name, startup)
+        if startup is not None:
+            pending.append((session, startup))
+
+    def import_startup_modules() -> None:
+        for session, startup in pending:
+            try:
+                session.import_module(startup)
+            except Exception:
+                log.exception(
+                    "session %s: startup module %r failed to import", session.name, startup
+                )
+
+    if pending:
+        if defer_startup is None:
+            import_startup_modules()
+        else:
+            defer_startup(import_startup_modules)
     return sessions
 
 
