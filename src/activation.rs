@@ -231,12 +231,35 @@ impl Locked<'_> {
     }
 }
 
-fn lock(py: Python<'_>) -> Locked<'static> {
-    Locked {
-        guard: ALIASES
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner()),
+thread_local! {
+    /// Whether this thread holds `ALIASES`.
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Takes the alias table. Python code can run while it is held (a garbage
+/// collection triggered by an allocation runs finalisers; a path hook is Python),
+/// and such code may import, which asks for the table again on the same thread:
+/// that is refused with an error instead of waiting forever on ourselves.
+fn lock(py: Python<'_>) -> PyResult<Locked<'static>> {
+    if HOLDING.try_with(std::cell::Cell::get).unwrap_or(false) {
+        return Err(SessionError::new_err(
+            "subsession is busy on this thread (code run by a finaliser or hook while a \
+             block was being entered or left); import or enter the session outside it",
+        ));
+    }
+    let guard = ALIASES
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner());
+    let _ = HOLDING.try_with(|h| h.set(true));
+    Ok(Locked {
+        guard,
         garbage: Vec::new(),
+    })
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = HOLDING.try_with(|h| h.set(false));
     }
 }
 
@@ -671,7 +694,7 @@ fn imported_elsewhere(locks: &Bound<'_, PyDict>, name: &Bound<'_, PyString>) -> 
 /// `sys.path` as the global code sees it: the pre-activation snapshot while any block
 /// is active, else the live list.
 pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
-    if let Some(base) = lock(py).state().base.as_ref() {
+    if let Some(base) = lock(py)?.state().base.as_ref() {
         return Ok(base.strings.clone());
     }
     Ok(interp::sys_path(py)?
@@ -682,7 +705,7 @@ pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
 
 /// The generation of the frozen base path while blocks are active.
 pub fn base_generation(py: Python<'_>) -> Option<u64> {
-    lock(py).state().base.as_ref().map(|b| b.generation)
+    lock(py).ok()?.state().base.as_ref().map(|b| b.generation)
 }
 
 /// The path gate: may `fullname` be searched for in the session-only entry `path`?
@@ -691,7 +714,10 @@ pub fn gate_open(py: Python<'_>, path: &str, fullname: &str) -> bool {
     if fullname.starts_with(PREFIX) || !is_active() {
         return true;
     }
-    if lock(py)
+    let Ok(mut locked) = lock(py) else {
+        return false;
+    };
+    if locked
         .state()
         .base
         .as_ref()
@@ -699,6 +725,7 @@ pub fn gate_open(py: Python<'_>, path: &str, fullname: &str) -> bool {
     {
         return true;
     }
+    drop(locked);
     top_session(py).is_some_and(|s| s.get().lock(py).settings.paths.iter().any(|p| p == path))
 }
 
@@ -908,7 +935,7 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
             .filter(|(_, c)| std::ptr::eq(c.get(), session))
             .map(|(id, _)| *id)
     });
-    let mut locked = lock(py);
+    let mut locked = lock(py)?;
     if let Some(id) = reentered {
         if let Some(f) = locked.state().frames.get_mut(&id) {
             f.depth += 1;
@@ -1240,7 +1267,7 @@ pub fn exit(core: &Bound<'_, SessionCore>) -> PyResult<()> {
             )));
         }
     };
-    let mut locked = lock(py);
+    let mut locked = lock(py)?;
     if let Some(f) = locked.state().frames.get_mut(&id) {
         if f.depth > 0 {
             f.depth -= 1;
@@ -1264,7 +1291,7 @@ fn exit_elsewhere(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     let py = core.py();
     let session = core.get();
     let me = std::thread::current().id();
-    let mut locked = lock(py);
+    let mut locked = lock(py)?;
     let st = locked.state();
     let frame = st
         .frames
@@ -1479,7 +1506,7 @@ pub fn alias_if_active(
     let key = PyString::new(py, name);
     let qualified =
         module_name_py(module).filter(|n| starts_with(n, session.prefix_dot_py.bind(py)));
-    let mut locked = lock(py);
+    let mut locked = lock(py)?;
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
     st.in_flight = imports_in_flight(py);
@@ -1514,7 +1541,7 @@ pub fn global_view<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'p
     let mods = interp::sys_modules(py);
     let mut module = mods.get_item(name)?.filter(|m| !is_session_module(m));
     if module.is_none() {
-        let hidden = lock(py).state().hidden.get(name).map(|m| m.clone_ref(py));
+        let hidden = lock(py)?.state().hidden.get(name).map(|m| m.clone_ref(py));
         module = match hidden {
             Some(h) => Some(h.into_bound(py)),
             // A block's exit restored it meanwhile: read again.
@@ -1532,7 +1559,7 @@ pub fn with_global_view<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mods = interp::sys_modules(py);
     {
-        let mut locked = lock(py);
+        let mut locked = lock(py)?;
         let st = locked.state();
         for n in names {
             *st.reserved.entry(n.clone()).or_default() += 1;
@@ -1549,7 +1576,7 @@ pub fn with_global_view<'py>(
         }
     }
     let result = load();
-    let mut locked = lock(py);
+    let mut locked = lock(py)?;
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
     for n in names {
@@ -1575,7 +1602,9 @@ pub fn with_global_view<'py>(
 
 /// Forgets what the engine kept of a closing session (it is not active anywhere).
 pub fn forget_session(py: Python<'_>, session: &SessionCore, names: &[String]) {
-    let mut locked = lock(py);
+    let Ok(mut locked) = lock(py) else {
+        return;
+    };
     let st = locked.state();
     st.hidden.retain(|_, m| !belongs_to(m.bind(py), session));
     // Emptied owner entries are kept for speed while a session lives; a closed
