@@ -170,6 +170,19 @@ pub fn parse_session_json(
     parse_session_json_with(text, origin, &base, env)
 }
 
+/// Checks `text` as [`parse_session_json`] would, except that every `${VAR}` counts as
+/// set: reports a malformed config before the environment can be read (the C ABI
+/// checks its arguments before it attaches to the interpreter).
+pub fn check_session_json(text: &str, origin: &str) -> Result<(), ConfigError> {
+    struct AnyVars;
+    impl Vars for AnyVars {
+        fn var(&self, _name: &str) -> Option<String> {
+            Some("set".to_owned())
+        }
+    }
+    parse_session_json_with(text, origin, Path::new("/"), &AnyVars).map(drop)
+}
+
 /// Where `${VAR}` and `~` get their values; the process environment outside tests.
 trait Vars {
     fn var(&self, name: &str) -> Option<String>;
@@ -1631,6 +1644,52 @@ env = {{ P = "~/a{sep}${{TOOLS}}/b{sep}~other", Q = "${{EMPTY}}", R = "cost $$5 
             e.to_string().starts_with("<C ABI>:1:1: invalid JSON: EOF"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn deep_json_is_refused_before_recursing() {
+        // Run on a 256 KiB stack: the refusal must not depend on the caller's stack.
+        let outcome = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let deep = format!(
+                    r#"{{"paths": {}{}}}"#,
+                    "[".repeat(100_000),
+                    "]".repeat(100_000)
+                );
+                parse_session_json_with(&deep, "deep", &base(), &env())
+                    .unwrap_err()
+                    .to_string()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.starts_with("deep:1:"), "{outcome}");
+        assert!(
+            outcome.contains("nested deeper than 32 levels"),
+            "{outcome}"
+        );
+        // Brackets inside strings do not count.
+        let text = format!(r#"{{"paths": ["{}"]}}"#, "[".repeat(100));
+        assert!(parse_session_json_with(&text, "s", &base(), &env()).is_ok());
+        assert!(json_too_deep(&format!("{}{}", "[".repeat(32), "]".repeat(32))).is_none());
+        assert_eq!(json_too_deep(&"[".repeat(33)), Some(32));
+    }
+
+    #[test]
+    fn env_values_and_references_stay_one_line() {
+        let e = err("a.toml", "[sessions.a]\nenv = { A = \"a\\u0000b\" }\n");
+        assert!(e.starts_with("a.toml:2:"), "{e}");
+        assert!(e.contains("NUL"), "{e}");
+        let e = err("a.toml", "[sessions.a]\npaths = [\"${UNDEF\\nX}\"]\n");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn check_session_json_needs_no_environment() {
+        assert!(check_session_json(r#"{"paths": ["${NOT_SET_ANYWHERE}/x"]}"#, "c").is_ok());
+        let e = check_session_json(r#"{"paths": 1}"#, "c").unwrap_err();
+        assert!(e.to_string().starts_with("c:1:"), "{e}");
     }
 
     #[test]

@@ -578,6 +578,10 @@ pub unsafe extern "C" fn subsession_create(
         let name = unsafe { str_arg(name, "name") }?;
         // SAFETY: forwarded contract.
         let config_json = unsafe { opt_str_arg(config_json, "config_json") }?;
+        if let Some(text) = config_json {
+            config::check_session_json(text, "config_json")
+                .map_err(|e| Failure::new(R::InvalidConfig, e.to_string()))?;
+        }
         with_python(|py| {
             let config = parse_config(py, config_json)?;
             let kwargs = session_kwargs(py, &config)?;
