@@ -4,11 +4,13 @@ and scripts/maya_smoke.py run against the fake Maya."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import subsession
@@ -197,3 +199,122 @@ def test_smoke_script_against_the_fake_maya(tmp_path: Path) -> None:
     assert [line for line in lines if line.startswith("FAIL")] == []
     assert len([line for line in lines if line.startswith("PASS")]) == 14
     assert lines[-1] == "smoke: all steps passed"
+
+
+# -- the artists' installer and the per-platform core ----------------------------------------
+
+
+def extracted(tmp_path: Path) -> Path:
+    """The module zip (stand-in binaries) extracted into an extra folder, as artists do."""
+    zip_path = package(tmp_path, "linux", "win64", "mac")
+    folder = tmp_path / "Downloads" / zip_path.stem
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(folder)
+    return folder / "subsession"
+
+
+def load_installer(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("drag_into_maya", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_drag_and_drop_installs_for_the_user_and_loads_the_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if str(FAKE) not in sys.path:
+        sys.path.append(str(FAKE))
+    import fakehost
+
+    from maya import _host, cmds
+
+    source = extracted(tmp_path)
+    fakehost.fresh_maya(monkeypatch)
+    monkeypatch.setenv("MAYA_PLUG_IN_PATH", "")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    _host.state.app_dir = str(tmp_path / "prefs" / "maya")
+    try:
+        installer = load_installer(source / "drag_into_maya.py")
+        installer.onMayaDroppedPythonFile(None)
+        modules = tmp_path / "prefs" / "maya" / "modules"
+        installed = modules / "subsession"
+        blocks = mod_blocks((modules / "subsession.mod").read_text())
+        assert len(blocks) == 15 and {tuple(w) for _, _, w in blocks} == {
+            ("subsession", subsession.__version__, "subsession")
+        }
+        for platform, name in NAMES.items():
+            assert (installed / "platforms" / platform / name).is_file()
+        assert (installed / "scripts" / "subsession" / "__init__.py").is_file()
+        plugin = cmds.pluginInfo("subSession", query=True, path=True)
+        assert plugin == str(installed / "plug-ins" / "subSession.py")
+        assert str(installed / "scripts") in sys.path
+        assert str(installed / "plug-ins") in os.environ["MAYA_PLUG_IN_PATH"]
+        # Dropping it again (a newer zip) replaces the install; so does dropping the
+        # installed copy itself, which leaves it in place.
+        (installed / "scripts" / "stale.py").write_text("")
+        installer.onMayaDroppedPythonFile(None)
+        assert not (installed / "scripts" / "stale.py").exists()
+        load_installer(installed / "drag_into_maya.py").install(str(modules))
+        assert (installed / "scripts" / "subsession" / "__init__.py").is_file()
+    finally:
+        if cmds.pluginInfo("subSession", query=True, loaded=True):
+            cmds.unloadPlugin("subSession")
+        _host.reset()
+
+
+def test_drag_and_drop_refuses_old_maya_and_foreign_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if str(FAKE) not in sys.path:
+        sys.path.append(str(FAKE))
+    import fakehost
+
+    from maya import _host
+
+    source = extracted(tmp_path)
+    fakehost.fresh_maya(monkeypatch)
+    _host.state.app_dir = str(tmp_path / "prefs")
+    _host.state.api_version = 20220000
+    try:
+        installer = load_installer(source / "drag_into_maya.py")
+        with pytest.raises(RuntimeError, match="needs Maya 2023 or later"):
+            installer.onMayaDroppedPythonFile(None)
+        assert not (tmp_path / "prefs" / "modules").exists()
+        with pytest.raises(RuntimeError, match="is not an extracted subsession module"):
+            installer.install(str(tmp_path / "m"), source=str(tmp_path))
+    finally:
+        _host.reset()
+
+
+def test_drag_and_drop_script_outside_maya(tmp_path: Path) -> None:
+    source = extracted(tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(source / "drag_into_maya.py"), "--target", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m" / "subsession.mod").is_file()
+    assert (tmp_path / "m" / "subsession" / "platforms" / "win64" / "_core.pyd").is_file()
+
+
+def test_the_package_finds_its_platforms_core(tmp_path: Path) -> None:
+    from subsession import _platform
+
+    assert _platform.maya_platform("linux") == "linux"
+    assert _platform.maya_platform("win32") == "win64"
+    assert _platform.maya_platform("darwin") == "mac"
+    package_dir = tmp_path / "subsession" / "scripts" / "subsession"
+    package_dir.mkdir(parents=True)
+    here = _platform.maya_platform()
+    assert _platform.core_path([str(package_dir)]) == [str(package_dir)]  # no platforms/
+    (tmp_path / "subsession" / "platforms" / here).mkdir(parents=True)
+    assert _platform.core_path([str(package_dir)]) == [
+        str(package_dir),
+        str(tmp_path / "subsession" / "platforms" / here),
+    ]
+    (package_dir / NAMES[here]).write_bytes(b"")  # a development build: stays as is
+    assert _platform.core_path([str(package_dir)]) == [str(package_dir)]
