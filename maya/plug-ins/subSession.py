@@ -11,9 +11,9 @@ then, in Python or MEL::
     cmds.subSession("toolA", query=True, modules=True)
     subSession -m "toolA.ui" -fn "show" toolA;
 
-Flags, rules and results: ``help subSession``, the README's Maya section, and
-:mod:`subsession.command`, which holds all the logic; this file only adapts Maya's
-argument parsing and results to it. Unloading the plug-in removes the command; the
+Flags: ``help subSession`` (Maya's synopsis of the syntax); rules and results: the
+README's Maya section and :mod:`subsession.command`, which holds all the logic; this
+file only adapts Maya's argument parsing and results to it. Unloading the plug-in removes the command; the
 sessions live on and are there again when it is loaded again.
 """
 
