@@ -13,8 +13,8 @@ then, in Python or MEL::
 
 Flags: ``help subSession`` (Maya's synopsis of the syntax); rules and results: the
 README's Maya section and :mod:`subsession.command`, which holds all the logic; this
-file only adapts Maya's argument parsing and results to it. Unloading the plug-in removes the command; the
-sessions live on and are there again when it is loaded again.
+file only adapts Maya's argument parsing and results to it. Unloading the plug-in
+removes the command; the sessions live on and are there again when it is loaded again.
 """
 
 from __future__ import annotations
