@@ -156,6 +156,9 @@ struct Frame {
     session: Py<SessionCore>,
     /// The thread that entered it; another thread may leave it (see `exit`).
     thread: std::thread::ThreadId,
+    /// Left by another thread while its own thread had later blocks open: it is left
+    /// as soon as those are (leaving it earlier would undo their state).
+    orphaned: bool,
     depth: u32,
     saved_path: Py<PyList>,
     applied_path: Py<PyList>,
@@ -924,7 +927,8 @@ fn apply_env(
 
 // ---- enter / exit -----------------------------------------------------------------------
 
-pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
+/// Enters a block of `core` on this thread; returns the token `exit` takes.
+pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<u64> {
     let py = core.py();
     let session = core.get();
     session.ensure_open(py)?;
@@ -939,7 +943,7 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     if let Some(id) = reentered {
         if let Some(f) = locked.state().frames.get_mut(&id) {
             f.depth += 1;
-            return Ok(());
+            return Ok(id);
         }
     }
     let st = locked.state();
@@ -951,7 +955,7 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
         let mut ss = session.lock(py);
         if ss.closed {
             drop(ss);
-            return session.ensure_open(py);
+            return session.ensure_open(py).map(|()| id);
         }
         ss.frames.push(id);
     }
@@ -982,7 +986,7 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     }
     drop(locked);
     drop(garbage);
-    result
+    result.map(|()| id)
 }
 
 fn enter_frame(
@@ -1022,6 +1026,7 @@ fn enter_frame(
         Frame {
             session: core.clone().unbind(),
             thread: std::thread::current().id(),
+            orphaned: false,
             depth: 0,
             saved_path,
             applied_path: PyList::empty(py).unbind(),
@@ -1236,107 +1241,119 @@ pub fn search_path_from(
     Ok(out)
 }
 
-pub fn exit(core: &Bound<'_, SessionCore>) -> PyResult<()> {
-    let py = core.py();
-    let session = core.get();
-    purge_stack();
-    let (top, here) = STACK.with(|s| {
-        let s = s.borrow();
-        let top = s
-            .last()
-            .map(|(id, c)| (*id, std::ptr::eq(c.get(), session)));
-        let here = s.iter().any(|(_, c)| std::ptr::eq(c.get(), session));
-        (top, here)
-    });
-    if !here {
-        return exit_elsewhere(core);
-    }
-    let id = match top {
-        Some((id, true)) => id,
-        Some((_, false)) => {
-            return Err(SessionError::new_err(format!(
-                "cannot leave session {}: a session entered after it is still active; \
-                 leave the inner session first",
-                session.label()
-            )));
-        }
-        None => {
-            return Err(SessionError::new_err(format!(
-                "session {} is not active on this thread; call exit() only after enter()",
-                session.label()
-            )));
-        }
-    };
-    let mut locked = lock(py)?;
-    if let Some(f) = locked.state().frames.get_mut(&id) {
-        if f.depth > 0 {
-            f.depth -= 1;
-            return Ok(());
-        }
-    }
-    let mods = interp::sys_modules(py);
-    let mut garbage = std::mem::take(&mut locked.garbage);
-    let result = leave_frame(py, locked.state(), id, session, &mods, &mut garbage);
-    drop(locked);
-    drop(garbage);
-    result
-}
-
-/// Leaves a block of `core` that another thread entered: a `with` block inside a
-/// generator that this thread closed (or the garbage collector finalised here). The
-/// innermost such frame is left, exactly as its own thread would have left it; its
-/// thread forgets it on its next look. Refused, changing nothing, when that thread
-/// has entered another block since (leaving under it would undo that block's state).
-fn exit_elsewhere(core: &Bound<'_, SessionCore>) -> PyResult<()> {
+/// Leaves a block of `core`. `token` is what `enter` returned for that block, when the
+/// caller kept it (the facade does): it names the frame even when the block is left
+/// on another thread than the one that entered it, which is what happens to a `with`
+/// block inside a generator closed elsewhere. Without a token, this thread's
+/// innermost block of the session is meant, else the newest one on another thread.
+///
+/// A frame with blocks of its own thread entered after it still open is not left at
+/// once (that would undo their state): it is marked and left as soon as they end.
+/// Returns the token of the block it left (or marked).
+pub fn exit(core: &Bound<'_, SessionCore>, token: Option<u64>) -> PyResult<u64> {
     let py = core.py();
     let session = core.get();
     let me = std::thread::current().id();
+    purge_stack();
+    let mine = STACK.with(|s| {
+        s.borrow()
+            .iter()
+            .rev()
+            .find(|(_, c)| std::ptr::eq(c.get(), session))
+            .map(|(id, _)| *id)
+    });
     let mut locked = lock(py)?;
     let st = locked.state();
-    let frame = st
-        .frames
-        .iter()
-        .filter(|(_, f)| f.thread != me && std::ptr::eq(f.session.get(), session))
-        .map(|(id, f)| (*id, f.thread))
-        .max_by_key(|(id, _)| *id);
-    let Some((id, thread)) = frame else {
+    let ours = |f: &Frame| std::ptr::eq(f.session.get(), session) && !f.orphaned;
+    let id = token
+        .filter(|t| st.frames.get(t).is_some_and(ours))
+        .or(mine.filter(|t| st.frames.get(t).is_some_and(ours)))
+        .or_else(|| {
+            st.frames
+                .iter()
+                .filter(|(_, f)| f.thread != me && ours(f))
+                .map(|(id, _)| *id)
+                .max()
+        });
+    let Some(id) = id else {
         return Err(SessionError::new_err(format!(
             "session {} is not active; call exit() only after enter()",
             session.label()
         )));
     };
-    if st
+    let Some(frame) = st.frames.get_mut(&id) else {
+        return Ok(id);
+    };
+    if frame.depth > 0 {
+        frame.depth -= 1;
+        return Ok(id);
+    }
+    let thread = frame.thread;
+    let later = st
         .frames
         .iter()
-        .any(|(other, f)| f.thread == thread && *other > id)
-    {
-        return Err(SessionError::new_err(format!(
-            "cannot leave session {} here: the thread that entered it has entered \
-             another block since; leave that block first",
-            session.label()
-        )));
-    }
-    if let Some(f) = st.frames.get_mut(&id) {
-        if f.depth > 0 {
-            f.depth -= 1;
-            return Ok(());
+        .any(|(other, f)| f.thread == thread && *other > id);
+    if later {
+        if let Some(f) = st.frames.get_mut(&id) {
+            f.orphaned = true;
         }
+        log::debug!(
+            "session {} will be left when the blocks entered after it end",
+            session.label()
+        );
+        return Ok(id);
     }
     let mods = interp::sys_modules(py);
     let mut garbage = std::mem::take(&mut locked.garbage);
-    let result = leave_frame(py, locked.state(), id, session, &mods, &mut garbage);
-    {
+    let st = locked.state();
+    let result = leave_frame(py, st, id, session, &mods, &mut garbage);
+    let own_thread = thread == me;
+    if !own_thread {
         let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
         left.push(id);
         LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+        log::debug!(
+            "left session {} on a thread other than the one that entered it",
+            session.label()
+        );
     }
+    let below = leave_orphans(py, st, thread, own_thread, &mods, &mut garbage);
     drop(locked);
     drop(garbage);
-    log::debug!(
-        "left session {} on a thread other than the one that entered it",
-        session.label()
-    );
-    result
+    result.and(below).map(|()| id)
+}
+
+/// Leaves the frames of `thread` that another thread asked to leave while later
+/// blocks were open on it, now that they are on top, innermost first.
+fn leave_orphans(
+    py: Python<'_>,
+    st: &mut Aliases,
+    thread: std::thread::ThreadId,
+    own_thread: bool,
+    mods: &Bound<'_, PyDict>,
+    garbage: &mut Vec<Py<PyAny>>,
+) -> PyResult<()> {
+    let mut first_error = None;
+    loop {
+        let top = st
+            .frames
+            .iter()
+            .filter(|(_, f)| f.thread == thread)
+            .max_by_key(|(id, _)| **id)
+            .filter(|(_, f)| f.orphaned)
+            .map(|(id, f)| (*id, f.session.clone_ref(py)));
+        let Some((id, session)) = top else { break };
+        if let Err(e) = leave_frame(py, st, id, session.get(), mods, garbage) {
+            first_error.get_or_insert(e);
+        }
+        garbage.push(session.into_any());
+        if !own_thread {
+            let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
+            left.push(id);
+            LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Restores everything `enter` changed for frame `id`, even if parts fail; returns the

@@ -223,7 +223,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
     let mods = interp::sys_modules(py);
     let mut done: Vec<(String, Bound<'_, PyModule>, Bound<'_, PyDict>)> = Vec::new();
     let mut undo = deep::Undo::default();
-    activation::enter(core)?;
+    let token = activation::enter(core)?;
     let outcome = (|| -> PyResult<()> {
         for real in names {
             let Some(module) = mods.get_item(session.qualified(real))? else {
@@ -239,7 +239,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
         }
         Ok(())
     })();
-    let left = activation::exit(core);
+    let left = activation::exit(core, Some(token)).map(drop);
     if let Err(err) = outcome {
         // All or nothing: objects updated in place first, then every module's globals;
         // the file stamps stay old, so the modules are still stale.

@@ -500,12 +500,16 @@ impl SessionCore {
         self.search_path(py)
     }
 
-    fn enter(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Enters a block; returns the token that names it for `exit`.
+    fn enter(slf: &Bound<'_, Self>) -> PyResult<u64> {
         activation::enter(slf)
     }
 
-    fn exit(slf: &Bound<'_, Self>) -> PyResult<()> {
-        activation::exit(slf)
+    /// Leaves the block `token` names (from `enter`), on whichever thread this runs;
+    /// returns the token of the block it left.
+    #[pyo3(signature = (token=None))]
+    fn exit(slf: &Bound<'_, Self>, token: Option<u64>) -> PyResult<u64> {
+        activation::exit(slf, token)
     }
 
     /// Imports a real name in this session (absolute, or relative to `package`).
@@ -544,9 +548,9 @@ impl SessionCore {
         step: &Bound<'py, PyAny>,
         arg: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        activation::enter(slf)?;
+        let token = activation::enter(slf)?;
         let result = step.call1((arg,));
-        activation::exit(slf)?;
+        activation::exit(slf, Some(token))?;
         let result = result?;
         let py = slf.py();
         let session = slf.get();

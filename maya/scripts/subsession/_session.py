@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar, Union
@@ -95,6 +96,8 @@ class Session:
     """
 
     _core: _core.SessionCore
+    #: (frame that ran __enter__, block token) of the blocks open through the facade.
+    _open_blocks: list[tuple[types.FrameType, int]]
 
     def __new__(
         cls, name: str | None = None, *args: Any, reuse: bool = False, **kw: Any
@@ -120,6 +123,7 @@ class Session:
             return
         if isinstance(paths, (str, bytes)) or isinstance(keep_global, (str, bytes)):
             raise TypeError("paths and keep_global take a list of strings, e.g. paths=['/a']")
+        self._open_blocks = []
         self._core = _core.SessionCore(
             self,
             name,
@@ -218,15 +222,32 @@ class Session:
         Cost: ~40-65 µs per enter+exit of a 200-module session, ~3 µs for an empty one,
         flat in the size of ``sys.modules`` (3,000 modules), measured by scripts/bench (a).
         """
-        self._core.enter()
+        token = self._core.enter()
+        # The frame running the with-statement calls __exit__ too, even on another
+        # thread (a generator closed elsewhere): it names the block to leave.
+        self._open_blocks.append((sys._getframe(1), token))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         """Leave the block: ``sys.path``, ``os.environ`` and ``sys.modules`` restored.
 
+        A block may be left on another thread than the one that entered it (a
+        generator holding it, closed elsewhere): it is restored all the same.
+
         Cost: included in :meth:`__enter__`'s figure (enter+exit are measured together).
         """
-        self._core.exit()
+        caller = sys._getframe(1)
+        named = next((e for e in reversed(self._open_blocks) if e[0] is caller), None)
+        left = self._core.exit(named[1] if named is not None else None)
+        # Forget the block the core left: the one named, or the one it chose when
+        # __exit__ came from another frame than __enter__ (explicit calls). A re-entered
+        # block shares its token between entries, so the named entry goes first.
+        entry = named or next((e for e in reversed(self._open_blocks) if e[1] == left), None)
+        if entry is not None:
+            try:
+                self._open_blocks.remove(entry)
+            except ValueError:  # another thread forgot it first
+                pass
 
     def __call__(self, fn: F) -> F:
         """Decorate ``fn`` so that every call runs with this session active."""
@@ -236,11 +257,11 @@ class Session:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            core.enter()
+            token = core.enter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                core.exit()
+                core.exit(token)
 
         return wrapper  # type: ignore[return-value]
 
@@ -332,6 +353,7 @@ class Session:
         mostly its garbage-collection pass, measured by scripts/bench (h).
         """
         name, unloaded, leaks = self._core.close(force)
+        self._open_blocks.clear()  # frames of blocks entered and never left
         return UnloadReport(name, unloaded, leaks)
 
     def __repr__(self) -> str:
