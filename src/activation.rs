@@ -732,6 +732,33 @@ pub fn gate_open(py: Python<'_>, path: &str, fullname: &str) -> bool {
     top_session(py).is_some_and(|s| s.get().lock(py).settings.paths.iter().any(|p| p == path))
 }
 
+/// Runs the path hooks for `paths` that have no finder cached yet. Hooks are Python
+/// code that may import, so they run before the alias table is taken: an import lock
+/// held by a thread that waits for the table must never be needed while holding it.
+fn cache_finders(py: Python<'_>, paths: &[String]) -> PyResult<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let sys = interp::get(py)?.sys.bind(py);
+    let cache = sys.getattr(intern!(py, "path_importer_cache"))?;
+    for path in paths {
+        if cache.get_item(path).is_ok_and(|f| !f.is_none()) {
+            continue;
+        }
+        for hook in sys.getattr(intern!(py, "path_hooks"))?.try_iter()? {
+            match hook?.call1((path,)) {
+                Ok(finder) => {
+                    cache.set_item(path, finder)?;
+                    break;
+                }
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyImportError>(py) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Wraps the `sys.path_importer_cache` entries of session-only paths in gates, so
 /// threads without that session active skip them while blocks are active.
 fn gate_paths(py: Python<'_>, st: &mut Aliases, paths: &[String]) -> PyResult<()> {
@@ -939,6 +966,10 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<u64> {
             .filter(|(_, c)| std::ptr::eq(c.get(), session))
             .map(|(id, _)| *id)
     });
+    if reentered.is_none() {
+        let paths = session.lock(py).settings.paths.clone();
+        cache_finders(py, &paths)?;
+    }
     let mut locked = lock(py)?;
     if let Some(id) = reentered {
         if let Some(f) = locked.state().frames.get_mut(&id) {
