@@ -26,6 +26,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from subsession import _platform  # noqa: F401  (module zip: this OS's _core)
 from subsession._core import ConfigError, ReloadError
 from subsession._session import (
     ClosedSessionError,
@@ -70,7 +71,7 @@ if "maya.cmds" in sys.modules:  # inside Maya: record the Maya registrations of 
 
 
 def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:
-    """Create (or update) the sessions a studio config defines (SPEC §5).
+    """Create (or update) the sessions a studio config defines (docs/config.md).
 
     ``paths`` is a path, a list of paths, or ``None`` for ``$SUBSESSION_CONFIG``
     (os.pathsep-separated, later files override earlier ones). Returns the sessions.

@@ -94,9 +94,9 @@ def _session_of(module_name: str) -> tuple[Any, str] | None:
             if module_name.startswith(prefix):
                 return session, module_name[len(prefix) :]
         return None
-    session = adopted.get(module_name)
-    if session is not None:
-        return session, module_name
+    owner = adopted.get(module_name)
+    if owner is not None:
+        return owner, module_name
     return None
 
 
