@@ -207,6 +207,7 @@ pub fn exec_session_module(
             reload::note_loaded(core, real, module);
         }
         activation::alias_if_active(core, real, module.as_any())?;
+        crate::notify::emit(py, "imported", session, &[real.to_owned()]);
     }
     Ok(())
 }

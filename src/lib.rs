@@ -13,6 +13,7 @@
 //! - [`stale`], [`graph`], [`reload`], [`deep`]: changed files, reload order,
 //!   reload and in-place reload; [`leaks`]: the unload report.
 //! - [`config`]: the studio config (TOML/JSON, layered).
+//! - [`notify`]: change notifications (created, configured, imported, reloaded, closed).
 //! - [`ffi`]: the C ABI.
 
 pub mod activation;
@@ -24,6 +25,7 @@ pub mod finder;
 pub mod graph;
 pub mod interp;
 pub mod leaks;
+pub mod notify;
 pub mod policy;
 pub mod registry;
 pub mod reload;
@@ -119,6 +121,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     routing::register(m)?;
     activation::register(m)?;
     config::register(m)?;
+    notify::register(m)?;
     m.add_function(wrap_pyfunction!(current, m)?)?;
     m.add_function(wrap_pyfunction!(lookup, m)?)?;
     m.add_function(wrap_pyfunction!(activation_counts, m)?)?;

@@ -254,6 +254,12 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
     for (real, module, _) in &done {
         note_loaded(core, real, module);
     }
+    crate::notify::emit(
+        py,
+        "reloaded",
+        session,
+        &done.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+    );
     left
 }
 
@@ -544,5 +550,6 @@ pub fn close<'py>(
         unloaded.len(),
         kept.len()
     );
+    crate::notify::emit(py, "closed", session, &unloaded);
     Ok((label, unloaded, leaks))
 }

@@ -350,6 +350,7 @@ impl SessionCore {
         interp::sys_modules(py).set_item(&prefix, root)?;
         registry::register(py, &core);
         log::debug!("created session {} ({prefix})", session.label());
+        crate::notify::emit(py, "created", session, &[]);
         Ok(core.unbind())
     }
 
@@ -449,6 +450,8 @@ impl SessionCore {
         }
         st.search_cache = None;
         st.live_cache = None;
+        drop(st);
+        crate::notify::emit(py, "configured", self, &[]);
         Ok(())
     }
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from subsession._changes import Change, ChangeKind, subscribe, unsubscribe
 from subsession._core import ConfigError, ReloadError
 from subsession._session import (
     ClosedSessionError,
@@ -40,6 +41,8 @@ from subsession._session import (
 from subsession.config import PathArg
 
 __all__ = [
+    "Change",
+    "ChangeKind",
     "ClosedSessionError",
     "ConfigError",
     "NoSuchSessionError",
@@ -52,6 +55,8 @@ __all__ = [
     "get",
     "load_config",
     "sessions",
+    "subscribe",
+    "unsubscribe",
 ]
 
 __version__ = "0.1.0"

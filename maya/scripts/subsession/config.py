@@ -30,7 +30,7 @@ from typing import Any, Optional, TypedDict, Union, cast
 from subsession import _core
 from subsession._session import Session
 
-__all__ = ["ConfigError", "ENV_VAR", "config_paths", "load_config", "parse_config"]
+__all__ = ["ConfigError", "ENV_VAR", "config_paths", "load_config", "parse_config", "sources"]
 
 log = logging.getLogger("subsession")
 
@@ -116,6 +116,10 @@ def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Sessio
     parsed = parse_config(paths)
     _apply_host_modules(parsed["host_modules"])
     sessions = _apply_sessions(parsed["sessions"])
+    files = [os.path.abspath(f) for f in config_paths(paths)]
+    for session in sessions:
+        if session.name is not None:
+            _sources[session.name] = files
     for session, settings in zip(sessions, parsed["sessions"].values()):
         startup = settings["startup"]
         if startup is None:
@@ -125,6 +129,15 @@ def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Sessio
         except Exception:
             log.exception("session %s: startup module %r failed to import", session.name, startup)
     return sessions
+
+
+_sources: dict[str, list[str]] = {}
+
+
+def sources(name: str) -> list[str]:
+    """The config files (studio first, user last) of the last :func:`load_config` that
+    defined the session ``name``; empty if no config defined it."""
+    return list(_sources.get(name, ()))
 
 
 def _apply_host_modules(names: list[str]) -> None:

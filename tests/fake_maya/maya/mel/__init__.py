@@ -3,7 +3,8 @@
 Enough MEL for commands in command syntax: ``subSession -m "toolA.ui" -fn show toolA;``
 (words separated by blanks, double-quoted strings with ``\\"``, ``\\\\``, ``\\n``
 escapes, statements ended by ``;``, ``//`` comments) and ``loadPlugin``/
-``unloadPlugin``. Every word reaches the command as a string, as in MEL; the result of
+``unloadPlugin``, reading a global variable (``$tmp = $gMainWindowMenu``, Maya's menu
+names; ``global string $x;`` declarations) and ``buildViewMenu <menu>``. Every word reaches the command as a string, as in MEL; the result of
 the last statement is returned (bools as ints, as MEL has no bool type).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from maya import _host
+from maya import _host, _ui
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 
@@ -21,6 +22,18 @@ def eval(script: str) -> Any:  # noqa: A001 - Maya's name
     result: Any = None
     for words in _statements(script):
         name, args = words[0], words[1:]
+        if name == "global":
+            continue
+        if name.startswith("$") and len(args) == 2 and args[0] == "=":
+            result = _global(args[1])
+            continue
+        if name.startswith("$") and name.find("=") > 0:
+            result = _global(name.split("=", 1)[1])
+            continue
+        if name == "buildViewMenu":
+            _ui.build_menu(name, args[0] if args else "")
+            result = None
+            continue
         if name in ("loadPlugin", "unloadPlugin"):
             from maya import cmds
 
@@ -34,6 +47,12 @@ def eval(script: str) -> Any:  # noqa: A001 - Maya's name
             continue
         result = _host.invoke(name, list(args), mel=True)
     return result
+
+
+def _global(word: str) -> str:
+    if _host.state.batch or not word.startswith("$") or word[1:] not in _ui.MEL_GLOBALS:
+        raise RuntimeError(f"// Error: Line 1.1: \"{word}\" is an undeclared variable.")
+    return _ui.MEL_GLOBALS[word[1:]]
 
 
 def _statements(script: str) -> list[list[str]]:
