@@ -59,7 +59,7 @@ fn subscribe(
             for kind in &kinds {
                 mask |= kind_bit(kind).ok_or_else(|| {
                     PyValueError::new_err(format!(
-                        "unknown change kind {kind:?}; use some of: {}",
+                        "unknown change kind '{kind}'; use some of: {}",
                         KINDS.join(", ")
                     ))
                 })?;

@@ -630,18 +630,18 @@ class SessionManager(QtWidgets.QWidget):
         session = self._need_session()
         if session is None:
             return []
-        return self._reload(session, lambda: session.reload_stale(deep=deep), "deep reload" if deep else "reload")
+        return self._reload(session, lambda: session.reload_stale(deep=deep), "deep reload" if deep else "reload stale")
 
     def reload_all(self, deep: bool = False) -> list[str]:
         """Reload every module of the selected session, dependencies first."""
         session = self._need_session()
         if session is None:
             return []
-        return self._reload(session, lambda: session.reload_all(deep=deep), "reload of every module")
+        return self._reload(session, lambda: session.reload_all(deep=deep), "reload all")
 
     def _reload(self, session: subsession.Session, run: Callable[[], list[str]], what: str) -> list[str]:
         label = _label(session)
-        self._busy(True, f"{what} of {label}…")
+        self._busy(True, f"{label}: {what}…")
         started = time.perf_counter()
         try:
             names = run()
@@ -653,7 +653,7 @@ class SessionManager(QtWidgets.QWidget):
             self._busy(False)
         ms = (time.perf_counter() - started) * 1000
         if names:
-            self._say(f"{label}: {what} of {len(names)} module{'s' * (len(names) != 1)} in {ms:.0f} ms: {', '.join(names)}")
+            self._say(f"{label}: {what}: {len(names)} module{'s' * (len(names) != 1)} in {ms:.0f} ms ({', '.join(names)})")
             _log.info("%s: %s of %s", label, what, ", ".join(names))
         else:
             self._say(f"{label}: nothing changed on disk, nothing reloaded")
