@@ -64,7 +64,10 @@ def test_the_menu_item_docks_the_manager_once(maya: Any) -> None:
     control = subsession.maya.MANAGER_CONTROL
     assert cmds.workspaceControl(control, exists=True)
     assert cmds.workspaceControl(control, query=True, label=True) == "Sub-sessions"
-    assert cmds.workspaceControl(control, query=True, uiScript=True) == subsession.maya.MANAGER_UI_SCRIPT
+    assert (
+        cmds.workspaceControl(control, query=True, uiScript=True)
+        == subsession.maya.MANAGER_UI_SCRIPT
+    )
     first = manager_in(control)
     assert first is subsession.maya.show_manager()  # shown again, not a second one
     _ui.click(ITEM)
@@ -73,7 +76,9 @@ def test_the_menu_item_docks_the_manager_once(maya: Any) -> None:
     name = fakehost_session_name = "dockedSeen"
     s = subsession.Session(fakehost_session_name)
     try:
-        uihelp.pump_until(lambda: name in first.session_names(), what="the docked manager to follow")
+        uihelp.pump_until(
+            lambda: name in first.session_names(), what="the docked manager to follow"
+        )
     finally:
         s.close()
 

@@ -14,9 +14,8 @@ from typing import Any, Callable
 
 import pytest
 import subsession
-from subsession import _core
-
 from conftest import unique_name, write_files
+from subsession import _core
 
 
 @pytest.fixture
@@ -34,14 +33,23 @@ def kinds(seen: list[subsession.Change], prefix: str) -> list[str]:
 def test_a_session_life_is_told_in_order(
     changes: list[subsession.Change], new_session: Callable[..., Any], tmp_path: Path
 ) -> None:
-    write_files(tmp_path, {"nt_pkg/__init__.py": "from . import leaf\n", "nt_pkg/leaf.py": "X = 1\n"})
+    write_files(
+        tmp_path, {"nt_pkg/__init__.py": "from . import leaf\n", "nt_pkg/leaf.py": "X = 1\n"}
+    )
     name = unique_name("notify")
     s = new_session(name, paths=[str(tmp_path)])
     s.import_module("nt_pkg")
     s.configure(env={"A": "1"})
     s.reload_all()
     s.close()
-    assert kinds(changes, s.prefix) == ["created", "imported", "imported", "configured", "reloaded", "closed"]
+    assert kinds(changes, s.prefix) == [
+        "created",
+        "imported",
+        "imported",
+        "configured",
+        "reloaded",
+        "closed",
+    ]
     created = changes[[c.prefix for c in changes].index(s.prefix)]
     assert created == subsession.Change("created", name, s.prefix, ())
     imported = [c.modules for c in changes if c.prefix == s.prefix and c.kind == "imported"]
@@ -143,7 +151,9 @@ def test_threads_subscribe_and_change_at_once(new_session: Callable[..., Any]) -
         assert [c.kind for c in seen if c.name == name] == ["created", "closed"] * 5
 
 
-def test_changes_through_the_c_abi_are_told(changes: list[subsession.Change], tmp_path: Path) -> None:
+def test_changes_through_the_c_abi_are_told(
+    changes: list[subsession.Change], tmp_path: Path
+) -> None:
     write_files(tmp_path, {"abi_mod.py": "X = 1\n"})
     lib = ctypes.PyDLL(_core.__file__)
     lib.subsession_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p]

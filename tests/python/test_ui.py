@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import uihelp
-from uihelp import QtCore, pump, pump_until
-
 import subsession
-from subsession import _core
+import uihelp
 from conftest import unique_name, write_files
-
-from subsession import ui  # noqa: E402  (after uihelp chose the platform)
+from subsession import (
+    _core,
+    ui,  # noqa: E402  (after uihelp chose the platform)
+)
+from uihelp import QtCore, pump, pump_until
 
 FAKE_MAYA = str(Path(__file__).resolve().parents[1] / "fake_maya")
 
@@ -97,7 +97,12 @@ def test_lists_sessions_with_their_settings_and_modules(
 ) -> None:
     pkg = unique_name("uilist")
     name = unique_name("toolList")
-    s = new_session(name, paths=[str(tool_tree(tmp_path, pkg))], env={"TOOL_MODE": "dev"}, keep_global=["studio_*"])
+    s = new_session(
+        name,
+        paths=[str(tool_tree(tmp_path, pkg))],
+        env={"TOOL_MODE": "dev"},
+        keep_global=["studio_*"],
+    )
     s.import_module(pkg)
     pump_until(lambda: name in manager.session_names(), what="the new session")
     pump(0.2)  # the coalesced module count
@@ -144,7 +149,9 @@ def test_follows_sessions_created_and_closed_elsewhere(
     cmds.loadPlugin("subSession.py")
     cmd_name = unique_name("byCommand")
     cmds.subSession(cmd_name, create=True)
-    pump_until(lambda: cmd_name in manager.session_names(), what="a session made by subSession -create")
+    pump_until(
+        lambda: cmd_name in manager.session_names(), what="a session made by subSession -create"
+    )
     cmds.subSession(cmd_name, close=True)
     pump_until(lambda: cmd_name not in manager.session_names(), what="subSession -close")
     cmds.unloadPlugin("subSession.py")
@@ -180,7 +187,10 @@ def test_module_list_follows_imports_and_reloads(
 
 
 def test_stale_checks_run_on_a_worker_thread(
-    manager: ui.SessionManager, new_session: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    manager: ui.SessionManager,
+    new_session: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pkg = unique_name("uistale")
     name = unique_name("toolStale")
@@ -203,7 +213,10 @@ def test_stale_checks_run_on_a_worker_thread(
     assert time.perf_counter() - started < 0.1  # returned at once
     assert not manager.check_stale()  # one check at a time
     assert manager.progress.isVisibleTo(manager)
-    pump_until(lambda: cell(manager.sessions_model, row_of(manager, name), 2) == "1", what="the stale count")
+    pump_until(
+        lambda: cell(manager.sessions_model, row_of(manager, name), 2) == "1",
+        what="the stale count",
+    )
     assert threads and all(t == "subsession-ui-stale" for t in threads)
     assert manager.module_names() == [pkg, f"{pkg}.widgets"]
     assert cell(manager.modules_proxy, 1, 3) == "stale"
@@ -342,7 +355,9 @@ def test_reveal_file_and_config(
 
 def test_watch_toggle_is_disabled_until_the_core_has_watch(manager: ui.SessionManager) -> None:
     has_watch = callable(getattr(subsession.Session, "watch", None))
-    assert manager.watch_button.isEnabled() == (has_watch and manager.selected_session() is not None)
+    assert manager.watch_button.isEnabled() == (
+        has_watch and manager.selected_session() is not None
+    )
     if not has_watch:
         assert "not available" in manager.watch_button.toolTip()
 
@@ -350,7 +365,9 @@ def test_watch_toggle_is_disabled_until_the_core_has_watch(manager: ui.SessionMa
 # -- log pane, lifetime, rendering ----------------------------------------------------------------
 
 
-def test_log_pane_shows_the_subsession_logger(manager: ui.SessionManager, new_session: Callable[..., Any]) -> None:
+def test_log_pane_shows_the_subsession_logger(
+    manager: ui.SessionManager, new_session: Callable[..., Any]
+) -> None:
     logger = logging.getLogger("subsession")
     before = logger.level
     try:
@@ -358,7 +375,9 @@ def test_log_pane_shows_the_subsession_logger(manager: ui.SessionManager, new_se
         s = new_session(unique_name("logged"))
         s.close()  # the core logs "closed session ..." at INFO, from Rust
         logging.getLogger("subsession.maya").warning("a warning from subsession.maya")
-        pump_until(lambda: "a warning from subsession.maya" in manager.log_text(), what="the log line")
+        pump_until(
+            lambda: "a warning from subsession.maya" in manager.log_text(), what="the log line"
+        )
         assert f"closed session {s.name}" in manager.log_text()
         with pytest.raises(ValueError, match="use one of Warnings, Info, Debug"):
             manager.set_log_level("Verbose")
@@ -367,7 +386,9 @@ def test_log_pane_shows_the_subsession_logger(manager: ui.SessionManager, new_se
         _core.reset_log_cache()
 
 
-def test_a_deleted_manager_unsubscribes_and_unhooks_the_logger(new_session: Callable[..., Any]) -> None:
+def test_a_deleted_manager_unsubscribes_and_unhooks_the_logger(
+    new_session: Callable[..., Any],
+) -> None:
     window = ui.SessionManager(stale_interval=0)
     token = window._listener.token
     handler = window._handler
@@ -390,7 +411,9 @@ def test_show_opens_one_window() -> None:
         pump()
 
 
-def test_it_renders(manager: ui.SessionManager, new_session: Callable[..., Any], tmp_path: Path) -> None:
+def test_it_renders(
+    manager: ui.SessionManager, new_session: Callable[..., Any], tmp_path: Path
+) -> None:
     pkg = unique_name("uirender")
     s = new_session(unique_name("toolRender"), paths=[str(tool_tree(tmp_path, pkg))])
     s.import_module(pkg)

@@ -57,7 +57,9 @@ def subscribe(
             "subscribe() takes a callable, e.g. subscribe(lambda change: print(change))"
         )
 
-    def deliver(kind: ChangeKind, name: Optional[str], prefix: str, modules: tuple[str, ...]) -> None:
+    def deliver(
+        kind: ChangeKind, name: Optional[str], prefix: str, modules: tuple[str, ...]
+    ) -> None:
         callback(Change(kind, name, prefix, tuple(modules)))
 
     deliver.__qualname__ = f"subscribe({getattr(callback, '__qualname__', callback)!s})"

@@ -227,10 +227,20 @@ class SessionManager(QtWidgets.QWidget):
     and :attr:`reveal` (``folder -> None``).
     """
 
-    SESSION_COLUMNS = ["Session", "Modules", "Stale", "Watching", "Paths", "Environment", "Keep global"]
+    SESSION_COLUMNS = [
+        "Session",
+        "Modules",
+        "Stale",
+        "Watching",
+        "Paths",
+        "Environment",
+        "Keep global",
+    ]
     MODULE_COLUMNS = ["Module", "File", "Last reload", "Stale"]
 
-    def __init__(self, parent: Optional[QtWidgets.QWidget] = None, *, stale_interval: float = 2.0) -> None:
+    def __init__(
+        self, parent: Optional[QtWidgets.QWidget] = None, *, stale_interval: float = 2.0
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("subsessionManager")
         self.setWindowTitle("Sub-sessions")
@@ -274,17 +284,43 @@ class SessionManager(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         bar = QtWidgets.QHBoxLayout()
-        self.reload_button = self._button("Reload stale", "Reload changed modules and their importers", lambda: self.reload_stale())
-        self.deep_button = self._button("Deep reload", "Reload stale modules and update live functions, classes and instances in place", lambda: self.reload_stale(deep=True))
-        self.all_button = self._button("Reload all", "Reload every module of the session, dependencies first", lambda: self.reload_all())
-        self.watch_button = self._button("Watch", "Reload automatically when a file is saved", self._toggle_watch)
+        self.reload_button = self._button(
+            "Reload stale",
+            "Reload changed modules and their importers",
+            lambda: self.reload_stale(),
+        )
+        self.deep_button = self._button(
+            "Deep reload",
+            "Reload stale modules and update live functions, classes and instances in place",
+            lambda: self.reload_stale(deep=True),
+        )
+        self.all_button = self._button(
+            "Reload all",
+            "Reload every module of the session, dependencies first",
+            lambda: self.reload_all(),
+        )
+        self.watch_button = self._button(
+            "Watch", "Reload automatically when a file is saved", self._toggle_watch
+        )
         self.watch_button.setCheckable(True)
         if not _has_watch():
             self.watch_button.setEnabled(False)
             self.watch_button.setToolTip(_WATCH_MISSING)
-        self.close_button = self._button("Close…", "Unload the session and report what is still alive", lambda: self.close_selected())
-        self.file_button = self._button("Reveal file", "Open the folder of the selected module (or of the session's first path)", lambda: self.reveal_file())
-        self.config_button = self._button("Reveal config", "Open the folder of the config file that defined the session", lambda: self.reveal_config())
+        self.close_button = self._button(
+            "Close…",
+            "Unload the session and report what is still alive",
+            lambda: self.close_selected(),
+        )
+        self.file_button = self._button(
+            "Reveal file",
+            "Open the folder of the selected module (or of the session's first path)",
+            lambda: self.reveal_file(),
+        )
+        self.config_button = self._button(
+            "Reveal config",
+            "Open the folder of the config file that defined the session",
+            lambda: self.reveal_config(),
+        )
         for button in (self.reload_button, self.deep_button, self.all_button, self.watch_button):
             bar.addWidget(button)
         bar.addSpacing(12)
@@ -413,7 +449,9 @@ class SessionManager(QtWidgets.QWidget):
             if name in (session.name, session.prefix):
                 self.sessions_view.selectRow(i)
                 return
-        raise KeyError(f"no session {name!r} in the manager; it lists: {', '.join(self.session_names())}")
+        raise KeyError(
+            f"no session {name!r} in the manager; it lists: {', '.join(self.session_names())}"
+        )
 
     def select_module(self, name: str) -> None:
         proxy = self.modules_proxy
@@ -534,7 +572,9 @@ class SessionManager(QtWidgets.QWidget):
                     marked.add(len(rows))
                 keys.append(name)
                 rows.append([name, str(file), last, "stale" if is_stale else ""])
-            self.modules_label.setText(f"Modules of <b>{html.escape(_label(row.session))}</b> ({len(rows)})")
+            self.modules_label.setText(
+                f"Modules of <b>{html.escape(_label(row.session))}</b> ({len(rows)})"
+            )
         else:
             self.modules_label.setText("Modules")
         self.modules_model.set_rows(keys, rows, marked)
@@ -550,11 +590,20 @@ class SessionManager(QtWidgets.QWidget):
     def _update_actions(self) -> None:
         row = self._selected_row()
         has = row is not None
-        for button in (self.reload_button, self.deep_button, self.all_button, self.close_button, self.file_button, self.config_button):
+        for button in (
+            self.reload_button,
+            self.deep_button,
+            self.all_button,
+            self.close_button,
+            self.file_button,
+            self.config_button,
+        ):
             button.setEnabled(has)
         if _has_watch():
             self.watch_button.setEnabled(has)
-            self.watch_button.setChecked(bool(has and getattr(row.session if row else None, "watching", False)))
+            self.watch_button.setChecked(
+                bool(has and getattr(row.session if row else None, "watching", False))
+            )
 
     # -- stale checks (worker thread) ---------------------------------------------------------
     def _tick(self) -> None:
@@ -616,7 +665,10 @@ class SessionManager(QtWidgets.QWidget):
             self._refresh_sessions()
             self._refresh_modules()
         total = sum(len(r.stale or ()) for r in self._rows.values())
-        self._say(f"{total} stale module{'s' * (total != 1)} · stale check {seconds * 1000:.1f} ms for {len(results)} session{'s' * (len(results) != 1)}")
+        self._say(
+            f"{_plural(total, 'stale module')} · stale check {seconds * 1000:.1f} ms "
+            f"for {_plural(len(results), 'session')}"
+        )
 
     # -- actions ----------------------------------------------------------------------------------
     def _need_session(self) -> Optional[subsession.Session]:
@@ -630,7 +682,11 @@ class SessionManager(QtWidgets.QWidget):
         session = self._need_session()
         if session is None:
             return []
-        return self._reload(session, lambda: session.reload_stale(deep=deep), "deep reload" if deep else "reload stale")
+        return self._reload(
+            session,
+            lambda: session.reload_stale(deep=deep),
+            "deep reload" if deep else "reload stale",
+        )
 
     def reload_all(self, deep: bool = False) -> list[str]:
         """Reload every module of the selected session, dependencies first."""
@@ -639,7 +695,9 @@ class SessionManager(QtWidgets.QWidget):
             return []
         return self._reload(session, lambda: session.reload_all(deep=deep), "reload all")
 
-    def _reload(self, session: subsession.Session, run: Callable[[], list[str]], what: str) -> list[str]:
+    def _reload(
+        self, session: subsession.Session, run: Callable[[], list[str]], what: str
+    ) -> list[str]:
         label = _label(session)
         self._busy(True, f"{label}: {what}…")
         started = time.perf_counter()
@@ -653,7 +711,10 @@ class SessionManager(QtWidgets.QWidget):
             self._busy(False)
         ms = (time.perf_counter() - started) * 1000
         if names:
-            self._say(f"{label}: {what}: {len(names)} module{'s' * (len(names) != 1)} in {ms:.0f} ms ({', '.join(names)})")
+            self._say(
+                f"{label}: {what}: {_plural(len(names), 'module')} in {ms:.0f} ms "
+                f"({', '.join(names)})"
+            )
             _log.info("%s: %s of %s", label, what, ", ".join(names))
         else:
             self._say(f"{label}: nothing changed on disk, nothing reloaded")
@@ -693,7 +754,10 @@ class SessionManager(QtWidgets.QWidget):
             self._say(f"{label}: {error}", error=True)
             return None
         if report:
-            self._say(f"closed {label}: {len(report.leaks)} modules still alive (see the report)", error=True)
+            self._say(
+                f"closed {label}: {len(report.leaks)} modules still alive (see the report)",
+                error=True,
+            )
             self.leak_dialog = LeakReportDialog(report, probes, self)
             self.leak_dialog.show()
         else:
@@ -723,7 +787,10 @@ class SessionManager(QtWidgets.QWidget):
         if target is None and session.paths:
             target = session.paths[0]
         if target is None:
-            self._say(f"{_label(session)} has no file or path to reveal; select a module with a file", error=True)
+            self._say(
+                f"{_label(session)} has no file or path to reveal; select a module with a file",
+                error=True,
+            )
             return None
         folder = target if os.path.isdir(target) else os.path.dirname(target)
         self.reveal(folder)
@@ -738,7 +805,10 @@ class SessionManager(QtWidgets.QWidget):
             return None
         files = config.sources(session.name) if session.name else []
         if not files:
-            self._say(f"{_label(session)} was not defined by a config file (see $SUBSESSION_CONFIG)", error=True)
+            self._say(
+                f"{_label(session)} was not defined by a config file (see $SUBSESSION_CONFIG)",
+                error=True,
+            )
             return None
         folder = os.path.dirname(files[-1])
         self.reveal(folder)
@@ -760,7 +830,9 @@ class SessionManager(QtWidgets.QWidget):
             self.level_combo.setCurrentText(label)
 
     def _append_log(self, text: str, level: int) -> None:
-        color = "#e05050" if level >= logging.ERROR else "#e8a03c" if level >= logging.WARNING else None
+        color = (
+            "#e05050" if level >= logging.ERROR else "#e8a03c" if level >= logging.WARNING else None
+        )
         escaped = html.escape(text)
         line = f'<span style="color:{color}">{escaped}</span>' if color else escaped
         self.log_view.appendHtml(f'<pre style="margin:0">{line}</pre>')
@@ -783,6 +855,10 @@ class SessionManager(QtWidgets.QWidget):
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         self._stale_timer.stop()
         super().closeEvent(event)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _drop_probe(ref: weakref.ref[Any]) -> None:

@@ -30,7 +30,12 @@ from maya import _host
 
 MAIN_WINDOW = "MayaWindow"
 #: Maya's own *Windows* menu items (a few of them), added by ``buildViewMenu``.
-WINDOWS_MENU_ITEMS = ["General Editors", "Modeling Editors", "Animation Editors", "Settings/Preferences"]
+WINDOWS_MENU_ITEMS = [
+    "General Editors",
+    "Modeling Editors",
+    "Animation Editors",
+    "Settings/Preferences",
+]
 MEL_GLOBALS = {"gMainWindowMenu": "mainWindowMenu", "gMainFileMenu": "mainFileMenu"}
 
 
@@ -119,7 +124,10 @@ def open_menu(menu: str) -> list[str]:
 
 def menu(name: str, **flags: Any) -> Any:
     _require_ui("menu")
-    flags = _long(flags, {"ex": "exists", "q": "query", "ni": "numberOfItems", "ia": "itemArray", "l": "label"})
+    flags = _long(
+        flags,
+        {"ex": "exists", "q": "query", "ni": "numberOfItems", "ia": "itemArray", "l": "label"},
+    )
     if flags.pop("exists", False):
         return name in ui.menus
     found = ui.menus.get(name)
@@ -139,8 +147,16 @@ def menu_item(name: Optional[str] = None, **flags: Any) -> Any:
     _require_ui("menuItem")
     flags = _long(
         flags,
-        {"p": "parent", "l": "label", "c": "command", "stp": "sourceType", "ann": "annotation",
-         "d": "divider", "ex": "exists", "q": "query"},
+        {
+            "p": "parent",
+            "l": "label",
+            "c": "command",
+            "stp": "sourceType",
+            "ann": "annotation",
+            "d": "divider",
+            "ex": "exists",
+            "q": "query",
+        },
     )
     if flags.pop("exists", False):
         return name in ui.items
@@ -157,7 +173,9 @@ def menu_item(name: Optional[str] = None, **flags: Any) -> Any:
         raise TypeError(f"menuItem: query flags not faked: {sorted(flags)}")
     parent = flags.pop("parent", None)
     if parent is None or parent not in ui.menus:
-        raise RuntimeError(f"menuItem: parent menu {parent!r} not found; give parent= an existing menu")
+        raise RuntimeError(
+            f"menuItem: parent menu {parent!r} not found; give parent= an existing menu"
+        )
     if name is None:
         ui.counter += 1
         name = f"menuItem{ui.counter}"
@@ -220,9 +238,20 @@ def workspace_control(name: str, **flags: Any) -> Any:
     _require_ui("workspaceControl")
     flags = _long(
         flags,
-        {"ex": "exists", "q": "query", "e": "edit", "l": "label", "ui": "uiScript", "rt": "retain",
-         "fl": "floating", "vis": "visible", "r": "restore", "cl": "close",
-         "iw": "initialWidth", "ih": "initialHeight"},
+        {
+            "ex": "exists",
+            "q": "query",
+            "e": "edit",
+            "l": "label",
+            "ui": "uiScript",
+            "rt": "retain",
+            "fl": "floating",
+            "vis": "visible",
+            "r": "restore",
+            "cl": "close",
+            "iw": "initialWidth",
+            "ih": "initialHeight",
+        },
     )
     if flags.pop("exists", False):
         return name in ui.controls
@@ -258,7 +287,9 @@ def workspace_control(name: str, **flags: Any) -> Any:
         raise RuntimeError(f"workspaceControl: Object's name '{name}' is not unique.")
     script = flags.pop("uiScript", None)
     if not script:
-        raise RuntimeError("workspaceControl: the uiScript flag is required to create a workspace control")
+        raise RuntimeError(
+            "workspaceControl: the uiScript flag is required to create a workspace control"
+        )
     control = WorkspaceControl(
         name,
         label=str(flags.pop("label", name)),
@@ -331,7 +362,14 @@ def restart() -> list[str]:
         _destroy_widget(control)
     ui.controls.clear()
     for control in saved:
-        fresh = WorkspaceControl(control.name, control.label, control.ui_script, control.retain, control.floating, flags=control.flags)
+        fresh = WorkspaceControl(
+            control.name,
+            control.label,
+            control.ui_script,
+            control.retain,
+            control.floating,
+            flags=control.flags,
+        )
         ui.controls[fresh.name] = fresh
         _create_widget(fresh)
         _run_ui_script(fresh)

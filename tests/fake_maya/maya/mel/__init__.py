@@ -4,8 +4,9 @@ Enough MEL for commands in command syntax: ``subSession -m "toolA.ui" -fn show t
 (words separated by blanks, double-quoted strings with ``\\"``, ``\\\\``, ``\\n``
 escapes, statements ended by ``;``, ``//`` comments) and ``loadPlugin``/
 ``unloadPlugin``, reading a global variable (``$tmp = $gMainWindowMenu``, Maya's menu
-names; ``global string $x;`` declarations) and ``buildViewMenu <menu>``. Every word reaches the command as a string, as in MEL; the result of
-the last statement is returned (bools as ints, as MEL has no bool type).
+names; ``global string $x;`` declarations) and ``buildViewMenu <menu>``. Every word
+reaches the command as a string, as in MEL; the result of the last statement is
+returned (bools as ints, as MEL has no bool type).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def eval(script: str) -> Any:  # noqa: A001 - Maya's name
 
 def _global(word: str) -> str:
     if _host.state.batch or not word.startswith("$") or word[1:] not in _ui.MEL_GLOBALS:
-        raise RuntimeError(f"// Error: Line 1.1: \"{word}\" is an undeclared variable.")
+        raise RuntimeError(f'// Error: Line 1.1: "{word}" is an undeclared variable.')
     return _ui.MEL_GLOBALS[word[1:]]
 
 
