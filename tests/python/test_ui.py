@@ -115,7 +115,7 @@ def test_lists_sessions_with_their_settings_and_modules(
     assert cell(model, row, 6) == "studio_*"
     manager.select_session(name)
     assert manager.module_names() == [pkg, f"{pkg}.widgets"]
-    assert cell(manager.modules_proxy, 1, 1) == str(tmp_path / pkg / "widgets.py")
+    assert cell(manager.modules_proxy, 1, 3) == str(tmp_path / pkg / "widgets.py")
     assert manager.selected_session() is s
 
 
@@ -219,8 +219,8 @@ def test_stale_checks_run_on_a_worker_thread(
     )
     assert threads and all(t == "subsession-ui-stale" for t in threads)
     assert manager.module_names() == [pkg, f"{pkg}.widgets"]
-    assert cell(manager.modules_proxy, 1, 3) == "stale"
-    assert cell(manager.modules_proxy, 0, 3) == ""
+    assert cell(manager.modules_proxy, 1, 1) == "stale"
+    assert cell(manager.modules_proxy, 0, 1) == ""
     assert not manager.progress.isVisibleTo(manager)
     assert "stale check" in manager.status.text()
 

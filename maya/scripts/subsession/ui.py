@@ -236,7 +236,7 @@ class SessionManager(QtWidgets.QWidget):
         "Environment",
         "Keep global",
     ]
-    MODULE_COLUMNS = ["Module", "File", "Last reload", "Stale"]
+    MODULE_COLUMNS = ["Module", "Stale", "Last reload", "File"]
 
     def __init__(
         self, parent: Optional[QtWidgets.QWidget] = None, *, stale_interval: float = 2.0
@@ -359,7 +359,7 @@ class SessionManager(QtWidgets.QWidget):
         log_layout = QtWidgets.QVBoxLayout(log_box)
         log_layout.setContentsMargins(0, 0, 0, 0)
         log_head = QtWidgets.QHBoxLayout()
-        log_head.addWidget(QtWidgets.QLabel("Log (logger subsession)"))
+        log_head.addWidget(QtWidgets.QLabel("Changes and the subsession logger"))
         log_head.addStretch(1)
         self.level_combo = QtWidgets.QComboBox()
         self.level_combo.addItems(list(LOG_LEVELS))
@@ -471,6 +471,8 @@ class SessionManager(QtWidgets.QWidget):
     # -- changes from the core --------------------------------------------------------------
     def _on_change(self, change: subsession.Change) -> None:
         prefix = change.prefix
+        if change.kind != "imported":
+            self._note_change(change)
         if change.kind == "closed":
             if self._rows.pop(prefix, None) is not None:
                 self._refresh_sessions()
@@ -548,7 +550,7 @@ class SessionManager(QtWidgets.QWidget):
         marked = {i for i, k in enumerate(keys) if self._rows[k].stale}
         self.sessions_model.set_rows(keys, rows, marked)
         header = self.sessions_view.horizontalHeader()
-        for column in range(4):
+        for column in range(len(self.SESSION_COLUMNS) - 1):
             header.setSectionResizeMode(column, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         if selected is not None and selected.prefix in self._rows:
             self.sessions_view.selectRow(keys.index(selected.prefix))
@@ -571,19 +573,19 @@ class SessionManager(QtWidgets.QWidget):
                 if is_stale:
                     marked.add(len(rows))
                 keys.append(name)
-                rows.append([name, str(file), last, "stale" if is_stale else ""])
+                rows.append([name, "stale" if is_stale else "", last, str(file)])
             self.modules_label.setText(
                 f"Modules of <b>{html.escape(_label(row.session))}</b> ({len(rows)})"
             )
         else:
             self.modules_label.setText("Modules")
         self.modules_model.set_rows(keys, rows, marked)
-        header = self.modules_view.horizontalHeader()
-        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Interactive)
         if rows:
-            self.modules_view.setColumnWidth(0, min(320, max(160, 8 * max(len(k) for k in keys))))
-            self.modules_view.setColumnWidth(1, 360)
-            self.modules_view.setColumnWidth(2, 90)
+            metrics = self.modules_view.fontMetrics()
+            widest = max(metrics.horizontalAdvance(k) for k in keys) + 24
+            self.modules_view.setColumnWidth(0, min(360, max(160, widest)))
+            self.modules_view.setColumnWidth(1, metrics.horizontalAdvance("stale") + 32)
+            self.modules_view.setColumnWidth(2, metrics.horizontalAdvance("00:00:00") + 40)
         self.last_refresh_seconds = time.perf_counter() - started
         self._update_actions()
 
@@ -836,6 +838,18 @@ class SessionManager(QtWidgets.QWidget):
         escaped = html.escape(text)
         line = f'<span style="color:{color}">{escaped}</span>' if color else escaped
         self.log_view.appendHtml(f'<pre style="margin:0">{line}</pre>')
+
+    def _note_change(self, change: subsession.Change) -> None:
+        """Changes go to the pane (not to the logger: the Script Editor has enough)."""
+        who = change.name if change.name is not None else change.prefix
+        text = f"{time.strftime('%H:%M:%S')} {change.kind:<7} {who}"
+        if change.modules:
+            shown = ", ".join(change.modules[:8])
+            more = len(change.modules) - 8
+            text += f": {shown}" + (f" (+{more})" if more > 0 else "")
+        self.log_view.appendHtml(
+            f'<pre style="margin:0"><span style="color:#8fb3cc">{html.escape(text)}</span></pre>'
+        )
 
     def log_text(self) -> str:
         return str(self.log_view.toPlainText())
