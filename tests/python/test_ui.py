@@ -115,8 +115,13 @@ def test_lists_sessions_with_their_settings_and_modules(
     assert cell(model, row, 6) == "studio_*"
     manager.select_session(name)
     assert manager.module_names() == [pkg, f"{pkg}.widgets"]
-    assert cell(manager.modules_proxy, 1, 3) == str(tmp_path / pkg / "widgets.py")
+    assert cell(manager.modules_model, 1, 3) == str(tmp_path / pkg / "widgets.py")
     assert manager.selected_session() is s
+    manager.filter_edit.setText("WIDG")  # case-insensitive filter on the name
+    assert manager.module_names() == [f"{pkg}.widgets"]
+    manager.filter_edit.clear()
+    manager.modules_view.sortByColumn(0, QtCore.Qt.SortOrder.DescendingOrder)
+    assert manager.module_names() == [f"{pkg}.widgets", pkg]
 
 
 def test_follows_sessions_created_and_closed_elsewhere(
@@ -179,8 +184,8 @@ def test_module_list_follows_imports_and_reloads(
     s.import_module(pkg)  # elsewhere: the manager is told by the core
     pump_until(lambda: manager.module_names() == [pkg, f"{pkg}.widgets"], what="imported modules")
     s.reload_all()
-    pump_until(lambda: cell(manager.modules_proxy, 1, 2) != "—", what="the last reload time")
-    assert time.strftime("%H:") in cell(manager.modules_proxy, 1, 2)
+    pump_until(lambda: cell(manager.modules_model, 1, 2) != "—", what="the last reload time")
+    assert time.strftime("%H:") in cell(manager.modules_model, 1, 2)
 
 
 # -- stale checks ----------------------------------------------------------------------------
@@ -219,8 +224,8 @@ def test_stale_checks_run_on_a_worker_thread(
     )
     assert threads and all(t == "subsession-ui-stale" for t in threads)
     assert manager.module_names() == [pkg, f"{pkg}.widgets"]
-    assert cell(manager.modules_proxy, 1, 1) == "stale"
-    assert cell(manager.modules_proxy, 0, 1) == ""
+    assert cell(manager.modules_model, 1, 1) == "stale"
+    assert cell(manager.modules_model, 0, 1) == ""
     assert not manager.progress.isVisibleTo(manager)
     assert "stale check" in manager.status.text()
 

@@ -101,40 +101,59 @@ class _Row:
 
 
 class _TableModel(QtCore.QAbstractTableModel):
-    """A read-only table of strings; data() is asked only for visible cells."""
+    """A read-only table of strings, filtered and sorted in Python: Qt asks data()
+    only for the visible cells (a proxy model would call back per row to sort)."""
 
     def __init__(self, headers: list[str], parent: QtCore.QObject) -> None:
         super().__init__(parent)
         self.headers = headers
-        self.rows: list[list[str]] = []
-        self.keys: list[str] = []
-        self.tips: list[Optional[str]] = []
-        self.marked: set[int] = set()
+        self._all: list[tuple[str, list[str], bool]] = []
+        self._shown: list[tuple[str, list[str], bool]] = []
+        self._filter = ""
+        self._sort: Optional[tuple[int, bool]] = None
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _, _ in self._shown]
 
     def set_rows(
-        self, keys: list[str], rows: list[list[str]], marked: Optional[set[int]] = None
+        self, keys: list[str], rows: list[list[str]], marked: Optional[set[str]] = None
     ) -> None:
+        """Rows with their keys; ``marked`` keys are drawn in the warning colour."""
+        marks = marked or set()
+        self._all = [(k, r, k in marks) for k, r in zip(keys, rows)]
+        self._apply()
+
+    def set_filter(self, text: str) -> None:
+        self._filter = text.lower()
+        self._apply()
+
+    def sort(self, column: int, order: Any = None) -> None:
+        self._sort = (column, order == Qt.SortOrder.DescendingOrder)
+        self._apply()
+
+    def _apply(self) -> None:
         self.beginResetModel()
-        self.keys, self.rows, self.marked = keys, rows, marked or set()
+        shown = self._all
+        if self._filter:
+            shown = [r for r in shown if self._filter in r[0].lower()]
+        if self._sort is not None:
+            column, reverse = self._sort
+            shown = sorted(shown, key=lambda r: r[1][column], reverse=reverse)
+        self._shown = shown
         self.endResetModel()
 
-    def update_row(self, index: int, row: list[str], marked: bool) -> None:
-        self.rows[index] = row
-        (self.marked.add if marked else self.marked.discard)(index)
-        self.dataChanged.emit(self.index(index, 0), self.index(index, len(self.headers) - 1))
-
     def rowCount(self, parent: Any = None) -> int:  # noqa: N802 - Qt's name
-        return 0 if parent is not None and parent.isValid() else len(self.rows)
+        return 0 if parent is not None and parent.isValid() else len(self._shown)
 
     def columnCount(self, parent: Any = None) -> int:  # noqa: N802
         return 0 if parent is not None and parent.isValid() else len(self.headers)
 
     def data(self, index: Any, role: int = 0) -> Any:
-        if not index.isValid():
-            return None
+        row = index.row()
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
-            return self.rows[index.row()][index.column()]
-        if role == Qt.ItemDataRole.ForegroundRole and index.row() in self.marked:
+            return self._shown[row][1][index.column()]
+        if role == Qt.ItemDataRole.ForegroundRole and self._shown[row][2]:
             return QtGui.QBrush(QtGui.QColor(232, 160, 60))
         return None
 
@@ -334,16 +353,13 @@ class SessionManager(QtWidgets.QWidget):
         self.sessions_view = self._view(self.sessions_model)
         self.sessions_view.selectionModel().selectionChanged.connect(self._on_select)
         self.modules_model = _TableModel(self.MODULE_COLUMNS, self)
-        self.modules_proxy = QtCore.QSortFilterProxyModel(self)
-        self.modules_proxy.setSourceModel(self.modules_model)
-        self.modules_proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.modules_view = self._view(self.modules_proxy)
+        self.modules_view = self._view(self.modules_model)
         self.modules_view.setSortingEnabled(True)
         self.modules_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.filter_edit = QtWidgets.QLineEdit()
         self.filter_edit.setPlaceholderText("Filter modules")
         self.filter_edit.setClearButtonEnabled(True)
-        self.filter_edit.textChanged.connect(self.modules_proxy.setFilterFixedString)
+        self.filter_edit.textChanged.connect(self.modules_model.set_filter)
         self.modules_label = QtWidgets.QLabel("Modules")
         modules_box = QtWidgets.QWidget()
         modules_layout = QtWidgets.QVBoxLayout(modules_box)
@@ -427,8 +443,7 @@ class SessionManager(QtWidgets.QWidget):
 
     def module_names(self) -> list[str]:
         """The module names listed for the selected session (as sorted on screen)."""
-        proxy = self.modules_proxy
-        return [str(proxy.data(proxy.index(i, 0))) for i in range(proxy.rowCount())]
+        return self.modules_model.keys
 
     def selected_session(self) -> Optional[subsession.Session]:
         row = self._selected_row()
@@ -454,16 +469,16 @@ class SessionManager(QtWidgets.QWidget):
         )
 
     def select_module(self, name: str) -> None:
-        proxy = self.modules_proxy
-        for i in range(proxy.rowCount()):
-            if proxy.data(proxy.index(i, 0)) == name:
-                self.modules_view.selectRow(i)
-                return
+        keys = self.modules_model.keys
+        if name in keys:
+            self.modules_view.selectRow(keys.index(name))
+            return
         raise KeyError(f"module {name!r} is not listed for the selected session")
 
     def _selected_module(self) -> Optional[str]:
         rows = self.modules_view.selectionModel().selectedRows()
-        return str(self.modules_proxy.data(rows[0])) if rows else None
+        keys = self.modules_model.keys
+        return keys[rows[0].row()] if rows and rows[0].row() < len(keys) else None
 
     def _on_select(self, *_: Any) -> None:
         self._refresh_modules()
@@ -547,7 +562,7 @@ class SessionManager(QtWidgets.QWidget):
         selected = self._selected_row()
         keys = list(self._rows)
         rows = [self._session_cells(self._rows[k]) for k in keys]
-        marked = {i for i, k in enumerate(keys) if self._rows[k].stale}
+        marked = {k for k in keys if self._rows[k].stale}
         self.sessions_model.set_rows(keys, rows, marked)
         header = self.sessions_view.horizontalHeader()
         for column in range(len(self.SESSION_COLUMNS) - 1):
@@ -561,7 +576,7 @@ class SessionManager(QtWidgets.QWidget):
         row = self._selected_row()
         keys: list[str] = []
         rows: list[list[str]] = []
-        marked: set[int] = set()
+        marked: set[str] = set()
         if row is not None and not row.session.closed:
             stale = set(row.stale or ())
             reloads = _changes.last_reloads(row.prefix)
@@ -571,7 +586,7 @@ class SessionManager(QtWidgets.QWidget):
                 last = time.strftime("%H:%M:%S", time.localtime(when)) if when else "—"
                 is_stale = name in stale
                 if is_stale:
-                    marked.add(len(rows))
+                    marked.add(name)
                 keys.append(name)
                 rows.append([name, "stale" if is_stale else "", last, str(file)])
             self.modules_label.setText(
@@ -582,7 +597,7 @@ class SessionManager(QtWidgets.QWidget):
         self.modules_model.set_rows(keys, rows, marked)
         if rows:
             metrics = self.modules_view.fontMetrics()
-            widest = max(metrics.horizontalAdvance(k) for k in keys) + 24
+            widest = metrics.horizontalAdvance(max(keys, key=len)) + 24
             self.modules_view.setColumnWidth(0, min(360, max(160, widest)))
             self.modules_view.setColumnWidth(1, metrics.horizontalAdvance("stale") + 32)
             self.modules_view.setColumnWidth(2, metrics.horizontalAdvance("00:00:00") + 40)
