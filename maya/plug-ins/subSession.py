@@ -155,7 +155,9 @@ def _add_menu_item() -> None:
         label="Sub-sessions",
         annotation="The subsession manager: sessions, modules, reload, close and leaks",
         sourceType="python",
-        command=MENU_COMMAND,
+        # A string, not a function: it survives a reload of this plug-in. Maya takes
+        # a string for every script flag; maya-stubs only types callables.
+        command=MENU_COMMAND,  # type: ignore[arg-type]
     )
 
 

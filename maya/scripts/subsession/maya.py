@@ -140,7 +140,9 @@ def show_manager() -> Any:
     cmds.workspaceControl(
         MANAGER_CONTROL,
         label="Sub-sessions",
-        uiScript=MANAGER_UI_SCRIPT,
+        # A string: Maya saves it with the workspace and runs it at start-up (the
+        # stubs type script flags as callables only).
+        uiScript=MANAGER_UI_SCRIPT,  # type: ignore[arg-type]
         retain=False,
         floating=True,
         initialWidth=900,

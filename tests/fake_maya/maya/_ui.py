@@ -378,3 +378,6 @@ def restart() -> list[str]:
 
 def _long(flags: dict[str, Any], short: dict[str, str]) -> dict[str, Any]:
     return {short.get(k, k): v for k, v in flags.items()}
+
+
+reset()  # Maya starts with its main menus (unbuilt)
