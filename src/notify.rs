@@ -9,7 +9,7 @@
 //! code that made the change.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -29,9 +29,14 @@ struct Subscriber {
 }
 
 static SUBSCRIBERS: Mutex<Vec<Subscriber>> = Mutex::new(Vec::new());
-/// Subscriber count, read without the lock: emitting with nobody listening costs
-/// one atomic load.
-static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The kinds anybody listens to (the union of the masks), read without the lock: a
+/// change nobody listens to costs one atomic load (imports, when only reloads and
+/// closes are watched).
+static LISTENED: AtomicU8 = AtomicU8::new(0);
+
+fn update_listened(subs: &[Subscriber]) {
+    LISTENED.store(subs.iter().fold(0, |m, s| m | s.mask), Ordering::Release);
+}
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
 fn kind_bit(kind: &str) -> Option<u8> {
@@ -76,7 +81,7 @@ fn subscribe(
         mask,
         callback: callback.unbind(),
     });
-    COUNT.store(subs.len(), Ordering::Release);
+    update_listened(&subs);
     Ok(token)
 }
 
@@ -89,7 +94,7 @@ fn unsubscribe(py: Python<'_>, token: u64) -> bool {
             .unwrap_or_else(|e| e.into_inner());
         let found = subs.iter().position(|s| s.token == token);
         let removed = found.map(|i| subs.remove(i));
-        COUNT.store(subs.len(), Ordering::Release);
+        update_listened(&subs);
         removed
     };
     // Dropped after the lock is released: a decref may run Python code.
@@ -98,12 +103,12 @@ fn unsubscribe(py: Python<'_>, token: u64) -> bool {
 
 /// Tells the subscribers about a change of `core`. Never fails.
 pub fn emit(py: Python<'_>, kind: &'static str, core: &SessionCore, modules: &[String]) {
-    if COUNT.load(Ordering::Acquire) == 0 {
-        return;
-    }
     let Some(bit) = kind_bit(kind) else {
         return;
     };
+    if LISTENED.load(Ordering::Acquire) & bit == 0 {
+        return;
+    }
     let callbacks: Vec<Py<PyAny>> = {
         let subs = SUBSCRIBERS
             .lock_py_attached(py)
