@@ -1,7 +1,8 @@
 /*
  * subsession C ABI: run Python code in named sub-sessions of an embedded CPython.
- * Full guide: docs/c_abi.md. ABI version: SUBSESSION_ABI_VERSION (check it against
- * subsession_abi_version() after loading the library).
+ * Guide: README.md, "C ABI"; contract: docs/contract.md §11. ABI version:
+ * SUBSESSION_ABI_VERSION (check it against subsession_abi_version() after loading
+ * the library).
  *
  * RESULTS. Every fallible function returns a subsession_result; 0 is
  * SUBSESSION_RESULT_OK. On any other code, subsession_last_error() returns a

@@ -49,12 +49,47 @@ pub fn is_active() -> bool {
     ACTIVE.load(Ordering::Acquire) != 0
 }
 
+/// Frames another thread left for the thread that entered them (a generator that
+/// held a `with` block, closed elsewhere): that thread drops them from its stack the
+/// next time it looks. The count makes the look one atomic load in the usual case.
+static LEFT_ELSEWHERE: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+static LEFT_ELSEWHERE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Drops this thread's stack entries for frames another thread has left.
+fn purge_stack() {
+    if LEFT_ELSEWHERE_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let mut dropped: Vec<(u64, Py<SessionCore>)> = Vec::new();
+    {
+        let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = STACK.try_with(|s| {
+            if let Ok(mut stack) = s.try_borrow_mut() {
+                let mut i = 0;
+                while i < stack.len() {
+                    if let Some(at) = left.iter().position(|id| *id == stack[i].0) {
+                        left.swap_remove(at);
+                        dropped.push(stack.remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        });
+        LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+    }
+    // Released outside the lock: a last reference may run arbitrary finalisers.
+    drop(dropped);
+}
+
 /// The innermost session active on this thread.
 pub fn top_session(py: Python<'_>) -> Option<Py<SessionCore>> {
+    purge_stack();
     STACK.with(|s| s.borrow().last().map(|(_, c)| c.clone_ref(py)))
 }
 
 fn top_frame_id() -> Option<u64> {
+    purge_stack();
     STACK.with(|s| s.borrow().last().map(|(id, _)| *id))
 }
 
@@ -119,6 +154,11 @@ impl Owned {
 
 struct Frame {
     session: Py<SessionCore>,
+    /// The thread that entered it; another thread may leave it (see `exit`).
+    thread: std::thread::ThreadId,
+    /// Left by another thread while its own thread had later blocks open: it is left
+    /// as soon as those are (leaving it earlier would undo their state).
+    orphaned: bool,
     depth: u32,
     saved_path: Py<PyList>,
     applied_path: Py<PyList>,
@@ -194,12 +234,35 @@ impl Locked<'_> {
     }
 }
 
-fn lock(py: Python<'_>) -> Locked<'static> {
-    Locked {
-        guard: ALIASES
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner()),
+thread_local! {
+    /// Whether this thread holds `ALIASES`.
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Takes the alias table. Python code can run while it is held (a garbage
+/// collection triggered by an allocation runs finalisers; a path hook is Python),
+/// and such code may import, which asks for the table again on the same thread:
+/// that is refused with an error instead of waiting forever on ourselves.
+fn lock(py: Python<'_>) -> PyResult<Locked<'static>> {
+    if HOLDING.try_with(std::cell::Cell::get).unwrap_or(false) {
+        return Err(SessionError::new_err(
+            "subsession is busy on this thread (code run by a finaliser or hook while a \
+             block was being entered or left); import or enter the session outside it",
+        ));
+    }
+    let guard = ALIASES
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner());
+    let _ = HOLDING.try_with(|h| h.set(true));
+    Ok(Locked {
+        guard,
         garbage: Vec::new(),
+    })
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = HOLDING.try_with(|h| h.set(false));
     }
 }
 
@@ -554,6 +617,7 @@ impl Aliases {
     }
 
     fn frame_for(&self, py: Python<'_>, session: &SessionCore) -> Option<u64> {
+        purge_stack();
         let mine = STACK.with(|s| {
             s.borrow()
                 .iter()
@@ -633,7 +697,7 @@ fn imported_elsewhere(locks: &Bound<'_, PyDict>, name: &Bound<'_, PyString>) -> 
 /// `sys.path` as the global code sees it: the pre-activation snapshot while any block
 /// is active, else the live list.
 pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
-    if let Some(base) = lock(py).state().base.as_ref() {
+    if let Some(base) = lock(py)?.state().base.as_ref() {
         return Ok(base.strings.clone());
     }
     Ok(interp::sys_path(py)?
@@ -644,7 +708,7 @@ pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
 
 /// The generation of the frozen base path while blocks are active.
 pub fn base_generation(py: Python<'_>) -> Option<u64> {
-    lock(py).state().base.as_ref().map(|b| b.generation)
+    lock(py).ok()?.state().base.as_ref().map(|b| b.generation)
 }
 
 /// The path gate: may `fullname` be searched for in the session-only entry `path`?
@@ -653,7 +717,10 @@ pub fn gate_open(py: Python<'_>, path: &str, fullname: &str) -> bool {
     if fullname.starts_with(PREFIX) || !is_active() {
         return true;
     }
-    if lock(py)
+    let Ok(mut locked) = lock(py) else {
+        return false;
+    };
+    if locked
         .state()
         .base
         .as_ref()
@@ -661,7 +728,35 @@ pub fn gate_open(py: Python<'_>, path: &str, fullname: &str) -> bool {
     {
         return true;
     }
+    drop(locked);
     top_session(py).is_some_and(|s| s.get().lock(py).settings.paths.iter().any(|p| p == path))
+}
+
+/// Runs the path hooks for `paths` that have no finder cached yet. Hooks are Python
+/// code that may import, so they run before the alias table is taken: an import lock
+/// held by a thread that waits for the table must never be needed while holding it.
+fn cache_finders(py: Python<'_>, paths: &[String]) -> PyResult<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let sys = interp::get(py)?.sys.bind(py);
+    let cache = sys.getattr(intern!(py, "path_importer_cache"))?;
+    for path in paths {
+        if cache.get_item(path).is_ok_and(|f| !f.is_none()) {
+            continue;
+        }
+        for hook in sys.getattr(intern!(py, "path_hooks"))?.try_iter()? {
+            match hook?.call1((path,)) {
+                Ok(finder) => {
+                    cache.set_item(path, finder)?;
+                    break;
+                }
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyImportError>(py) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Wraps the `sys.path_importer_cache` entries of session-only paths in gates, so
@@ -859,22 +954,41 @@ fn apply_env(
 
 // ---- enter / exit -----------------------------------------------------------------------
 
-pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
+/// Enters a block of `core` on this thread; returns the token `exit` takes.
+pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<u64> {
     let py = core.py();
     let session = core.get();
     session.ensure_open(py)?;
+    purge_stack();
     let reentered = STACK.with(|s| {
         s.borrow()
             .last()
             .filter(|(_, c)| std::ptr::eq(c.get(), session))
             .map(|(id, _)| *id)
     });
-    let mut locked = lock(py);
+    if reentered.is_none() {
+        let paths = session.lock(py).settings.paths.clone();
+        cache_finders(py, &paths)?;
+    }
+    let mut locked = lock(py)?;
     if let Some(id) = reentered {
         if let Some(f) = locked.state().frames.get_mut(&id) {
             f.depth += 1;
-            return Ok(());
+            return Ok(id);
         }
+    }
+    let st = locked.state();
+    st.next_id += 1;
+    let id = st.next_id;
+    {
+        // Claimed under the session's lock, where `close` checks for frames and marks
+        // the session closed: a block never begins on a closing session.
+        let mut ss = session.lock(py);
+        if ss.closed {
+            drop(ss);
+            return session.ensure_open(py).map(|()| id);
+        }
+        ss.frames.push(id);
     }
     let mods = interp::sys_modules(py);
     let mut garbage = std::mem::take(&mut locked.garbage);
@@ -882,28 +996,28 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<()> {
     let first = !is_active();
     EPOCH.fetch_add(1, Ordering::AcqRel);
     ACTIVE.fetch_add(1, Ordering::AcqRel);
-    st.next_id += 1;
-    let id = st.next_id;
     st.in_flight = imports_in_flight(py);
     let result = enter_frame(core, st, id, first, &mods, &mut garbage);
     st.in_flight = None;
     match &result {
         Ok(()) => {
             STACK.with(|s| s.borrow_mut().push((id, core.clone().unbind())));
-            session.lock(py).frames.push(id);
         }
         Err(_) => {
             // Undo a half-done activation; the original error is what the user needs.
             if st.frames.contains_key(&id) {
                 let _ = leave_frame(py, st, id, session, &mods, &mut garbage);
-            } else if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
-                st.base = None;
+            } else {
+                session.lock(py).frames.retain(|f| *f != id);
+                if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    st.base = None;
+                }
             }
         }
     }
     drop(locked);
     drop(garbage);
-    result
+    result.map(|()| id)
 }
 
 fn enter_frame(
@@ -942,6 +1056,8 @@ fn enter_frame(
         id,
         Frame {
             session: core.clone().unbind(),
+            thread: std::thread::current().id(),
+            orphaned: false,
             depth: 0,
             saved_path,
             applied_path: PyList::empty(py).unbind(),
@@ -1156,43 +1272,119 @@ pub fn search_path_from(
     Ok(out)
 }
 
-pub fn exit(core: &Bound<'_, SessionCore>) -> PyResult<()> {
+/// Leaves a block of `core`. `token` is what `enter` returned for that block, when the
+/// caller kept it (the facade does): it names the frame even when the block is left
+/// on another thread than the one that entered it, which is what happens to a `with`
+/// block inside a generator closed elsewhere. Without a token, this thread's
+/// innermost block of the session is meant, else the newest one on another thread.
+///
+/// A frame with blocks of its own thread entered after it still open is not left at
+/// once (that would undo their state): it is marked and left as soon as they end.
+/// Returns the token of the block it left (or marked).
+pub fn exit(core: &Bound<'_, SessionCore>, token: Option<u64>) -> PyResult<u64> {
     let py = core.py();
     let session = core.get();
-    let top = STACK.with(|s| {
+    let me = std::thread::current().id();
+    purge_stack();
+    let mine = STACK.with(|s| {
         s.borrow()
-            .last()
-            .map(|(id, c)| (*id, std::ptr::eq(c.get(), session)))
+            .iter()
+            .rev()
+            .find(|(_, c)| std::ptr::eq(c.get(), session))
+            .map(|(id, _)| *id)
     });
-    let id = match top {
-        Some((id, true)) => id,
-        Some((_, false)) => {
-            return Err(SessionError::new_err(format!(
-                "cannot leave session {}: a session entered after it is still active; \
-                 leave the inner session first",
-                session.label()
-            )));
-        }
-        None => {
-            return Err(SessionError::new_err(format!(
-                "session {} is not active on this thread; call exit() only after enter()",
-                session.label()
-            )));
-        }
+    let mut locked = lock(py)?;
+    let st = locked.state();
+    let ours = |f: &Frame| std::ptr::eq(f.session.get(), session) && !f.orphaned;
+    let id = token
+        .filter(|t| st.frames.get(t).is_some_and(ours))
+        .or(mine.filter(|t| st.frames.get(t).is_some_and(ours)))
+        .or_else(|| {
+            st.frames
+                .iter()
+                .filter(|(_, f)| f.thread != me && ours(f))
+                .map(|(id, _)| *id)
+                .max()
+        });
+    let Some(id) = id else {
+        return Err(SessionError::new_err(format!(
+            "session {} is not active; call exit() only after enter()",
+            session.label()
+        )));
     };
-    let mut locked = lock(py);
-    if let Some(f) = locked.state().frames.get_mut(&id) {
-        if f.depth > 0 {
-            f.depth -= 1;
-            return Ok(());
+    let Some(frame) = st.frames.get_mut(&id) else {
+        return Ok(id);
+    };
+    if frame.depth > 0 {
+        frame.depth -= 1;
+        return Ok(id);
+    }
+    let thread = frame.thread;
+    let later = st
+        .frames
+        .iter()
+        .any(|(other, f)| f.thread == thread && *other > id);
+    if later {
+        if let Some(f) = st.frames.get_mut(&id) {
+            f.orphaned = true;
         }
+        log::debug!(
+            "session {} will be left when the blocks entered after it end",
+            session.label()
+        );
+        return Ok(id);
     }
     let mods = interp::sys_modules(py);
     let mut garbage = std::mem::take(&mut locked.garbage);
-    let result = leave_frame(py, locked.state(), id, session, &mods, &mut garbage);
+    let st = locked.state();
+    let result = leave_frame(py, st, id, session, &mods, &mut garbage);
+    let own_thread = thread == me;
+    if !own_thread {
+        let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
+        left.push(id);
+        LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+        log::debug!(
+            "left session {} on a thread other than the one that entered it",
+            session.label()
+        );
+    }
+    let below = leave_orphans(py, st, thread, own_thread, &mods, &mut garbage);
     drop(locked);
     drop(garbage);
-    result
+    result.and(below).map(|()| id)
+}
+
+/// Leaves the frames of `thread` that another thread asked to leave while later
+/// blocks were open on it, now that they are on top, innermost first.
+fn leave_orphans(
+    py: Python<'_>,
+    st: &mut Aliases,
+    thread: std::thread::ThreadId,
+    own_thread: bool,
+    mods: &Bound<'_, PyDict>,
+    garbage: &mut Vec<Py<PyAny>>,
+) -> PyResult<()> {
+    let mut first_error = None;
+    loop {
+        let top = st
+            .frames
+            .iter()
+            .filter(|(_, f)| f.thread == thread)
+            .max_by_key(|(id, _)| **id)
+            .filter(|(_, f)| f.orphaned)
+            .map(|(id, f)| (*id, f.session.clone_ref(py)));
+        let Some((id, session)) = top else { break };
+        if let Err(e) = leave_frame(py, st, id, session.get(), mods, garbage) {
+            first_error.get_or_insert(e);
+        }
+        garbage.push(session.into_any());
+        if !own_thread {
+            let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
+            left.push(id);
+            LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Restores everything `enter` changed for frame `id`, even if parts fail; returns the
@@ -1347,6 +1539,7 @@ pub fn alias_if_active(
 ) -> PyResult<bool> {
     let py = core.py();
     let session = core.get();
+    purge_stack();
     let Some((id, is_ours)) = STACK.with(|s| {
         s.borrow()
             .last()
@@ -1361,7 +1554,7 @@ pub fn alias_if_active(
     let key = PyString::new(py, name);
     let qualified =
         module_name_py(module).filter(|n| starts_with(n, session.prefix_dot_py.bind(py)));
-    let mut locked = lock(py);
+    let mut locked = lock(py)?;
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
     st.in_flight = imports_in_flight(py);
@@ -1396,7 +1589,7 @@ pub fn global_view<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'p
     let mods = interp::sys_modules(py);
     let mut module = mods.get_item(name)?.filter(|m| !is_session_module(m));
     if module.is_none() {
-        let hidden = lock(py).state().hidden.get(name).map(|m| m.clone_ref(py));
+        let hidden = lock(py)?.state().hidden.get(name).map(|m| m.clone_ref(py));
         module = match hidden {
             Some(h) => Some(h.into_bound(py)),
             // A block's exit restored it meanwhile: read again.
@@ -1414,7 +1607,7 @@ pub fn with_global_view<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mods = interp::sys_modules(py);
     {
-        let mut locked = lock(py);
+        let mut locked = lock(py)?;
         let st = locked.state();
         for n in names {
             *st.reserved.entry(n.clone()).or_default() += 1;
@@ -1431,7 +1624,7 @@ pub fn with_global_view<'py>(
         }
     }
     let result = load();
-    let mut locked = lock(py);
+    let mut locked = lock(py)?;
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
     for n in names {
@@ -1457,7 +1650,9 @@ pub fn with_global_view<'py>(
 
 /// Forgets what the engine kept of a closing session (it is not active anywhere).
 pub fn forget_session(py: Python<'_>, session: &SessionCore, names: &[String]) {
-    let mut locked = lock(py);
+    let Ok(mut locked) = lock(py) else {
+        return;
+    };
     let st = locked.state();
     st.hidden.retain(|_, m| !belongs_to(m.bind(py), session));
     // Emptied owner entries are kept for speed while a session lives; a closed
@@ -1471,6 +1666,7 @@ pub fn forget_session(py: Python<'_>, session: &SessionCore, names: &[String]) {
 
 /// The number of this thread's activations.
 pub fn depth() -> usize {
+    purge_stack();
     STACK.with(|s| s.borrow().len())
 }
 

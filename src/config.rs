@@ -1,4 +1,4 @@
-//! The studio config (SPEC §5): session definitions in TOML or JSON files, layered.
+//! The studio config (docs/config.md): session definitions in TOML or JSON files, layered.
 //!
 //! # Format
 //!
@@ -136,7 +136,7 @@ pub struct Config {
     pub sessions: Vec<(String, SessionSpec)>,
 }
 
-/// Whether `name` is a valid session name (SPEC §3.5).
+/// Whether `name` is a valid session name (docs/contract.md §3.3).
 pub fn is_valid_session_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
@@ -148,21 +148,39 @@ pub fn is_valid_session_name(name: &str) -> bool {
 // Entry points
 // ---------------------------------------------------------------------------------------
 
-/// Reads, validates and layers config files (studio first, user last).
-pub fn parse_files<P: AsRef<Path>>(paths: &[P]) -> Result<Config, ConfigError> {
-    parse_files_with(paths, &ProcessEnv)
+/// Reads, validates and layers config files (studio first, user last). `${VAR}`
+/// takes its values from `env`, a copy of the process environment.
+pub fn parse_files<P: AsRef<Path>>(paths: &[P], env: &EnvSnapshot) -> Result<Config, ConfigError> {
+    parse_files_with(paths, env)
 }
 
 /// One session's settings from a JSON object (the C ABI's create call). `origin` labels
 /// the text in errors; relative paths resolve against the working directory.
-pub fn parse_session_json(text: &str, origin: &str) -> Result<SessionSpec, ConfigError> {
+pub fn parse_session_json(
+    text: &str,
+    origin: &str,
+    env: &EnvSnapshot,
+) -> Result<SessionSpec, ConfigError> {
     let base = std::env::current_dir().map_err(|e| ConfigError {
         file: origin.to_owned(),
         position: None,
         key: None,
         message: format!("cannot resolve relative paths: no working directory ({e})"),
     })?;
-    parse_session_json_with(text, origin, &base, &ProcessEnv)
+    parse_session_json_with(text, origin, &base, env)
+}
+
+/// Checks `text` as [`parse_session_json`] would, except that every `${VAR}` counts as
+/// set: reports a malformed config before the environment can be read (the C ABI
+/// checks its arguments before it attaches to the interpreter).
+pub fn check_session_json(text: &str, origin: &str) -> Result<(), ConfigError> {
+    struct AnyVars;
+    impl Vars for AnyVars {
+        fn var(&self, _name: &str) -> Option<String> {
+            Some("set".to_owned())
+        }
+    }
+    parse_session_json_with(text, origin, Path::new("/"), &AnyVars).map(drop)
 }
 
 /// Where `${VAR}` and `~` get their values; the process environment outside tests.
@@ -170,11 +188,34 @@ trait Vars {
     fn var(&self, name: &str) -> Option<String>;
 }
 
-struct ProcessEnv;
+/// The process environment, copied while the GIL is held.
+///
+/// Python code on other threads changes the environment (`os.environ[k] = v` calls
+/// `putenv`) only while holding the GIL, and glibc frees the old variable array on
+/// such a change: reading it without the GIL can crash the process. So the copy is
+/// taken under the GIL, and parsing (which may read files on a slow share) can then
+/// run without it.
+pub struct EnvSnapshot(std::collections::HashMap<String, String>);
 
-impl Vars for ProcessEnv {
+impl EnvSnapshot {
+    /// Copies the environment; the `Python` token proves the GIL is held.
+    pub fn capture(_py: Python<'_>) -> Self {
+        EnvSnapshot(
+            std::env::vars_os()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Vars for EnvSnapshot {
     fn var(&self, name: &str) -> Option<String> {
-        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+        self.0.get(name).cloned()
     }
 }
 
@@ -434,6 +475,42 @@ impl<'de> Deserialize<'de> for JsonMembers<'de> {
     }
 }
 
+/// Deepest nesting of arrays and objects a config may have. The schema needs 4
+/// (`{"sessions": {"a": {"env": {...}}}}`); the margin only keeps errors about
+/// wrong types readable instead of reporting depth.
+const MAX_DEPTH: usize = 32;
+
+/// Byte offset of the bracket that opens level `MAX_DEPTH + 1`, if any. A plain
+/// scan (strings skipped), so its own cost is flat whatever the input.
+fn json_too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, b) in text.bytes().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Byte offset of `slice` in `text` (0 if it is not a slice of it).
 fn offset_in(text: &str, slice: &str) -> usize {
     (slice.as_ptr() as usize)
@@ -478,9 +555,23 @@ impl Source<'_> {
                     Err(self.error(pos, "", format!("invalid TOML: {}", e.message())))
                 }
             },
-            Format::Json => serde_json::from_str::<&RawValue>(self.text)
-                .map_err(|e| self.json_error(&e, self.text))
-                .and_then(|raw| self.json_node(raw)),
+            Format::Json => {
+                // The tree is built recursively: refuse deep nesting before any
+                // recursion, so no input can exhaust a small thread stack.
+                if let Some(pos) = json_too_deep(self.text) {
+                    return Err(self.error(
+                        pos,
+                        "",
+                        format!(
+                            "invalid JSON: nested deeper than {MAX_DEPTH} levels \
+                             (a config needs at most 4)"
+                        ),
+                    ));
+                }
+                serde_json::from_str::<&RawValue>(self.text)
+                    .map_err(|e| self.json_error(&e, self.text))
+                    .and_then(|raw| self.json_node(raw))
+            }
         }
     }
 
@@ -813,7 +904,13 @@ impl Source<'_> {
             )
             .collect::<Result<Vec<String>, String>>()
             .map_err(fail)?;
-        Ok(items.join(sep))
+        let value = items.join(sep);
+        if value.contains('\0') {
+            return Err(fail(
+                "value contains a NUL character, which the environment cannot hold".to_owned(),
+            ));
+        }
+        Ok(value)
     }
 }
 
@@ -890,7 +987,12 @@ fn expand_vars(s: &str, vars: &dyn Vars) -> Result<String, String> {
                 .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
                 && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
             if !valid {
-                return Err(format!("invalid variable reference ${{{inner}}}"));
+                // Debug-quoted: a newline or control character in the reference must
+                // not break the one-line error.
+                return Err(format!(
+                    "invalid variable reference {:?}: write ${{NAME}} or ${{NAME:-default}}",
+                    format!("${{{inner}}}")
+                ));
             }
             match (vars.var(name), default) {
                 (Some(value), Some(default)) if value.is_empty() => out.push_str(default),
@@ -968,20 +1070,13 @@ fn normalize(path: &Path) -> PathBuf {
 // Python layer
 // ---------------------------------------------------------------------------------------
 
-mod exception {
-    pyo3::create_exception!(
-        subsession,
-        ConfigError,
-        pyo3::exceptions::PyValueError,
-        "An invalid studio config; the message reads file:line:column: key: what is wrong."
-    );
-}
-
-/// The Python exception raised for a [`ConfigError`] (`subsession.ConfigError`).
-pub use exception::ConfigError as PyConfigError;
-
+/// The Python exception for a [`ConfigError`]: `subsession.ConfigError`, a
+/// `SessionError` and a `ValueError` (made in `errors`).
 fn to_py_err(py: Python<'_>, e: &ConfigError) -> PyErr {
-    let err = PyConfigError::new_err(e.to_string());
+    let err = match crate::errors::config_error(py) {
+        Ok(ty) => PyErr::from_type(ty.clone(), e.to_string()),
+        Err(failed) => return failed,
+    };
     // Attributes let a UI highlight the spot; failures to set them only lose detail.
     let value = err.value(py);
     let (line, column) = e.position.unzip();
@@ -1014,9 +1109,11 @@ fn spec_to_dict<'py>(py: Python<'py>, spec: &SessionSpec) -> PyResult<Bound<'py,
 /// inherit_paths, startup}}}``. Raises ConfigError naming file, line, column and key.
 #[pyfunction]
 fn parse_config<'py>(py: Python<'py>, paths: Vec<PathBuf>) -> PyResult<Bound<'py, PyDict>> {
-    // Studio configs often live on network shares: do not hold the GIL while reading.
+    // Studio configs often live on network shares: do not hold the GIL while reading,
+    // but copy the environment before letting it go.
+    let env = EnvSnapshot::capture(py);
     let config = py
-        .detach(|| parse_files(&paths))
+        .detach(|| parse_files(&paths, &env))
         .map_err(|e| to_py_err(py, &e))?;
     let sessions = PyDict::new(py);
     for (name, spec) in &config.sessions {
@@ -1039,13 +1136,12 @@ fn py_parse_session_json<'py>(
     text: &str,
     origin: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let spec = parse_session_json(text, origin).map_err(|e| to_py_err(py, &e))?;
+    let spec = parse_session_json(text, origin, &EnvSnapshot::capture(py))
+        .map_err(|e| to_py_err(py, &e))?;
     spec_to_dict(py, &spec)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("ConfigError", py.get_type::<PyConfigError>())?;
     m.add_function(wrap_pyfunction!(parse_config, m)?)?;
     m.add_function(wrap_pyfunction!(py_parse_session_json, m)?)?;
     Ok(())
@@ -1548,6 +1644,52 @@ env = {{ P = "~/a{sep}${{TOOLS}}/b{sep}~other", Q = "${{EMPTY}}", R = "cost $$5 
             e.to_string().starts_with("<C ABI>:1:1: invalid JSON: EOF"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn deep_json_is_refused_before_recursing() {
+        // Run on a 256 KiB stack: the refusal must not depend on the caller's stack.
+        let outcome = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let deep = format!(
+                    r#"{{"paths": {}{}}}"#,
+                    "[".repeat(100_000),
+                    "]".repeat(100_000)
+                );
+                parse_session_json_with(&deep, "deep", &base(), &env())
+                    .unwrap_err()
+                    .to_string()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.starts_with("deep:1:"), "{outcome}");
+        assert!(
+            outcome.contains("nested deeper than 32 levels"),
+            "{outcome}"
+        );
+        // Brackets inside strings do not count.
+        let text = format!(r#"{{"paths": ["{}"]}}"#, "[".repeat(100));
+        assert!(parse_session_json_with(&text, "s", &base(), &env()).is_ok());
+        assert!(json_too_deep(&format!("{}{}", "[".repeat(32), "]".repeat(32))).is_none());
+        assert_eq!(json_too_deep(&"[".repeat(33)), Some(32));
+    }
+
+    #[test]
+    fn env_values_and_references_stay_one_line() {
+        let e = err("a.toml", "[sessions.a]\nenv = { A = \"a\\u0000b\" }\n");
+        assert!(e.starts_with("a.toml:2:"), "{e}");
+        assert!(e.contains("NUL"), "{e}");
+        let e = err("a.toml", "[sessions.a]\npaths = [\"${UNDEF\\nX}\"]\n");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn check_session_json_needs_no_environment() {
+        assert!(check_session_json(r#"{"paths": ["${NOT_SET_ANYWHERE}/x"]}"#, "c").is_ok());
+        let e = check_session_json(r#"{"paths": 1}"#, "c").unwrap_err();
+        assert!(e.to_string().starts_with("c:1:"), "{e}");
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! The exceptions `subsession` raises (all subclasses of `SessionError`).
+//! The exceptions `subsession` raises: one root, `SessionError`, a `RuntimeError` as
+//! Maya's own commands raise (docs/contract.md, "Errors").
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
 
 create_exception!(
     subsession,
     SessionError,
-    PyException,
-    "Base class of subsession's errors."
+    PyRuntimeError,
+    "Base class of every error subsession raises (a RuntimeError, Maya's convention)."
 );
 create_exception!(
     subsession,
@@ -35,6 +38,26 @@ create_exception!(
     "A reload failed; the previous module is still in place."
 );
 
+/// `subsession.ConfigError(SessionError, ValueError)`: an invalid studio config.
+/// `create_exception!` takes one base, so this type is made once with `type()`.
+pub fn config_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    TYPE.get_or_try_init(py, || -> PyResult<Py<PyType>> {
+        let namespace = PyDict::new(py);
+        namespace.set_item("__module__", "subsession")?;
+        namespace.set_item(
+            "__doc__",
+            "An invalid studio config; the message reads file:line:column: key: what is wrong.",
+        )?;
+        let bases = (py.get_type::<SessionError>(), py.get_type::<PyValueError>());
+        let made = py
+            .get_type::<PyType>()
+            .call1(("ConfigError", bases, namespace))?;
+        Ok(made.cast_into::<PyType>()?.unbind())
+    })
+    .map(|t| t.bind(py))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("SessionError", py.get_type::<SessionError>())?;
@@ -42,5 +65,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SessionExistsError", py.get_type::<SessionExistsError>())?;
     m.add("NoSuchSessionError", py.get_type::<NoSuchSessionError>())?;
     m.add("ReloadError", py.get_type::<ReloadError>())?;
+    m.add("ConfigError", config_error(py)?)?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! C ABI (SPEC §6): `subsession_*` functions for C/C++ hosts that embed Python.
+//! C ABI (docs/contract.md §11): `subsession_*` functions for C/C++ hosts that embed Python.
 //!
 //! Conventions (repeated for C programmers at the top of `include/subsession.h`):
 //!
@@ -455,17 +455,22 @@ fn session<'py>(py: Python<'py>, name: &str) -> Outcome<Bound<'py, PyAny>> {
 }
 
 // ---------------------------------------------------------------------------------
-// Session config (the per-session keys of SPEC §5, as one JSON object)
+// Session config (the per-session keys of docs/config.md, as one JSON object)
 // ---------------------------------------------------------------------------------
 
 /// Parses `config_json` with the studio config's own parser (pure Rust, no
 /// statics), so the C ABI accepts exactly what a `[sessions.x]` table accepts and
 /// reports errors the same way: `config_json:LINE:COLUMN: key: message`.
-fn parse_config(text: Option<&str>) -> Outcome<SessionSpec> {
+///
+/// Takes the GIL token because `${VAR}` reads the process environment, which Python
+/// code on other threads may be changing (see [`config::EnvSnapshot`]).
+fn parse_config(py: Python<'_>, text: Option<&str>) -> Outcome<SessionSpec> {
     match text {
         None => Ok(SessionSpec::default()),
-        Some(text) => config::parse_session_json(text, "config_json")
-            .map_err(|e| Failure::new(R::InvalidConfig, e.to_string())),
+        Some(text) => {
+            config::parse_session_json(text, "config_json", &config::EnvSnapshot::capture(py))
+                .map_err(|e| Failure::new(R::InvalidConfig, e.to_string()))
+        }
     }
 }
 
@@ -555,8 +560,11 @@ pub unsafe extern "C" fn subsession_string_free(s: *mut c_char) {
 /// relative paths resolve against the current directory. Unknown keys are errors,
 /// reported as `config_json:LINE:COLUMN: key: message`.
 ///
-/// Errors: SESSION_EXISTS, INVALID_CONFIG (bad JSON, key, value or name),
-/// PYTHON_EXCEPTION (startup module failed).
+/// Errors: SESSION_EXISTS (also when another thread creates the same name at the
+/// same time: exactly one of them succeeds), INVALID_CONFIG (bad JSON, nesting
+/// deeper than 32 levels, key, value or name), PYTHON_EXCEPTION (startup module
+/// failed; the session was closed again), NO_SUCH_SESSION (another thread closed
+/// the new session while its startup module ran).
 ///
 /// # Safety
 /// `name` and `config_json` are NULL or NUL-terminated strings.
@@ -569,8 +577,13 @@ pub unsafe extern "C" fn subsession_create(
         // SAFETY: forwarded contract.
         let name = unsafe { str_arg(name, "name") }?;
         // SAFETY: forwarded contract.
-        let config = parse_config(unsafe { opt_str_arg(config_json, "config_json") }?)?;
+        let config_json = unsafe { opt_str_arg(config_json, "config_json") }?;
+        if let Some(text) = config_json {
+            config::check_session_json(text, "config_json")
+                .map_err(|e| Failure::new(R::InvalidConfig, e.to_string()))?;
+        }
         with_python(|py| {
+            let config = parse_config(py, config_json)?;
             let kwargs = session_kwargs(py, &config)?;
             let session = package(py)?
                 .getattr("Session")
@@ -578,9 +591,18 @@ pub unsafe extern "C" fn subsession_create(
                 .or_fail_at(py, Stage::Construct)?;
             if let Some(startup) = &config.startup {
                 if let Err(e) = session.call_method1("import_module", (startup,)) {
+                    let mut f = py_failure(py, e, Stage::Run);
+                    if f.code == R::NoSuchSession {
+                        // Another thread closed the new session while its startup
+                        // module ran: it existed, and is gone now.
+                        f.message = format!(
+                            "session {name:?} was closed by another thread while its \
+                             startup module {startup:?} ran; create it again if needed"
+                        );
+                        return Err(f);
+                    }
                     // All or nothing: a half-started session would block the name.
                     let _ = session.call_method0("close");
-                    let mut f = py_failure(py, e, Stage::Run);
                     f.message = format!(
                         "startup module {startup:?} failed, session {name:?} was not created: {}",
                         f.message
@@ -739,19 +761,12 @@ pub unsafe extern "C" fn subsession_reload(
             let kwargs = PyDict::new(py);
             kwargs.set_item("deep", deep != 0).or_fail(py)?;
             let names: Vec<String> = (|| -> PyResult<Vec<String>> {
-                let result = if all != 0 {
-                    // The facade may not wrap reload_all; the engine object has it.
-                    match s.getattr("reload_all") {
-                        Ok(f) => f.call((), Some(&kwargs))?,
-                        Err(_) => {
-                            s.getattr("_core")?
-                                .call_method("reload_all", (), Some(&kwargs))?
-                        }
-                    }
+                let method = if all != 0 {
+                    "reload_all"
                 } else {
-                    s.call_method("reload_stale", (), Some(&kwargs))?
+                    "reload_stale"
                 };
-                result.extract()
+                s.call_method(method, (), Some(&kwargs))?.extract()
             })()
             .or_fail(py)?;
             out.set(serde_json::Value::from(names).to_string())

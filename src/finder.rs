@@ -150,7 +150,7 @@ fn wrap_spec<'py>(
 }
 
 /// A module already initialised from this extension file, if any: C extensions
-/// cannot be initialised twice, so a session shares it (SPEC §3.2).
+/// cannot be initialised twice, so a session shares it (docs/contract.md §4.2).
 fn loaded_extension<'py>(py: Python<'py>, origin: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
     let mods = interp::sys_modules(py);
     for (_, module) in mods.iter() {

@@ -29,10 +29,6 @@ impl ImportGraph {
             .insert(importer.to_owned());
     }
 
-    pub fn imports_of(&self, module: &str) -> impl Iterator<Item = &String> {
-        self.imports.get(module).into_iter().flatten()
-    }
-
     /// `changed` plus every module importing one of them (transitively), restricted to
     /// modules `known` accepts, in dependency order. Cycles are broken in name order
     /// and reported, never looped.

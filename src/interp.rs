@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
+use pyo3::types::{PyDict, PyList, PyModule};
 
 pub struct Interp {
     pub sys: Py<PyModule>,
@@ -154,9 +154,4 @@ pub fn fromlist_names(fromlist: Option<&Bound<'_, PyAny>>) -> Vec<String> {
         .filter_map(|x| x.extract::<String>().ok())
         .filter(|x| x != "*")
         .collect()
-}
-
-/// An empty tuple, for calls without arguments.
-pub fn no_args(py: Python<'_>) -> Bound<'_, PyTuple> {
-    PyTuple::empty(py)
 }

@@ -1,4 +1,4 @@
-//! The sharing policy (SPEC §3.2): which module names every session shares with the
+//! The sharing policy (docs/contract.md §4.1): which module names every session shares with the
 //! global interpreter, and which each session gets its own fresh copy of.
 //!
 //! Shared: the standard library and builtins, `subsession` itself, the host's packages
@@ -203,11 +203,6 @@ pub fn is_stdlib(top: &str) -> bool {
     guard.as_ref().is_some_and(|g| g.stdlib.contains(top))
 }
 
-/// The sharing decision for one session.
-pub fn is_shared(name: &str, keep_global: &Patterns) -> bool {
-    shared_by_everyone(name) || keep_global.matches(name)
-}
-
 /// Scans standard-library folders for top-level module names (Python 3.9 has no
 /// `sys.stdlib_module_names`): `x.py`, packages `x/`, and extension files `x.*.so`.
 pub fn scan_stdlib_dirs(dirs: &[std::path::PathBuf]) -> HashSet<String> {
@@ -328,8 +323,8 @@ mod tests {
         assert!(!shared_by_everyone("pkg_resources"));
         assert!(!shared_by_everyone("requests"));
         let keep = Patterns::new(&["requests"]).unwrap();
-        assert!(is_shared("requests.adapters", &keep));
-        assert!(!is_shared("urllib3", &keep));
+        assert!(keep.matches("requests.adapters"));
+        assert!(!keep.matches("urllib3") && !shared_by_everyone("urllib3"));
     }
 
     #[test]

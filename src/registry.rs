@@ -1,4 +1,4 @@
-//! Open sessions, by registered name and by qualified-name prefix (SPEC §3.5).
+//! Open sessions, by registered name and by qualified-name prefix (docs/contract.md §3.3).
 //!
 //! Lock order: activation state, then this registry, then a session's own state.
 
@@ -14,6 +14,8 @@ use crate::session::SessionCore;
 #[derive(Default)]
 struct Registry {
     by_prefix: HashMap<String, Py<SessionCore>>,
+    /// Name -> prefix, from the moment the name is reserved: a second `reserve` of
+    /// the same name fails even while the first session is still being built.
     by_name: HashMap<String, String>,
     order: Vec<String>,
     used_prefixes: HashSet<String>,
@@ -82,18 +84,26 @@ pub fn reserve(py: Python<'_>, name: Option<&str>) -> Result<String, String> {
             prefix = format!("{}_{n}__", base.trim_end_matches("__"));
         }
         reg.used_prefixes.insert(prefix.clone());
+        if let Some(name) = name {
+            reg.by_name.insert(name.to_owned(), prefix.clone());
+        }
         Ok(prefix)
     })
 }
 
-pub fn register(py: Python<'_>, core: &Bound<'_, SessionCore>) {
-    let session = core.get();
-    let prefix = session.prefix.clone();
-    let name = session.name.clone();
+/// Gives back a name reserved for a session whose construction failed (its prefix
+/// stays used, so it is never handed out twice).
+pub fn release(py: Python<'_>, prefix: &str) {
     with(py, |reg| {
-        if let Some(name) = name {
-            reg.by_name.insert(name, prefix.clone());
+        if !reg.by_prefix.contains_key(prefix) {
+            reg.by_name.retain(|_, p| p != prefix);
         }
+    });
+}
+
+pub fn register(py: Python<'_>, core: &Bound<'_, SessionCore>) {
+    let prefix = core.get().prefix.clone();
+    with(py, |reg| {
         reg.order.push(prefix.clone());
         reg.by_prefix.insert(prefix, core.clone().unbind());
     });

@@ -1,4 +1,4 @@
-//! Hot reload and unload (SPEC §3.4, §3.6).
+//! Hot reload and unload (docs/contract.md §5, §6).
 //!
 //! While a session imports, it records who imports whom and each module's file
 //! stamp (mtime + size). `stale` compares stamps without holding the GIL; reloads
@@ -223,7 +223,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
     let mods = interp::sys_modules(py);
     let mut done: Vec<(String, Bound<'_, PyModule>, Bound<'_, PyDict>)> = Vec::new();
     let mut undo = deep::Undo::default();
-    activation::enter(core)?;
+    let token = activation::enter(core)?;
     let outcome = (|| -> PyResult<()> {
         for real in names {
             let Some(module) = mods.get_item(session.qualified(real))? else {
@@ -239,7 +239,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
         }
         Ok(())
     })();
-    let left = activation::exit(core);
+    let left = activation::exit(core, Some(token)).map(drop);
     if let Err(err) = outcome {
         // All or nothing: objects updated in place first, then every module's globals;
         // the file stamps stay old, so the modules are still stale.
@@ -431,7 +431,10 @@ pub fn close<'py>(
         .clone()
         .unwrap_or_else(|| session.prefix.clone());
     {
-        let st = session.lock(py);
+        // One step under the session's lock: `enter` claims a frame under the same
+        // lock, so a block can never begin once closing has (nor closing succeed
+        // while a block is beginning).
+        let mut st = session.lock(py);
         if st.closed {
             return Ok((label, Vec::new(), PyDict::new(py)));
         }
@@ -441,6 +444,7 @@ pub fn close<'py>(
                 session.label()
             )));
         }
+        st.closed = true;
     }
     let mods = interp::sys_modules(py);
     let gc = py.import("gc")?;

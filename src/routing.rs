@@ -146,8 +146,11 @@ fn import_statement<'py>(
         interp::import_level(py, name, globals, locals, fromlist, 0)?;
         return Ok(session.pkgutil_proxy(py)?.into_bound(py));
     }
-    if session.is_shared(py, text) {
+    if policy::shared_by_everyone(text) {
         return interp::import_level(py, name, globals, locals, fromlist, 0);
+    }
+    if session.keeps_global(py, text) {
+        return import_kept_global(py, name, globals, locals, fromlist, 0);
     }
     ensure_not_closed(py, session)?;
     let qualified = PyString::new(py, &session.qualified(text));
@@ -265,8 +268,20 @@ fn route_absolute<'py>(
     let py = core.py();
     let session = core.get();
     let gcd = interp::get(py)?.original_gcd_import.bind(py);
-    if absolute.starts_with(PREFIX) || session.is_shared(py, absolute) {
+    if absolute.starts_with(PREFIX) || policy::shared_by_everyone(absolute) {
         return gcd.call1((absolute,));
+    }
+    if session.keeps_global(py, absolute) {
+        if !is_active() {
+            return gcd.call1((absolute,));
+        }
+        if let Some(m) = activation::global_view(py, absolute)? {
+            return Ok(m);
+        }
+        let names: Vec<String> = policy::dotted_prefixes(absolute)
+            .map(str::to_owned)
+            .collect();
+        return activation::with_global_view(py, &names, || gcd.call1((absolute,)));
     }
     ensure_not_closed(py, session)?;
     let module = gcd
@@ -304,14 +319,15 @@ pub fn global_import<'py>(
     }
     if let Some(top) = activation::top_session(py) {
         let core = top.bind(py);
-        let shared = level > 0
-            || name
-                .cast::<PyString>()
-                .ok()
-                .and_then(|s| s.to_cow().ok())
-                .is_none_or(|s| core.get().is_shared(py, &s));
-        if shared {
+        let text = name.cast::<PyString>().ok().and_then(|s| s.to_cow().ok());
+        let Some(text) = text.filter(|_| level == 0) else {
             return interp::import_level(py, name, globals, locals, fromlist, level);
+        };
+        if policy::shared_by_everyone(&text) {
+            return interp::import_level(py, name, globals, locals, fromlist, level);
+        }
+        if core.get().keeps_global(py, &text) {
+            return import_kept_global(py, name, globals, locals, fromlist, level);
         }
         return session_import(core, name, globals, locals, fromlist, 0, false);
     }
@@ -452,6 +468,23 @@ pub fn make_import_hook(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     unsafe {
         let func = ffi::PyCFunction_NewEx(def, std::ptr::null_mut(), std::ptr::null_mut());
         Bound::from_owned_ptr_or_err(py, func)
+    }
+}
+
+/// A `keep_global` name imported by a session: the host's module, never the alias a
+/// block of another session shows under that name on another thread.
+fn import_kept_global<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, PyAny>,
+    globals: Option<&Bound<'py, PyAny>>,
+    locals: Option<&Bound<'py, PyAny>>,
+    fromlist: Option<&Bound<'py, PyAny>>,
+    level: i32,
+) -> PyResult<Bound<'py, PyAny>> {
+    if is_active() {
+        global_view_import(py, name, globals, locals, fromlist, level)
+    } else {
+        interp::import_level(py, name, globals, locals, fromlist, level)
     }
 }
 

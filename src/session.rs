@@ -86,9 +86,11 @@ impl SessionCore {
     }
 
     pub fn is_shared(&self, py: Python<'_>, name: &str) -> bool {
-        if policy::shared_by_everyone(name) {
-            return true;
-        }
+        policy::shared_by_everyone(name) || self.keeps_global(py, name)
+    }
+
+    /// Whether `name` is in this session's `keep_global` (the host's module is used).
+    pub fn keeps_global(&self, py: Python<'_>, name: &str) -> bool {
         self.lock(py).settings.keep_global.matches(name)
     }
 
@@ -258,6 +260,68 @@ fn parse_env(env: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Option<String>)>>
     Ok(out)
 }
 
+/// Everything after the name is reserved: a failure here must give it back.
+fn build(
+    py: Python<'_>,
+    it: &interp::Interp,
+    facade: Py<PyAny>,
+    name: Option<String>,
+    settings: Settings,
+    prefix: &str,
+) -> PyResult<Py<SessionCore>> {
+    let prefix = prefix.to_owned();
+    let builtins = it.builtins_dict.bind(py).copy()?;
+    let namespace = PyDict::new(py);
+    namespace.set_item("__name__", format!("{prefix}.__main__"))?;
+    namespace.set_item("__builtins__", &builtins)?;
+    let core = SessionCore {
+        prefix_dot: format!("{prefix}."),
+        prefix_dot_py: PyString::intern(py, &format!("{prefix}.")).unbind(),
+        prefix: prefix.clone(),
+        name,
+        facade,
+        builtins: builtins.unbind(),
+        namespace: namespace.unbind(),
+        importlib_proxy: std::sync::OnceLock::new(),
+        pkgutil_proxy: std::sync::OnceLock::new(),
+        state: Mutex::new(State {
+            settings,
+            modules: BTreeMap::new(),
+            extras: HashMap::new(),
+            frames: Vec::new(),
+            closed: false,
+            reload: reload::Tracking::default(),
+            search_cache: None,
+            live_cache: None,
+        }),
+    };
+    let core = Bound::new(py, core)?;
+    let session = core.get();
+    let importer = Bound::new(
+        py,
+        routing::SessionImport {
+            session: core.clone().unbind(),
+        },
+    )?;
+    session.builtins.bind(py).set_item("__import__", importer)?;
+    let loaders = it.loaders.bind(py);
+    let _ = session
+        .importlib_proxy
+        .set(loaders.getattr("ImportlibProxy")?.call1((&core,))?.unbind());
+    let _ = session
+        .pkgutil_proxy
+        .set(loaders.getattr("PkgutilProxy")?.call1((&core,))?.unbind());
+    // The root of the qualified names: a package with no path of its own; the
+    // finder resolves its children on the session's search path.
+    let root = PyModule::new(py, &prefix)?;
+    root.setattr("__path__", PyList::empty(py))?;
+    root.setattr("__package__", &prefix)?;
+    interp::sys_modules(py).set_item(&prefix, root)?;
+    registry::register(py, &core);
+    log::debug!("created session {} ({prefix})", session.label());
+    Ok(core.unbind())
+}
+
 #[pymethods]
 impl SessionCore {
     /// The facade, builtins, namespace and proxies refer back to this core: without
@@ -301,57 +365,12 @@ impl SessionCore {
         let settings = parse_settings(paths, env, keep_global, inherit_env, inherit_paths)?;
         let prefix =
             registry::reserve(py, name.as_deref()).map_err(errors::SessionExistsError::new_err)?;
-        let builtins = it.builtins_dict.bind(py).copy()?;
-        let namespace = PyDict::new(py);
-        namespace.set_item("__name__", format!("{prefix}.__main__"))?;
-        namespace.set_item("__builtins__", &builtins)?;
-        let core = SessionCore {
-            prefix_dot: format!("{prefix}."),
-            prefix_dot_py: PyString::intern(py, &format!("{prefix}.")).unbind(),
-            prefix: prefix.clone(),
-            name,
-            facade,
-            builtins: builtins.unbind(),
-            namespace: namespace.unbind(),
-            importlib_proxy: std::sync::OnceLock::new(),
-            pkgutil_proxy: std::sync::OnceLock::new(),
-            state: Mutex::new(State {
-                settings,
-                modules: BTreeMap::new(),
-                extras: HashMap::new(),
-                frames: Vec::new(),
-                closed: false,
-                reload: reload::Tracking::default(),
-                search_cache: None,
-                live_cache: None,
-            }),
-        };
-        let core = Bound::new(py, core)?;
-        let session = core.get();
-        let importer = Bound::new(
-            py,
-            routing::SessionImport {
-                session: core.clone().unbind(),
-            },
-        )?;
-        session.builtins.bind(py).set_item("__import__", importer)?;
-        let loaders = it.loaders.bind(py);
-        let _ = session
-            .importlib_proxy
-            .set(loaders.getattr("ImportlibProxy")?.call1((&core,))?.unbind());
-        let _ = session
-            .pkgutil_proxy
-            .set(loaders.getattr("PkgutilProxy")?.call1((&core,))?.unbind());
-        // The root of the qualified names: a package with no path of its own; the
-        // finder resolves its children on the session's search path.
-        let root = PyModule::new(py, &prefix)?;
-        root.setattr("__path__", PyList::empty(py))?;
-        root.setattr("__package__", &prefix)?;
-        interp::sys_modules(py).set_item(&prefix, root)?;
-        registry::register(py, &core);
-        log::debug!("created session {} ({prefix})", session.label());
-        crate::notify::emit(py, "created", session, &[]);
-        Ok(core.unbind())
+        let built = build(py, it, facade, name, settings, &prefix);
+        match &built {
+            Ok(core) => crate::notify::emit(py, "created", core.get(), &[]),
+            Err(_) => registry::release(py, &prefix),
+        }
+        built
     }
 
     #[getter]
@@ -484,12 +503,16 @@ impl SessionCore {
         self.search_path(py)
     }
 
-    fn enter(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Enters a block; returns the token that names it for `exit`.
+    fn enter(slf: &Bound<'_, Self>) -> PyResult<u64> {
         activation::enter(slf)
     }
 
-    fn exit(slf: &Bound<'_, Self>) -> PyResult<()> {
-        activation::exit(slf)
+    /// Leaves the block `token` names (from `enter`), on whichever thread this runs;
+    /// returns the token of the block it left.
+    #[pyo3(signature = (token=None))]
+    fn exit(slf: &Bound<'_, Self>, token: Option<u64>) -> PyResult<u64> {
+        activation::exit(slf, token)
     }
 
     /// Imports a real name in this session (absolute, or relative to `package`).
@@ -528,9 +551,9 @@ impl SessionCore {
         step: &Bound<'py, PyAny>,
         arg: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        activation::enter(slf)?;
+        let token = activation::enter(slf)?;
         let result = step.call1((arg,));
-        activation::exit(slf)?;
+        activation::exit(slf, Some(token))?;
         let result = result?;
         let py = slf.py();
         let session = slf.get();

@@ -11,12 +11,12 @@ then, in Python or MEL::
     cmds.subSession("toolA", query=True, modules=True)
     subSession -m "toolA.ui" -fn "show" toolA;
 
-Flags, rules and results: ``help subSession``, the README's Maya section, and
-:mod:`subsession.command`, which holds all the logic; this file only adapts Maya's
-argument parsing and results to it. With Maya's interface it also adds
-*Windows > Sub-sessions* (the session manager, docked). Unloading the plug-in removes
-the command and the menu item; the sessions live on and are there again when it is
-loaded again.
+Flags: ``help subSession`` (Maya's synopsis of the syntax); rules and results: the
+README's Maya section and :mod:`subsession.command`, which holds all the logic; this
+file only adapts Maya's argument parsing and results to it. With Maya's interface it
+also adds *Windows > Sub-sessions* (the session manager, docked). Unloading the
+plug-in removes the command and the menu item; the sessions live on and are there
+again when it is loaded again.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ COMMAND = "subSession"
 VENDOR = "subsession"
 MENU_ITEM = "subsessionManagerMenuItem"
 MENU_COMMAND = "import subsession.maya; subsession.maya.show_manager()"
+#: Maya 2023 (Python 3.9) is the oldest Maya the compiled core serves.
+MIN_MAYA_API = 20230000
 
 _ARG_TYPES = {"none": om.MSyntax.kNoArg, "string": om.MSyntax.kString, "bool": om.MSyntax.kBoolean}
 
@@ -91,15 +93,17 @@ class SubSessionCommand(om.MPxCommand):
                 name, flags, query=bool(database.isQuery), edit=bool(database.isEdit)
             )
         except _command.CommandError as error:
+            # One error line: Maya prints the exception that fails the command (in MEL
+            # and in an uncaught Python call); a displayError here would be a second.
             if error.details:
                 sys.stderr.write(error.details)
-            self.displayError(str(error))
             raise RuntimeError(f"{COMMAND}: {error}") from None
         except Exception as error:  # a bug: still one line, the traceback in the editor
             traceback.print_exc()
             message = " ".join(f"internal error {type(error).__name__}: {error}".split())
-            self.displayError(f"{message}; please report it with the traceback above")
-            raise RuntimeError(f"{COMMAND}: {message}") from None
+            raise RuntimeError(
+                f"{COMMAND}: {message}; please report it with the traceback above"
+            ) from None
         _set_result(self, result)
 
 
@@ -127,11 +131,17 @@ def _read(database: Any) -> tuple[str | None, dict[str, Any]]:
 
 
 def _set_result(command: om.MPxCommand, result: _command.Result) -> None:
-    """Strings, lists of strings, bools and numbers; an empty list returns nothing."""
+    """Strings, lists of strings, bools and numbers; an empty list returns nothing.
+
+    Maya's integer results are 32-bit: a larger int is returned as its decimal string.
+    """
     command.clearResult()
     if isinstance(result, list):
         if result:
             command.setResult(result)
+    elif isinstance(result, int) and not isinstance(result, bool):
+        low, high = _command.INT32
+        command.setResult(result if low <= result <= high else str(result))
     elif result is not None:
         command.setResult(result)
 
@@ -169,7 +179,17 @@ def _remove_menu_item() -> None:
 
 
 def initializePlugin(plugin: om.MObject) -> None:
-    """Register the ``subSession`` command and the *Windows > Sub-sessions* item."""
+    """Register the ``subSession`` command and the *Windows > Sub-sessions* item
+    (Maya 2023 or later)."""
+    api = om.MGlobal.apiVersion()
+    if api < MIN_MAYA_API:
+        raise RuntimeError(
+            f"{COMMAND} needs Maya 2023 or later (this Maya's API is {api}); "
+            "install subsession only for Maya 2023-2027"
+        )
+    from subsession.maya import log_to_script_editor
+
+    log_to_script_editor()
     fn = om.MFnPlugin(plugin, VENDOR, __version__, "Any")
     fn.registerCommand(COMMAND, SubSessionCommand.creator, SubSessionCommand.create_syntax)
     try:

@@ -354,6 +354,22 @@ def task_deep(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# -- (h) close() of a 200-module session -----------------------------------------------------
+def task_close(cfg: dict[str, Any]) -> dict[str, Any]:
+    build(cfg, 3000, reserve=205)
+    root = Path(cfg["root"])
+    samples: list[float] = []
+    held: list[int] = []
+    for _ in range(cfg["reps"] + 1):  # the first one warms up
+        s = session(cfg, root / "sess")
+        session_import(s, "bsess")
+        held.append(len(s.modules))
+        gc.collect()
+        samples.append(timed(s.close))
+        assert "bsess" not in sys.modules
+    return {"ms_close": median(samples[1:]) / 1e6, "held": min(held), "samples_ns": samples}
+
+
 SERVED: dict[str, Callable[[dict[str, Any]], tuple[Samplers, dict[str, Any]]]] = {
     "enter_exit": serve_enter_exit,
     "hook_cost": serve_hook_cost,
@@ -364,6 +380,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "stale": task_stale,
     "reload_stale": task_reload_stale,
     "deep": task_deep,
+    "close": task_close,
 }
 
 

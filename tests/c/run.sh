@@ -24,7 +24,7 @@ trap 'rm -rf "$work"' EXIT
 
 # The package, importable from $work/pyroot: symlinks to the sources, and
 # _core.abi3.so -> the library under test, so Python imports the file the host
-# dlopen()s (one loaded copy; a second copy would work too, see docs/c_abi.md).
+# dlopen()s (one loaded copy; a second copy would work too, see README.md, "C ABI").
 mkdir -p "$work/pyroot/subsession"
 for f in maya/scripts/subsession/*; do
     case "$(basename "$f")" in _core*|__pycache__) continue ;; esac

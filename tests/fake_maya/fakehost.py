@@ -2,7 +2,7 @@
 
 ``import fakehost`` (with ``tests/fake_maya`` on ``sys.path``) then
 ``fakehost.fresh_maya(monkeypatch)`` for a fresh fake Maya whose
-``MAYA_PLUG_IN_PATH`` holds the repository's ``maya/plug-ins``;
+``MAYA_PLUG_IN_PATH`` holds the module's ``plug-ins`` (:data:`MODULE`);
 ``fakehost.close_new_sessions(before)`` closes the sessions a test opened;
 ``fakehost.write_tree(root, files)`` writes a tree of source files.
 """
@@ -17,7 +17,10 @@ from typing import Any
 
 FAKE = Path(__file__).resolve().parent
 ROOT = FAKE.parents[1]
-PLUGINS = ROOT / "maya" / "plug-ins"
+#: The Maya module under test: the checkout's ``maya/``, or the folder extracted from
+#: the module zip when ``$SUBSESSION_TEST_MODULE`` names it (scripts/test does).
+MODULE = Path(os.environ.get("SUBSESSION_TEST_MODULE") or ROOT / "maya")
+PLUGINS = MODULE / "plug-ins"
 
 if str(FAKE) not in sys.path:
     sys.path.append(str(FAKE))
@@ -26,9 +29,17 @@ from maya import _host  # noqa: E402  (needs the path above)
 
 
 def fresh_maya(monkeypatch: Any, batch: bool = False) -> Any:
-    """Reset the fake Maya, point ``MAYA_PLUG_IN_PATH`` at ``maya/plug-ins``."""
+    """Reset the fake Maya, point ``MAYA_PLUG_IN_PATH`` at the module's ``plug-ins``.
+
+    The ``subsession`` logger's handlers (the plug-in adds Maya's Script Editor
+    handler) are restored when the test ends.
+    """
+    import logging
+
     _host.reset(batch=batch)
     monkeypatch.setenv("MAYA_PLUG_IN_PATH", str(PLUGINS))
+    logger = logging.getLogger("subsession")
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
     return _host
 
 

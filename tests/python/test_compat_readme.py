@@ -1,4 +1,4 @@
-"""SPEC §3.1: every example of the original py-sub-session README, and the behaviour its
+"""docs/contract.md §3.1: every example of the original py-sub-session README, and the behaviour its
 unit tests check, written from scratch against ``subsession``.
 
 The original fixture ``dummy_pkg`` calls a ``unittest.mock.Mock`` named

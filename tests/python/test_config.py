@@ -1,4 +1,4 @@
-"""The studio config (SPEC §5): ``_core.parse_config`` and ``subsession.load_config``."""
+"""The studio config (docs/config.md): ``_core.parse_config`` and ``subsession.load_config``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §3.4 (issue 5, item 4): ``deep=True`` updates existing objects in place.
+"""docs/contract.md §5.3 (issue 5, item 4): ``deep=True`` updates existing objects in place.
 
 Each test writes version 1 of a session module, keeps references to its objects the
 way an open tool window would (instances, bound methods as slots, callbacks, ``from m

@@ -1,4 +1,4 @@
-"""A session's own C extension modules (SPEC §3.2, §3.3 "compiled extension").
+"""A session's own C extension modules (docs/contract.md §4.2, §4.4 "compiled extension").
 
 Two versions of a package whose extension module is compiled here with the system C
 compiler. Its single-phase definition names it with the full dotted name, as mypyc

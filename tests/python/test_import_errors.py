@@ -1,4 +1,4 @@
-"""Import errors of session code name modules as the code wrote them (SPEC §3.2).
+"""Import errors of session code name modules as the code wrote them (docs/contract.md §4.4).
 
 Libraries probe optional dependencies with ``except ImportError as e: if e.name !=
 "socks": raise`` (urllib3) or print ``str(e)`` to the user: a session's qualified

@@ -1,4 +1,4 @@
-"""SPEC §3.3: the isolation matrix, one or more tests per cell, on generated packages.
+"""docs/contract.md §4.3: the isolation matrix, one or more tests per cell, on generated packages.
 
 Most tests use two sessions ``a`` (version 1.0) and ``b`` (version 2.0) of one package,
 alive at once with calls interleaved, and a third, global version 0.1 on ``sys.path``,

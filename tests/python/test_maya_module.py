@@ -4,11 +4,13 @@ and scripts/maya_smoke.py run against the fake Maya."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import subsession
@@ -36,10 +38,11 @@ def fake_binary(tmp_path: Path, platform: str) -> Path:
     return path
 
 
-def package(tmp_path: Path, platform: str = "linux") -> Path:
-    done = script(
-        "package", "--binary", str(fake_binary(tmp_path, platform)), "--out", str(tmp_path / "dist")
-    )
+def package(tmp_path: Path, *platforms: str) -> Path:
+    binaries: list[str] = []
+    for platform in platforms or ("linux",):
+        binaries += ["--binary", str(fake_binary(tmp_path, platform))]
+    done = script("package", *binaries, "--out", str(tmp_path / "dist"))
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip().splitlines()[-1])
 
@@ -56,29 +59,71 @@ def test_mod_file_blocks() -> None:
             assert key in ("scripts", "plug-ins") and (ROOT / "maya" / value.strip()).is_dir()
 
 
-@pytest.mark.parametrize("platform", ["linux", "mac", "win64"])
-def test_package_zip_layout(tmp_path: Path, platform: str) -> None:
-    zip_path = package(tmp_path, platform)
-    assert zip_path.name == f"subsession-maya-{subsession.__version__}-{platform}.zip"
+def mod_blocks(text: str) -> list[tuple[str, str, list[str]]]:
+    """(MAYAVERSION, PLATFORM, module words) of each block of a .mod."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("+ "):
+            words = line.split()
+            conditions = dict(w.split(":", 1) for w in words[1:] if ":" in w)
+            module = [w for w in words[1:] if ":" not in w]  # name, version, path
+            out.append((conditions.get("MAYAVERSION", ""), conditions["PLATFORM"], module))
+    return out
+
+
+def test_package_one_zip_for_three_platforms(tmp_path: Path) -> None:
+    zip_path = package(tmp_path, "linux", "win64", "mac")
+    assert zip_path.name == f"subsession-maya-{subsession.__version__}.zip"
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
         top = archive.read("subsession.mod").decode()
         inner = archive.read("subsession/subsession.mod").decode()
         plugin = archive.read("subsession/plug-ins/subSession.py")
-        binary = archive.read(f"subsession/scripts/subsession/{NAMES[platform]}")
-    assert (
-        top.splitlines()[0]
-        == f"+ PLATFORM:{platform} subsession {subsession.__version__} subsession"
-    )
-    assert inner.splitlines()[0].endswith(" .") and "PLATFORM:" + platform in inner
-    assert "scripts: scripts" in top and "plug-ins: plug-ins" in top
+        binaries = {p: archive.read(f"subsession/platforms/{p}/{NAMES[p]}") for p in NAMES}
+    blocks = mod_blocks(top)
+    # A block per platform and Maya 2023-2027: a .mod MAYAVERSION is an exact match, so
+    # Maya 2022 and older (Python 3.7) skip the module.
+    assert {(m, p) for m, p, _ in blocks} == {
+        (str(m), p) for m in range(2023, 2028) for p in ("linux", "mac", "win64")
+    }
+    assert len(blocks) == 15
+    version = subsession.__version__
+    assert {tuple(w) for _, _, w in blocks} == {("subsession", version, "subsession")}
+    assert {tuple(w) for _, _, w in mod_blocks(inner)} == {("subsession", version, ".")}
+    assert top.count("scripts: scripts") == 15 and top.count("plug-ins: plug-ins") == 15
     assert plugin == (ROOT / "maya" / "plug-ins" / "subSession.py").read_bytes()
-    assert binary.startswith(HEADERS[platform])
-    for needed in ("__init__.py", "_session.py", "_loaders.py", "command.py", "maya.py"):
+    for platform, data in binaries.items():
+        assert data.startswith(HEADERS[platform])
+    for needed in ("__init__.py", "_session.py", "_platform.py", "command.py", "maya.py"):
         assert f"subsession/scripts/subsession/{needed}" in names
-    cores = [n for n in names if "/_core" in n and not n.endswith(".pyi")]
-    assert cores == [f"subsession/scripts/subsession/{NAMES[platform]}"]
+    # One copy of the package; the binaries only under platforms/.
+    assert len([n for n in names if n.endswith("/__init__.py")]) == 1
+    cores = sorted(n for n in names if "/_core" in n and not n.endswith(".pyi"))
+    assert cores == sorted(f"subsession/platforms/{p}/{NAMES[p]}" for p in NAMES)
+    assert "subsession/drag_into_maya.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+@pytest.mark.parametrize("platform", ["linux", "mac", "win64"])
+def test_package_one_platform(tmp_path: Path, platform: str) -> None:
+    zip_path = package(tmp_path, platform)
+    assert zip_path.name == f"subsession-maya-{subsession.__version__}-{platform}.zip"
+    with zipfile.ZipFile(zip_path) as archive:
+        top = archive.read("subsession.mod").decode()
+        cores = [n for n in archive.namelist() if "/_core" in n and not n.endswith(".pyi")]
+    assert {p for _, p, _ in mod_blocks(top)} == {platform}
+    assert cores == [f"subsession/platforms/{platform}/{NAMES[platform]}"]
+
+
+def test_package_rejects_two_binaries_of_one_platform(tmp_path: Path) -> None:
+    first = fake_binary(tmp_path, "linux")
+    second = tmp_path / "other" / "_core.abi3.so"
+    second.parent.mkdir()
+    second.write_bytes(first.read_bytes())
+    done = script(
+        "package", "--binary", str(first), "--binary", str(second), "--out", str(tmp_path)
+    )
+    assert done.returncode != 0 and "two linux binaries given" in done.stderr
 
 
 def test_package_rejects_what_is_not_a_binary(tmp_path: Path) -> None:
@@ -100,9 +145,12 @@ def test_install_zip_into_target_and_replace(tmp_path: Path) -> None:
     stale.write_text("")
     done = script("install", str(zip_path), "--target", str(target))
     assert done.returncode == 0, done.stderr
-    assert (target / "subsession.mod").read_text().startswith("+ PLATFORM:linux subsession")
+    assert mod_blocks((target / "subsession.mod").read_text())[0][1:] == (
+        "linux",
+        ["subsession", subsession.__version__, "subsession"],
+    )
     assert (target / "subsession" / "plug-ins" / "subSession.py").is_file()
-    assert (target / "subsession" / "scripts" / "subsession" / "_core.abi3.so").is_file()
+    assert (target / "subsession" / "platforms" / "linux" / "_core.abi3.so").is_file()
     assert not stale.exists()
 
 
@@ -151,3 +199,122 @@ def test_smoke_script_against_the_fake_maya(tmp_path: Path) -> None:
     assert [line for line in lines if line.startswith("FAIL")] == []
     assert len([line for line in lines if line.startswith("PASS")]) == 14
     assert lines[-1] == "smoke: all steps passed"
+
+
+# -- the artists' installer and the per-platform core ----------------------------------------
+
+
+def extracted(tmp_path: Path) -> Path:
+    """The module zip (stand-in binaries) extracted into an extra folder, as artists do."""
+    zip_path = package(tmp_path, "linux", "win64", "mac")
+    folder = tmp_path / "Downloads" / zip_path.stem
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(folder)
+    return folder / "subsession"
+
+
+def load_installer(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("drag_into_maya", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_drag_and_drop_installs_for_the_user_and_loads_the_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if str(FAKE) not in sys.path:
+        sys.path.append(str(FAKE))
+    import fakehost
+
+    from maya import _host, cmds
+
+    source = extracted(tmp_path)
+    fakehost.fresh_maya(monkeypatch)
+    monkeypatch.setenv("MAYA_PLUG_IN_PATH", "")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    _host.state.app_dir = str(tmp_path / "prefs" / "maya")
+    try:
+        installer = load_installer(source / "drag_into_maya.py")
+        installer.onMayaDroppedPythonFile(None)
+        modules = tmp_path / "prefs" / "maya" / "modules"
+        installed = modules / "subsession"
+        blocks = mod_blocks((modules / "subsession.mod").read_text())
+        assert len(blocks) == 15 and {tuple(w) for _, _, w in blocks} == {
+            ("subsession", subsession.__version__, "subsession")
+        }
+        for platform, name in NAMES.items():
+            assert (installed / "platforms" / platform / name).is_file()
+        assert (installed / "scripts" / "subsession" / "__init__.py").is_file()
+        plugin = cmds.pluginInfo("subSession", query=True, path=True)
+        assert plugin == str(installed / "plug-ins" / "subSession.py")
+        assert str(installed / "scripts") in sys.path
+        assert str(installed / "plug-ins") in os.environ["MAYA_PLUG_IN_PATH"]
+        # Dropping it again (a newer zip) replaces the install; so does dropping the
+        # installed copy itself, which leaves it in place.
+        (installed / "scripts" / "stale.py").write_text("")
+        installer.onMayaDroppedPythonFile(None)
+        assert not (installed / "scripts" / "stale.py").exists()
+        load_installer(installed / "drag_into_maya.py").install(str(modules))
+        assert (installed / "scripts" / "subsession" / "__init__.py").is_file()
+    finally:
+        if cmds.pluginInfo("subSession", query=True, loaded=True):
+            cmds.unloadPlugin("subSession")
+        _host.reset()
+
+
+def test_drag_and_drop_refuses_old_maya_and_foreign_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if str(FAKE) not in sys.path:
+        sys.path.append(str(FAKE))
+    import fakehost
+
+    from maya import _host
+
+    source = extracted(tmp_path)
+    fakehost.fresh_maya(monkeypatch)
+    _host.state.app_dir = str(tmp_path / "prefs")
+    _host.state.api_version = 20220000
+    try:
+        installer = load_installer(source / "drag_into_maya.py")
+        with pytest.raises(RuntimeError, match="needs Maya 2023 or later"):
+            installer.onMayaDroppedPythonFile(None)
+        assert not (tmp_path / "prefs" / "modules").exists()
+        with pytest.raises(RuntimeError, match="is not an extracted subsession module"):
+            installer.install(str(tmp_path / "m"), source=str(tmp_path))
+    finally:
+        _host.reset()
+
+
+def test_drag_and_drop_script_outside_maya(tmp_path: Path) -> None:
+    source = extracted(tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(source / "drag_into_maya.py"), "--target", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m" / "subsession.mod").is_file()
+    assert (tmp_path / "m" / "subsession" / "platforms" / "win64" / "_core.pyd").is_file()
+
+
+def test_the_package_finds_its_platforms_core(tmp_path: Path) -> None:
+    from subsession import _platform
+
+    assert _platform.maya_platform("linux") == "linux"
+    assert _platform.maya_platform("win32") == "win64"
+    assert _platform.maya_platform("darwin") == "mac"
+    package_dir = tmp_path / "subsession" / "scripts" / "subsession"
+    package_dir.mkdir(parents=True)
+    here = _platform.maya_platform()
+    assert _platform.core_path([str(package_dir)]) == [str(package_dir)]  # no platforms/
+    (tmp_path / "subsession" / "platforms" / here).mkdir(parents=True)
+    assert _platform.core_path([str(package_dir)]) == [
+        str(package_dir),
+        str(tmp_path / "subsession" / "platforms" / here),
+    ]
+    (package_dir / NAMES[here]).write_bytes(b"")  # a development build: stays as is
+    assert _platform.core_path([str(package_dir)]) == [str(package_dir)]

@@ -1,4 +1,4 @@
-"""The ``subSession`` plug-in (SPEC §4.1) against the fake Maya in tests/fake_maya.
+"""The ``subSession`` plug-in (docs/contract.md §9.1) against the fake Maya in tests/fake_maya.
 
 Every flag in Python and MEL form, every error path (a RuntimeError, one error line
 saying what to do, no state changed), and load/unload/reload of the plug-in.
@@ -6,6 +6,7 @@ saying what to do, no state changed), and load/unload/reload of the plug-in.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from maya.api import OpenMaya as om  # noqa: E402
 
 from maya import _host, cmds, mel  # noqa: E402
 
-# SPEC §4.1, copied by hand: (long, short, argument, multi-use, queryable, editable)
-SPEC_FLAGS = [
+# docs/contract.md §9.1, copied by hand: (long, short, argument, multi-use, queryable, editable)
+CONTRACT_FLAGS = [
     ("create", "c", om.MSyntax.kNoArg, False, False, False),
     ("path", "p", om.MSyntax.kString, True, True, True),
     ("environment", "env", om.MSyntax.kString, True, True, True),
@@ -62,6 +63,12 @@ def count():
 
 def opaque():
     return object()
+
+def big():
+    return 2**40
+
+def small():
+    return -(2**31)
 
 def broken():
     raise ValueError("boom")
@@ -107,13 +114,20 @@ def errors() -> list[str]:
 
 
 def fails(*args: Any, match: str, **kwargs: Any) -> str:
-    """Call cmds.subSession expecting a failure; returns the one error line shown."""
+    """Call cmds.subSession expecting a failure; returns the one error line shown.
+
+    A Python caller that catches the RuntimeError sees no error line (as with Maya's
+    own commands); run uncaught in the Script Editor, the failure prints exactly one.
+    """
     shown = len(errors())
     with pytest.raises(RuntimeError, match=match):
         cmds.subSession(*args, **kwargs)
+    assert errors()[shown:] == []
+    _host.script_editor(f"from maya import cmds\ncmds.subSession(*{args!r}, **{kwargs!r})")
     new = errors()[shown:]
     assert len(new) == 1, new
     assert "\n" not in new[0] and new[0].strip(), new[0]
+    assert re.search(match, new[0]) and new[0].startswith("RuntimeError: file <maya console>")
     return new[0]
 
 
@@ -128,7 +142,7 @@ def test_syntax_carries_every_flag_of_the_spec(maya: Any) -> None:
     syntax = _host.state.commands["subSession"].syntax
     assert syntax.enableQuery is True and syntax.enableEdit is True
     got = {(f.long, f.short, f.types[0], f.multi) for f in syntax.flags}
-    assert got == {(lg, sh, arg, multi) for lg, sh, arg, multi, _, _ in SPEC_FLAGS}
+    assert got == {(lg, sh, arg, multi) for lg, sh, arg, multi, _, _ in CONTRACT_FLAGS}
     assert syntax._object_format == om.MSyntax.kStringObjects
     assert (syntax.minObjects(), syntax.maxObjects()) == (0, 1)
 
@@ -239,7 +253,14 @@ def test_module_alone_imports_it(maya: Any, tree: Path) -> None:
 
 @pytest.mark.parametrize(
     ("function", "expected"),
-    [("names", ["a", "b"]), ("yes", True), ("count", 3), ("opaque", None)],
+    [
+        ("names", ["a", "b"]),
+        ("yes", True),
+        ("count", 3),
+        ("opaque", None),
+        ("big", str(2**40)),  # beyond Maya's 32-bit int results: its decimal string
+        ("small", -(2**31)),
+    ],
 )
 def test_function_results(maya: Any, tree: Path, function: str, expected: Any) -> None:
     create("a", tree)
@@ -353,9 +374,11 @@ def test_mel_errors(maya: Any, tree: Path) -> None:
         ("subSession -m toolA.ui nope;", "no session named 'nope'"),
     ]:
         shown = len(errors())
-        with pytest.raises(RuntimeError, match=match):
+        with pytest.raises(RuntimeError, match="Error occurred during execution of MEL script"):
             mel.eval(script)
         assert len(errors()) == shown + 1 and "\n" not in errors()[-1], script
+        assert re.search(match, errors()[-1]), (script, errors()[-1])
+        assert _host.state.printed[-1] == f"// Error: {errors()[-1]} //"
     assert names() == ["a"]
 
 
@@ -496,8 +519,9 @@ def test_unload_deregisters_and_sessions_live_on(maya: Any, tree: Path) -> None:
     cmds.unloadPlugin("subSession")
     assert not hasattr(cmds, "subSession")
     assert cmds.pluginInfo("subSession", query=True, loaded=True) is False
-    with pytest.raises(RuntimeError, match="Cannot find procedure"):
+    with pytest.raises(RuntimeError, match="Error occurred during execution of MEL script"):
         mel.eval("subSession -ls;")
+    assert _host.state.printed[-1] == '// Error: line 1: Cannot find procedure "subSession". //'
     assert [w for w in _host.state.messages if w[0] == "warning"] == []
     assert subsession.get("a").modules["toolA.ui"].show() == "toolA shows libx 1"
     cmds.loadPlugin("subSession.py")
@@ -534,7 +558,7 @@ def test_plugin_without_subsession_fails_to_load(monkeypatch: pytest.MonkeyPatch
     assert _host.state.commands == {} and _host.state.plugins == {}
 
 
-@pytest.mark.parametrize("spec", SPEC_FLAGS, ids=[f[0] for f in SPEC_FLAGS])
+@pytest.mark.parametrize("spec", CONTRACT_FLAGS, ids=[f[0] for f in CONTRACT_FLAGS])
 def test_each_flag_in_query_and_edit_mode(maya: Any, tree: Path, spec: tuple) -> None:
     long, short, arg, _, queryable, editable = spec
     create("a", tree)
@@ -602,3 +626,61 @@ def test_a_bug_in_the_command_is_still_one_line(
     monkeypatch.setattr(subsession.command, "execute", bug)
     fails(list=True, match="internal error KeyError: 'oops'")
     assert "Traceback" in capsys.readouterr().err
+
+
+# -- Maya conventions ---------------------------------------------------------------------------
+
+
+def test_exists_also_in_create_mode(maya: Any, tree: Path) -> None:
+    # Like `window -exists`: -exists is a test, with or without -query.
+    assert cmds.subSession("a", exists=True) is False
+    assert mel.eval("subSession -exists a;") == 0
+    create("a", tree)
+    assert cmds.subSession("a", exists=True) is True
+    assert cmds.subSession("a", ex=True) is True
+    assert mel.eval("subSession -ex a;") == 1
+    fails("a", exists=True, close=True, match="-exists goes alone")
+    assert names() == ["a"]
+
+
+def test_host_results_are_32_bit(maya: Any) -> None:
+    with pytest.raises(OverflowError):
+        om.MPxCommand.setResult(2**31)
+    with pytest.raises(OverflowError):
+        om.MPxCommand.setResult([1, 2**40])
+    om.MPxCommand.setResult(2**31 - 1)
+    assert om.MPxCommand.currentResult() == 2**31 - 1
+
+
+def test_help_lists_every_flag(maya: Any) -> None:
+    text = cmds.help("subSession")
+    assert mel.eval("help subSession;") == text
+    assert text.startswith("Synopsis: subSession [flags] [String...]")
+    for long, short, arg, multi, _, _ in CONTRACT_FLAGS:
+        (line,) = [x for x in text.splitlines() if x.split()[:2] == [f"-{short}", f"-{long}"]]
+        assert ("String" in line) == (arg == om.MSyntax.kString)
+        assert ("multi-use" in line) == multi
+    assert "   -q -query" in text and "   -e -edit" in text
+
+
+def test_plugin_refuses_maya_older_than_2023(maya: Any) -> None:
+    cmds.unloadPlugin("subSession")
+    _host.state.api_version = 20220500
+    with pytest.raises(RuntimeError, match="needs Maya 2023 or later"):
+        cmds.loadPlugin("subSession.py")
+    assert not hasattr(cmds, "subSession")
+    _host.state.api_version = 20230000
+    assert cmds.loadPlugin("subSession.py") == ["subSession"]
+
+
+def test_argument_errors_happen_before_doit(maya: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Maya checks MEL words against the registered syntax before doIt runs.
+    plugin = _host.state.plugins["subSession"].module
+    ran: list[Any] = []
+    monkeypatch.setattr(plugin.SubSessionCommand, "doIt", lambda self, args: ran.append(args))
+    for script in ("subSession -bogus a;", "subSession -ie maybe a;", "subSession -m;"):
+        with pytest.raises(RuntimeError):
+            mel.eval(script)
+    assert ran == []
+    mel.eval("subSession -ls;")
+    assert len(ran) == 1

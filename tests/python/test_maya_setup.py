@@ -1,5 +1,6 @@
 """``subsession.maya``: ``setup()`` for userSetup.py with a layered studio config, and
-the one-line ``run()`` helper for shelf buttons and workspace controls (SPEC §4.2, §5)."""
+the one-line ``run()`` helper for shelf buttons and workspace controls
+(docs/contract.md §9.2, docs/config.md)."""
 
 from __future__ import annotations
 
@@ -89,12 +90,19 @@ def names() -> list[str]:
     return sorted(s.name for s in subsession.sessions() if s.name)
 
 
-def test_setup_waits_for_idle_then_loads_plugin_and_layered_config(
+def test_setup_creates_sessions_now_and_loads_the_plugin_when_idle(
     maya: Any, layers: list[Path]
 ) -> None:
     root = layers[0].parent
     subsession.maya.setup()
-    assert not loaded() and names() == []  # nothing before Maya is idle
+    # The sessions exist at once: a workspace control Maya restores at start-up runs
+    # its uiScript before any deferred code, and finds its session.
+    assert {"toolA", "toolB", "toolC"} <= set(names())
+    ui_script = "import subsession.maya; r = subsession.maya.run('toolA', 'toolA.ui', 'show')"
+    namespace: dict[str, Any] = {}
+    exec(ui_script, namespace)
+    assert namespace["r"] == "toolA shows libx 2"
+    assert not loaded()  # the plug-in waits for Maya to be idle
     assert len(_host.state.deferred) == 1
     assert _host.run_idle() == 1
     assert loaded()
@@ -149,11 +157,12 @@ def test_setup_reports_config_errors(
     bad = tmp_path / "studio.toml"
     bad.write_text("[sessions.toolA]\npaths = []\ncolour = 'red'\n", encoding="utf-8")
     monkeypatch.setenv("SUBSESSION_CONFIG", str(bad))
-    subsession.maya.setup()
-    _host.run_idle()  # deferred: the error lands in the Script Editor, Maya goes on
+    subsession.maya.setup()  # interactive: one error line in the Script Editor
     (error,) = [text for level, text in _host.state.messages if level == "error"]
-    assert "studio.toml" in error and "colour" in error
+    assert "studio.toml" in error and "colour" in error and "\n" not in error
     assert "toolA" not in names()
+    _host.run_idle()  # Maya goes on: the plug-in still loads
+    assert loaded()
     with pytest.raises(Exception, match="colour"):  # immediate: the caller gets it
         subsession.maya.setup(deferred=False)
 
@@ -171,3 +180,78 @@ def test_run_helper(maya: Any, layers: list[Path]) -> None:
         subsession.maya.run("nope", "toolA.ui", "show")
     with pytest.raises(ImportError):
         subsession.maya.run("toolB", "toolA.ui", "show")  # toolB has no tools/ path
+
+
+def test_startup_modules_wait_for_idle(
+    maya: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakehost.write_tree(
+        tmp_path,
+        {
+            "lib/boot_a.py": "import sys\nsys._subsession_boot = 'ran'\n",
+            "studio.toml": '[sessions.bootA]\npaths = ["lib"]\nstartup = "boot_a"\n',
+        },
+    )
+    monkeypatch.setenv("SUBSESSION_CONFIG", str(tmp_path / "studio.toml"))
+    monkeypatch.delattr(sys, "_subsession_boot", raising=False)
+    subsession.maya.setup()
+    assert "bootA" in names() and not hasattr(sys, "_subsession_boot")
+    assert _host.run_idle() == 2  # the plug-in, then the startup modules
+    assert getattr(sys, "_subsession_boot", None) == "ran"
+    assert "boot_a" in subsession.get("bootA").modules
+
+
+def test_startup_modules_run_at_once_in_batch(
+    maya: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakehost.fresh_maya(monkeypatch, batch=True)
+    fakehost.write_tree(
+        tmp_path,
+        {
+            "lib/boot_b.py": "import sys\nsys._subsession_boot = 'batch'\n",
+            "studio.toml": '[sessions.bootB]\npaths = ["lib"]\nstartup = "boot_b"\n',
+        },
+    )
+    monkeypatch.setenv("SUBSESSION_CONFIG", str(tmp_path / "studio.toml"))
+    monkeypatch.delattr(sys, "_subsession_boot", raising=False)
+    subsession.maya.setup()
+    assert loaded() and getattr(sys, "_subsession_boot", None) == "batch"
+    assert _host.state.deferred == [] and _host.state.dropped == []
+
+
+def test_execute_deferred_never_runs_in_batch_mode(
+    maya: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import maya.utils
+
+    fakehost.fresh_maya(monkeypatch, batch=True)
+    ran: list[int] = []
+    maya.utils.executeDeferred(ran.append, 1)
+    assert _host.run_idle() == 0 and ran == []  # as Maya: no idle loop in batch mode
+    assert len(_host.state.dropped) == 1
+
+
+def test_run_loads_the_config_for_a_configured_session(maya: Any, layers: list[Path]) -> None:
+    assert "toolA" not in names()  # setup() has not run (e.g. a restored workspace control)
+    assert subsession.maya.run("toolA", "toolA.ui", "show") == "toolA shows libx 2"
+    assert {"toolA", "toolB", "toolC"} <= set(names())
+    with pytest.raises(subsession.SessionError, match="define it in the studio config"):
+        subsession.maya.run("nope", "toolA.ui", "show")
+
+
+def test_warnings_reach_the_script_editor_info_stays_quiet(maya: Any) -> None:
+    import logging
+
+    subsession.maya.setup()
+    logger = logging.getLogger("subsession")
+    logger.warning("careful: %s", "x")
+    logger.info("chatty")
+    logging.getLogger("subsession.maya").error("broken")
+    assert ("warning", "subsession: careful: x") in _host.state.messages
+    assert ("error", "subsession.maya: broken") in _host.state.messages
+    assert not [m for m in _host.state.messages if "chatty" in m[1]]
+    subsession.maya.setup()  # a second call adds no second handler
+    logger.warning("once")
+    assert [m for m in _host.state.messages if m[1].endswith("once")] == [
+        ("warning", "subsession: once")
+    ]

@@ -444,8 +444,9 @@ def test_pydantic(real: RealEnv) -> None:
 
 
 @pytest.mark.xfail(
-    reason="documented limit (SPEC §7): Cython-compiled pydantic 1 imports 'pydantic' by real "
-    "name from C (PyImport_ImportModuleLevelObject) when called after the block exited",
+    reason="documented limit (docs/contract.md §4.5): Cython-compiled pydantic 1 imports "
+    "'pydantic' by real name from C (PyImport_ImportModuleLevelObject) when called after "
+    "the block exited",
     strict=False,
 )
 def test_pydantic1_cython_compiled_after_exit(real: RealEnv, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""SPEC §3.4 (issue 5, items 3 and 7): stale detection and dependency-ordered reload,
+"""docs/contract.md §5 (issue 5, items 3 and 7): stale detection and dependency-ordered reload,
 through the real file system path.
 
 Every edit is written to disk and given its own modification time with ``os.utime``

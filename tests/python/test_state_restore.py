@@ -1,4 +1,4 @@
-"""SPEC §3.3.7: exceptions and nesting restore all global state exactly.
+"""docs/contract.md §4.3 item 7: exceptions and nesting restore all global state exactly.
 
 Each scenario runs once as a warm-up (the engine may import standard-library helpers
 lazily the first time), then again between two snapshots of ``sys.modules`` (every

@@ -1,5 +1,6 @@
-"""SPEC §3.3.8 under stress, bounded in time: one thread imports in a loop while another
-activates a session thousands of times; neither ever receives the other's modules.
+"""docs/contract.md §4.3 item 8 under stress, bounded in time: one thread imports in a
+loop while another activates a session thousands of times; neither ever receives the
+other's modules.
 
 Every module exists twice: a global version 0.1 (on ``sys.path``) and a session version
 1.0. A pool of modules is imported for the first time by both sides while the test runs,

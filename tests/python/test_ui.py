@@ -1,4 +1,4 @@
-"""The session manager (``subsession.ui``, SPEC §4.4) with real Qt, offscreen: it lists
+"""The session manager (``subsession.ui``, docs/contract.md §9.4) with real Qt, offscreen: it lists
 sessions and modules, follows changes made elsewhere (Python, another thread, the
 ``subSession`` command, the C ABI), reloads and closes the selected session, shows the
 leak report with a force-close, logs, and renders."""

@@ -1,4 +1,4 @@
-"""SPEC §3.6 (issue 5, items 5 and 7): ``close()`` unloads and reports leaks.
+"""docs/contract.md §6 (issue 5, items 5 and 7): ``close()`` unloads and reports leaks.
 
 A clean close forgets every module (``sys.modules``, the registry) and they are
 collected; a module kept alive by something outside the session is reported with what

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from subsession import _platform  # noqa: F401  (module zip: this OS's _core)
 from subsession._changes import Change, ChangeKind, subscribe, unsubscribe
 from subsession._core import ConfigError, ReloadError
 from subsession._session import (
@@ -65,7 +66,7 @@ logging.getLogger("subsession").addHandler(logging.NullHandler())
 
 
 def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:
-    """Create (or update) the sessions a studio config defines (SPEC §5).
+    """Create (or update) the sessions a studio config defines (docs/config.md).
 
     ``paths`` is a path, a list of paths, or ``None`` for ``$SUBSESSION_CONFIG``
     (os.pathsep-separated, later files override earlier ones). Returns the sessions.

@@ -1,4 +1,4 @@
-"""The logic of Maya's ``subSession`` command (SPEC §4.1), free of Maya.
+"""The logic of Maya's ``subSession`` command (docs/contract.md §9.1), free of Maya.
 
 The scripted plug-in ``plug-ins/subSession.py`` only parses its arguments with
 ``MArgDatabase`` and calls :func:`execute`; everything else (flag rules, checks, the
@@ -84,7 +84,7 @@ _QUERYABLE = tuple(f.long for f in FLAGS if f.query)
 _EDITABLE = tuple(f.long for f in FLAGS if f.edit)
 
 
-class CommandError(ValueError):
+class CommandError(subsession.SessionError):
     """Bad input or a failed action; ``str()`` is one line that says what to do.
 
     ``details`` holds a traceback when the error came from the session's own code, for
@@ -180,6 +180,13 @@ def _edit(name: str | None, given: dict[str, Any]) -> Result:
 
 
 def _act(name: str | None, given: dict[str, Any]) -> Result:
+    if "exists" in given:  # like `window -exists`: a test, also without -query
+        others = [k for k in given if k != "exists"]
+        if others:
+            raise CommandError(
+                f"-exists goes alone: remove -{others[0]}, e.g. subSession -exists toolA"
+            )
+        return _query(name, given)
     actions = [k for k in _ACTIONS if k in given]
     runners = [k for k in actions if k in _RUNNERS]
     for dependent, needed in _NEEDS.items():
@@ -239,16 +246,7 @@ def _create(name: str, given: dict[str, Any], then: str | None) -> Result:
     settings = _settings(given)
     if then is not None:
         _runner(None, then, given)  # check the file/function arguments first
-    session = _core_call(
-        lambda: subsession.Session(
-            name,
-            paths=settings.get("paths", ()),
-            env=settings.get("env"),
-            keep_global=settings.get("keep_global", ()),
-            inherit_env=settings.get("inherit_env", True),
-            inherit_paths=settings.get("inherit_paths", True),
-        )
-    )
+    session = _core_call(lambda: subsession.Session(name, **settings))
     if then is None:
         return None
     try:
@@ -423,8 +421,15 @@ def _user_error(error: BaseException, what: str) -> CommandError:
     )
 
 
+#: Maya's integer results are 32-bit (``MPxCommand.setResult``, MEL ``int``).
+INT32 = (-(2**31), 2**31 - 1)
+
+
 def _as_result(value: Any) -> Result:
-    if isinstance(value, (bool, int, float, str)):
+    """A result Maya can hold; an int outside 32 bits comes back as its decimal string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if INT32[0] <= value <= INT32[1] else str(value)
+    if isinstance(value, (bool, float, str)):
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)

@@ -1,4 +1,4 @@
-"""The studio config (SPEC §5): named sessions defined in TOML or JSON files.
+"""The studio config (docs/config.md): named sessions defined in TOML or JSON files.
 
 Files are listed in ``$SUBSESSION_CONFIG`` (``os.pathsep``-separated, studio first,
 user last) or passed to :func:`load_config`. Parsing, layering, ``${VAR}``/``~``
@@ -25,10 +25,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Optional, TypedDict, Union, cast
+from typing import Callable, Optional, Union, cast
 
 from subsession import _core
 from subsession._session import Session
+from subsession._types import ParsedConfig, SessionSettings, Settings
 
 __all__ = ["ConfigError", "ENV_VAR", "config_paths", "load_config", "parse_config", "sources"]
 
@@ -45,24 +46,6 @@ ENV_VAR = "SUBSESSION_CONFIG"
 """The environment variable listing config files (``os.pathsep``-separated)."""
 
 PathArg = Union[str, "os.PathLike[str]"]
-
-
-class SessionSettings(TypedDict):
-    """One session's settings as :func:`parse_config` returns them."""
-
-    paths: list[str]
-    env: dict[str, Optional[str]]
-    keep_global: list[str]
-    inherit_env: bool
-    inherit_paths: bool
-    startup: Optional[str]
-
-
-class ParsedConfig(TypedDict):
-    """The layered config: extra host modules and sessions in definition order."""
-
-    host_modules: list[str]
-    sessions: dict[str, SessionSettings]
 
 
 def config_paths(paths: PathArg | Sequence[PathArg] | None = None) -> list[str]:
@@ -92,10 +75,14 @@ def parse_config(paths: PathArg | Sequence[PathArg] | None = None) -> ParsedConf
     files = config_paths(paths)
     if not files:
         return {"host_modules": [], "sessions": {}}
-    return cast(ParsedConfig, _core.parse_config(files))
+    return _core.parse_config(files)
 
 
-def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Session]:
+def load_config(
+    paths: PathArg | Sequence[PathArg] | None = None,
+    *,
+    defer_startup: Optional[Callable[[Callable[[], None]], object]] = None,
+) -> list[Session]:
     """Create, or update, the sessions the studio config defines; return them.
 
     ``paths`` is one file, a sequence of files (studio first, user last; later files
@@ -111,23 +98,36 @@ def load_config(paths: PathArg | Sequence[PathArg] | None = None) -> list[Sessio
     Once all sessions are configured, each ``startup`` module is imported in its
     session. A failing startup import is logged (ERROR, with traceback, logger
     ``subsession``) and does not stop the other sessions: one broken tool must not
-    take the rest of Maya's start-up down with it.
+    take the rest of Maya's start-up down with it. ``defer_startup`` (e.g. Maya's
+    ``executeDeferred``) is given the function that imports them, to run it later;
+    the sessions themselves are configured at once.
     """
     parsed = parse_config(paths)
-    _apply_host_modules(parsed["host_modules"])
-    sessions = _apply_sessions(parsed["sessions"])
+    sessions = _apply_sessions(parsed["sessions"], parsed["host_modules"])
     files = [os.path.abspath(f) for f in config_paths(paths)]
     for session in sessions:
         if session.name is not None:
             _sources[session.name] = files
+    pending: list[tuple[Session, str]] = []
     for session, settings in zip(sessions, parsed["sessions"].values()):
         startup = settings["startup"]
-        if startup is None:
-            continue
-        try:
-            session.import_module(startup)
-        except Exception:
-            log.exception("session %s: startup module %r failed to import", session.name, startup)
+        if startup is not None:
+            pending.append((session, startup))
+
+    def import_startup_modules() -> None:
+        for session, startup in pending:
+            try:
+                session.import_module(startup)
+            except Exception:
+                log.exception(
+                    "session %s: startup module %r failed to import", session.name, startup
+                )
+
+    if pending:
+        if defer_startup is None:
+            import_startup_modules()
+        else:
+            defer_startup(import_startup_modules)
     return sessions
 
 
@@ -145,19 +145,17 @@ def _apply_host_modules(names: list[str]) -> None:
         _core.add_host_modules(names)
 
 
-def _snapshot(session: Session) -> dict[str, Any]:
-    return {
-        "paths": list(session.paths),
-        "env": dict(session.env),
-        "keep_global": list(session.keep_global),
-        "inherit_env": session.inherit_env,
-        "inherit_paths": session.inherit_paths,
-    }
+def _settings(spec: SessionSettings) -> Settings:
+    """``spec`` without its ``startup``: what :meth:`Session.configure` takes."""
+    settings = dict(spec)
+    del settings["startup"]
+    return cast(Settings, settings)
 
 
-def _apply_sessions(sessions: dict[str, SessionSettings]) -> list[Session]:
+def _apply_sessions(sessions: dict[str, SessionSettings], host_modules: list[str]) -> list[Session]:
+    """Configure every session, then add the host modules: all of it or nothing."""
     created: list[Session] = []
-    changed: list[tuple[Session, dict[str, Any]]] = []
+    changed: list[tuple[Session, Settings]] = []
     result: list[Session] = []
     try:
         for name, settings in sessions.items():
@@ -166,15 +164,12 @@ def _apply_sessions(sessions: dict[str, SessionSettings]) -> list[Session]:
             if existing is None:
                 created.append(session)
             else:
-                changed.append((session, _snapshot(session)))
-            session.configure(
-                paths=settings["paths"],
-                env=settings["env"],
-                keep_global=settings["keep_global"],
-                inherit_env=settings["inherit_env"],
-                inherit_paths=settings["inherit_paths"],
-            )
+                changed.append((session, session.settings()))
+            session.configure(**_settings(settings))
             result.append(session)
+        # Last: host modules cannot be taken back once added, so they are added only
+        # when every session took its settings.
+        _apply_host_modules(host_modules)
     except BaseException:
         # Best effort: a restore that fails too must not hide the original error.
         for session, before in reversed(changed):

@@ -1,7 +1,8 @@
 """Maya start-up and one-line helpers for :mod:`subsession`.
 
-In ``userSetup.py`` (loads the ``subSession`` plug-in and the studio config once Maya
-is idle; at once in batch mode and ``mayapy``)::
+In ``userSetup.py`` (creates the studio config's sessions at once, then loads the
+``subSession`` plug-in and the config's ``startup`` modules once Maya is idle; all at
+once in batch mode and ``mayapy``)::
 
     import subsession.maya
     subsession.maya.setup()
@@ -25,15 +26,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import subsession
+from subsession import config as _config
 
 __all__ = [
     "MANAGER_CONTROL",
     "MANAGER_UI_SCRIPT",
     "PLUGIN",
     "load_plugin",
+    "log_to_script_editor",
     "restore_manager",
     "run",
     "setup",
@@ -62,13 +65,21 @@ def load_plugin() -> None:
 
 
 def setup(config: PathArg = None, *, plugin: bool = True, deferred: bool = True) -> None:
-    """Start ``subsession`` in Maya: load the plug-in, then the studio config.
+    """Start ``subsession`` in Maya: the studio config now, the plug-in when Maya is idle.
 
     ``config`` is a config file or a list of them, layered studio -> show -> user;
     ``None`` reads ``$SUBSESSION_CONFIG`` (nothing to load if it is unset).
-    ``plugin=False`` skips the plug-in. The work waits until Maya is idle
-    (``maya.utils.executeDeferred``) unless Maya runs in batch mode or
-    ``deferred=False``. Errors are raised (in the Script Editor when deferred).
+
+    The config's sessions are created at once: Maya runs the ``uiScript`` of the
+    workspace controls it restores at start-up before any deferred code, and a docked
+    tool must find its session there. Only the plug-in load (``plugin=False`` skips
+    it) and the config's ``startup`` modules wait until Maya is idle
+    (``maya.utils.executeDeferred``); in batch mode and ``mayapy``, which have no idle
+    loop, and with ``deferred=False`` they run at once.
+
+    Errors: a broken config raises when everything runs at once; in interactive Maya
+    it is logged as one error line in the Script Editor (logger ``subsession``) and
+    the plug-in is still loaded, so ``userSetup.py`` goes on.
 
     >>> import subsession.maya                                  # doctest: +SKIP
     >>> subsession.maya.setup()                                 # in userSetup.py
@@ -77,42 +88,84 @@ def setup(config: PathArg = None, *, plugin: bool = True, deferred: bool = True)
     from maya import cmds
 
     paths = _config_paths(config)
-
-    def start() -> None:
-        if plugin:
-            load_plugin()
-        if paths:
-            loaded = subsession.load_config(paths)
-            _log.info("subsession: %d sessions from %s", len(loaded), os.pathsep.join(paths))
-
-    if not deferred or cmds.about(batch=True):
-        start()
-    else:
+    now = not deferred or bool(cmds.about(batch=True))
+    log_to_script_editor()
+    later: Optional[Callable[[Callable[[], None]], object]] = None
+    if not now:
         import maya.utils
 
-        maya.utils.executeDeferred(start)
+        later = maya.utils.executeDeferred
+    if plugin:
+        if later is None:
+            load_plugin()
+        else:
+            later(load_plugin)
+    if not paths:
+        return
+    try:
+        loaded = _config.load_config(paths, defer_startup=later)
+    except (subsession.ConfigError, OSError) as error:
+        if now:
+            raise
+        _log.error("the studio config was not loaded: %s", " ".join(str(error).split()))
+        return
+    _log.info("%d sessions from %s", len(loaded), os.pathsep.join(paths))
+
+
+def log_to_script_editor() -> None:
+    """Show WARNING and above of the ``subsession`` logger in the Script Editor.
+
+    Adds Maya's own ``maya.utils.MayaGuiLogHandler`` (level WARNING) to the
+    ``subsession`` logger, unless one already reaches it (on that logger or on the
+    root logger, where Maya's GUI may have put one). INFO and DEBUG stay quiet unless
+    you configure ``logging`` yourself. Called by :func:`setup` and by the plug-in.
+    """
+    import maya.utils
+
+    handler_type = getattr(maya.utils, "MayaGuiLogHandler", None)
+    if handler_type is None:
+        return
+    logger = logging.getLogger("subsession")
+    for holder in (logger, logging.getLogger()):
+        if any(isinstance(h, handler_type) for h in holder.handlers):
+            return
+    handler = handler_type()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logger.addHandler(handler)
 
 
 def run(session: str, module: str, function: Optional[str] = None, /, *args: Any, **kw: Any) -> Any:
     """Import ``module`` in the named ``session`` and call ``function(*args, **kw)``.
 
     Returns the function's result (or the module without ``function``). The session
-    must exist: define it in the studio config or create it with ``subSession -c``.
+    must exist, or be defined in the studio config (``$SUBSESSION_CONFIG``): then the
+    config is loaded first, so a workspace control restored before ``setup()`` ran
+    still finds its session. Otherwise create it with ``subSession -create``.
 
     >>> subsession.maya.run("toolA", "toolA.ui", "show")                 # doctest: +SKIP
     >>> subsession.maya.run("toolA", "toolA.ui", "show", dock=True)      # doctest: +SKIP
     """
-    try:
-        owner = subsession.get(session)
-    except subsession.SessionError:
-        raise subsession.SessionError(
-            f"no session named {session!r}; define it in the studio config "
-            f"($SUBSESSION_CONFIG) or create it with: subSession -create {session}"
-        ) from None
+    owner = _find(session)
     target = owner.import_module(module)
     if function is None:
         return target
     return owner.run(getattr(target, function), *args, **kw)
+
+
+def _find(name: str) -> Any:
+    """The open session ``name``; loads the studio config if it defines it."""
+    try:
+        return subsession.get(name)
+    except subsession.SessionError:
+        pass
+    if name in _config.parse_config(None)["sessions"]:
+        _config.load_config(None)
+        return subsession.get(name)
+    raise subsession.SessionError(
+        f"no session named {name!r}; define it in the studio config "
+        f"(${_config.ENV_VAR}) or create it with: subSession -create {name}"
+    )
 
 
 def _config_paths(config: PathArg) -> list[str]:

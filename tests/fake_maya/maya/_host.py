@@ -1,8 +1,9 @@
 """The fake Maya's state and machinery: plug-ins, commands, calls, idle queue.
 
-Test hooks: :data:`state` (``batch``, ``messages``, ``deferred``, ``commands``,
-``plugins``), :func:`reset`, :func:`run_idle`. The rest is what ``maya.cmds``,
-``maya.mel`` and ``maya.api.OpenMaya`` call.
+Test hooks: :data:`state` (``batch``, ``messages``, ``deferred``, ``dropped``,
+``commands``, ``plugins``, ``printed``), :func:`reset`, :func:`run_idle`,
+:func:`script_editor`. The rest is what ``maya.cmds``, ``maya.mel`` and
+``maya.api.OpenMaya`` call.
 
 What it reproduces of Maya, for a scripted command plug-in (Python API 2.0):
 
@@ -16,9 +17,16 @@ What it reproduces of Maya, for a scripted command plug-in (Python API 2.0):
   names, ``True``/``False`` for flags without argument, a list for a multi-use flag,
   ``q``/``query`` and ``e``/``edit``, positional objects last. Unknown flags, values of
   the wrong type and lists for single-use flags raise ``TypeError`` before ``doIt``.
-- A MEL call passes its words as strings; ``MArgDatabase`` checks them against the
-  syntax (in query mode flags take no argument, as in Maya).
-- ``doIt`` raising makes the command fail: Python gets ``RuntimeError``, MEL an error.
+- A MEL call passes its words as strings. Maya checks them against the registered
+  syntax before ``doIt`` runs (unknown flag, missing or mistyped argument, a single-use
+  flag twice; in query mode flags take no argument), so ``doIt`` only sees valid
+  input; ``MArgDatabase`` then answers from the parsed words.
+- ``doIt`` raising makes the command fail: a Python caller gets ``RuntimeError`` (not
+  printed unless nobody catches it, see :func:`script_editor`); in MEL the statement
+  fails with one error line and ``mel.eval`` raises ``RuntimeError``.
+- Messages print as the Script Editor does: ``# Error: text #`` from Python,
+  ``// Error: text //`` from MEL (``Warning``, and plain text for info).
+- Results: ``setResult`` ints are 32-bit (``OverflowError`` beyond), as in Maya.
 """
 
 from __future__ import annotations
@@ -59,7 +67,14 @@ class _State:
     deferred: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = field(
         default_factory=list
     )
+    dropped: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = field(
+        default_factory=list
+    )
     messages: list[tuple[str, str]] = field(default_factory=list)
+    printed: list[str] = field(default_factory=list)
+    language: str = "python"
+    app_dir: str = ""
+    api_version: int = 20250000
     undo_queue: list[Any] = field(default_factory=list)
     result: Any = None
     loading: str | None = None
@@ -96,9 +111,45 @@ def run_idle() -> int:
 
 
 def message(level: str, text: str) -> None:
-    """Record (and print, as the Script Editor would) an error/warning/info message."""
+    """Record and print an error/warning/info message as the Script Editor does.
+
+    ``# Error: text #`` when Python code is running, ``// Error: text //`` in MEL;
+    info is printed as plain text.
+    """
     state.messages.append((level, text))
-    sys.stderr.write(f"# {level.capitalize()}: {text}\n")
+    if level == "info":
+        line = text
+    elif state.language == "mel":
+        line = f"// {level.capitalize()}: {text} //"
+    else:
+        line = f"# {level.capitalize()}: {text} #"
+    state.printed.append(line)
+    sys.stderr.write(line + "\n")
+
+
+def script_editor(source: str, language: str = "python") -> Any:
+    """Run ``source`` as the Script Editor does; returns the result of MEL, or None.
+
+    An exception nobody caught prints one error line, as Maya's Script Editor does
+    (``# Error: RuntimeError: file <maya console> line 1: ... #``); MEL's own error
+    line is printed by :func:`maya.mel.eval`.
+    """
+    if language == "mel":
+        from maya import mel
+
+        try:
+            return mel.eval(source)
+        except RuntimeError:
+            return None
+    try:
+        exec(compile(source, "<maya console>", "exec"), {"__name__": "__main__"})
+    except Exception as error:
+        line = traceback.extract_tb(error.__traceback__)[-1].lineno if error.__traceback__ else 1
+        for frame in traceback.extract_tb(error.__traceback__):
+            if frame.filename == "<maya console>":
+                line = frame.lineno
+        message("error", f"{type(error).__name__}: file <maya console> line {line}: {error}")
+    return None
 
 
 # -- plug-ins ---------------------------------------------------------------------------
@@ -274,6 +325,8 @@ def invoke(name: str, words: list[Any], mel: bool = False) -> Any:
     if not isinstance(instance, OpenMaya.MPxCommand):
         raise RuntimeError(f"{name}: the creator did not return an MPxCommand")
     instance._syntax = command.syntax  # what MPxCommand.syntax() returns
+    if command.syntax is not None:
+        OpenMaya._parse(command.syntax, list(words))  # Maya checks before doIt
     arg_list = OpenMaya.MArgList()
     for word in words:
         arg_list.addArg(word)
@@ -281,8 +334,6 @@ def invoke(name: str, words: list[Any], mel: bool = False) -> Any:
     try:
         instance.doIt(arg_list)
     except Exception as error:
-        if mel:
-            raise RuntimeError(f"Error occurred during execution of MEL script: {error}") from error
         raise RuntimeError(str(error)) from error
     if instance.isUndoable():
         state.undo_queue.append(instance)

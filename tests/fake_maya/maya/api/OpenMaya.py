@@ -386,10 +386,13 @@ class MPxCommand:
 
 
 def _result_value(value: Any) -> Any:
-    if isinstance(value, (bool, int, float, str)):
+    """What ``setResult`` keeps; Maya's integer results are 32-bit C ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int32(value)
+    if isinstance(value, (bool, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        items = list(value)
+        items = [_int32(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         if items and (
             all(isinstance(v, str) for v in items)
             or all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
@@ -399,6 +402,12 @@ def _result_value(value: Any) -> Any:
         "setResult() expects a bool, int, float, string or a non-empty sequence of "
         f"strings or numbers, got {value!r}"
     )
+
+
+def _int32(value: int) -> int:
+    if not -(2**31) <= value <= 2**31 - 1:
+        raise OverflowError("signed integer is greater than maximum")
+    return value
 
 
 class MFnPlugin:
@@ -454,6 +463,10 @@ class MGlobal:
     @staticmethod
     def mayaState() -> int:
         return MGlobal.kBatch if _host.state.batch else MGlobal.kInteractive
+
+    @staticmethod
+    def apiVersion() -> int:
+        return int(_host.state.api_version)
 
     @staticmethod
     def displayError(msg: str) -> None:

@@ -11,13 +11,58 @@ from typing import Any
 from maya import _host, _ui
 
 
-def about(*, batch: bool = False, version: bool = False, **kwargs: Any) -> Any:
-    """``about(batch=True)`` -> whether Maya runs without UI; ``version=True`` -> "2025"."""
+def about(
+    *, batch: bool = False, version: bool = False, apiVersion: bool = False, **kwargs: Any
+) -> Any:
+    """``about(batch=True)`` -> whether Maya runs without UI; ``version=True`` -> "2025";
+    ``apiVersion=True`` -> 20250000."""
     if batch:
         return _host.state.batch
     if version:
         return "2025"
+    if apiVersion:
+        return _host.state.api_version
     raise TypeError(f"about(): flag not faked: {sorted(kwargs) or 'none given'}")
+
+
+def internalVar(*, userAppDir: bool = False, **kwargs: Any) -> str:
+    """``internalVar(userAppDir=True)``: the user's Maya folder, with a trailing slash
+    (``$MAYA_APP_DIR``, else ``~/maya/``), as Maya returns it."""
+    if not userAppDir:
+        raise TypeError(f"internalVar(): flag not faked: {sorted(kwargs) or 'none given'}")
+    import os
+
+    folder = _host.state.app_dir or os.environ.get("MAYA_APP_DIR") or "~/maya"
+    return os.path.expanduser(folder).rstrip("/\\") + "/"
+
+
+def error(*args: Any) -> None:
+    """Print an error line and raise RuntimeError, as ``cmds.error`` does."""
+    text = " ".join(str(a) for a in args)
+    _host.message("error", text)
+    raise RuntimeError(text)
+
+
+def help(name: str = "", **kwargs: Any) -> str:  # noqa: A001 - Maya's name
+    """The synopsis Maya builds from a command's registered syntax: every flag with its
+    short and long name and argument types."""
+    from maya.api.OpenMaya import MSyntax
+
+    command = _host.state.commands.get(name)
+    if command is None or kwargs:
+        raise RuntimeError(f"help: no help for {name!r} in the fake (only plug-in commands)")
+    syntax = command.syntax
+    kinds = {MSyntax.kString: "String", MSyntax.kBoolean: "on|off", MSyntax.kLong: "Int"}
+    lines = [f"Synopsis: {name} [flags] [String...]", "Flags:"]
+    if syntax.enableEdit:
+        lines.append("   -e -edit")
+    if syntax.enableQuery:
+        lines.append("   -q -query")
+    for spec in sorted(syntax._flags, key=lambda f: f.long.lower()):
+        args = " ".join(kinds.get(k, "") for k in spec.types if k != MSyntax.kNoArg)
+        multi = " (multi-use)" if spec.multi else ""
+        lines.append(f"{'-' + spec.short:>6} -{spec.long:<20} {args}{multi}".rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def loadPlugin(*names: str, quiet: bool = False, qt: bool = False, **kwargs: Any) -> list[str]:

@@ -19,40 +19,61 @@ _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 
 
 def eval(script: str) -> Any:  # noqa: A001 - Maya's name
-    """Run ``script``; raises RuntimeError when a statement fails, as Maya does."""
+    """Run ``script``, as Maya does: a failing statement prints one MEL error line
+    (``// Error: line 1: <message> //``) and stops the script, and ``eval`` raises
+    ``RuntimeError("Error occurred during execution of MEL script")``."""
+    outer = _host.state.language
+    _host.state.language = "mel"
+    try:
+        return _run(script)
+    except _Failed:
+        raise RuntimeError("Error occurred during execution of MEL script") from None
+    finally:
+        _host.state.language = outer
+
+
+class _Failed(Exception):
+    """A statement failed; its error line is printed."""
+
+
+def _run(script: str) -> Any:
     result: Any = None
     for words in _statements(script):
-        name, args = words[0], words[1:]
-        if name == "global":
-            continue
-        if name.startswith("$") and len(args) == 2 and args[0] == "=":
-            result = _global(args[1])
-            continue
-        if name.startswith("$") and name.find("=") > 0:
-            result = _global(name.split("=", 1)[1])
-            continue
-        if name == "buildViewMenu":
-            _ui.build_menu(name, args[0] if args else "")
-            result = None
-            continue
-        if name in ("loadPlugin", "unloadPlugin"):
-            from maya import cmds
-
-            quiet = any(w in ("-quiet", "-qt") for w in args)
-            files = [w for w in args if not w.startswith("-")]
-            result = (
-                cmds.loadPlugin(*files, quiet=quiet)
-                if name == "loadPlugin"
-                else cmds.unloadPlugin(*files)
-            )
-            continue
-        result = _host.invoke(name, list(args), mel=True)
+        try:
+            result = _statement(words)
+        except (RuntimeError, TypeError) as error:
+            _host.message("error", f"line 1: {error}")
+            raise _Failed from None
     return result
+
+
+def _statement(words: list[str]) -> Any:
+    from maya import cmds
+
+    name, args = words[0], words[1:]
+    if name == "global":  # a declaration: global string $gMainWindowMenu;
+        return None
+    if name.startswith("$") and len(args) == 2 and args[0] == "=":
+        return _global(args[1])
+    if name.startswith("$") and name.find("=") > 0:
+        return _global(name.split("=", 1)[1])
+    if name == "buildViewMenu":
+        _ui.build_menu(name, args[0] if args else "")
+        return None
+    if name == "help":
+        return cmds.help(*args)
+    if name in ("loadPlugin", "unloadPlugin"):
+        quiet = any(w in ("-quiet", "-qt") for w in args)
+        files = [w for w in args if not w.startswith("-")]
+        if name == "loadPlugin":
+            return cmds.loadPlugin(*files, quiet=quiet)
+        return cmds.unloadPlugin(*files)
+    return _host.invoke(name, list(args), mel=True)
 
 
 def _global(word: str) -> str:
     if _host.state.batch or not word.startswith("$") or word[1:] not in _ui.MEL_GLOBALS:
-        raise RuntimeError(f'// Error: Line 1.1: "{word}" is an undeclared variable.')
+        raise RuntimeError(f'"{word}" is an undeclared variable.')
     return _ui.MEL_GLOBALS[word[1:]]
 
 
