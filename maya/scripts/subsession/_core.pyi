@@ -13,6 +13,7 @@ from subsession._session import Session
 from subsession._types import ParsedConfig, SessionSettings
 
 __all__ = [
+    "CHANGE_KINDS",
     "ClosedSessionError",
     "ConfigError",
     "NoSuchSessionError",
