@@ -202,11 +202,15 @@ pub fn exec_session_module(
         return Ok(());
     };
     if let Some(real) = session.strip(&name) {
+        let new = !session.lock(py).modules.contains_key(real);
         session.note_module(py, real, None);
         if !reload::is_tracked(core, real) {
             reload::note_loaded(core, real, module);
         }
         activation::alias_if_active(core, real, module.as_any())?;
+        if new {
+            crate::notify::emit(py, "imported", session, &[real.to_owned()]);
+        }
     }
     Ok(())
 }

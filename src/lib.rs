@@ -14,6 +14,7 @@
 //!   reload and in-place reload; [`leaks`]: the unload report; [`watch`]: the
 //!   polling side of reload on save.
 //! - [`config`]: the studio config (TOML/JSON, layered).
+//! - [`notify`]: change notifications (created, configured, imported, reloaded, closed).
 //! - [`ffi`]: the C ABI.
 
 pub mod activation;
@@ -25,6 +26,7 @@ pub mod finder;
 pub mod graph;
 pub mod interp;
 pub mod leaks;
+pub mod notify;
 pub mod policy;
 pub mod registry;
 pub mod reload;
@@ -122,6 +124,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     activation::register(m)?;
     config::register(m)?;
     watch::register(m)?;
+    notify::register(m)?;
     m.add_function(wrap_pyfunction!(current, m)?)?;
     m.add_function(wrap_pyfunction!(lookup, m)?)?;
     m.add_function(wrap_pyfunction!(activation_counts, m)?)?;

@@ -347,6 +347,12 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
             (facade, real.as_str(), module, state),
         )?;
     }
+    crate::notify::emit(
+        py,
+        "reloaded",
+        session,
+        &done.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+    );
     left
 }
 
@@ -687,5 +693,6 @@ pub fn close<'py>(
         unloaded.len(),
         kept.len()
     );
+    crate::notify::emit(py, "closed", session, &unloaded);
     Ok((label, unloaded, leaks))
 }

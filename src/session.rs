@@ -366,8 +366,9 @@ impl SessionCore {
         let prefix =
             registry::reserve(py, name.as_deref()).map_err(errors::SessionExistsError::new_err)?;
         let built = build(py, it, facade, name, settings, &prefix);
-        if built.is_err() {
-            registry::release(py, &prefix);
+        match &built {
+            Ok(core) => crate::notify::emit(py, "created", core.get(), &[]),
+            Err(_) => registry::release(py, &prefix),
         }
         built
     }
@@ -468,6 +469,8 @@ impl SessionCore {
         }
         st.search_cache = None;
         st.live_cache = None;
+        drop(st);
+        crate::notify::emit(py, "configured", self, &[]);
         Ok(())
     }
 

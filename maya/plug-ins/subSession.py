@@ -13,8 +13,10 @@ then, in Python or MEL::
 
 Flags: ``help subSession`` (Maya's synopsis of the syntax); rules and results: the
 README's Maya section and :mod:`subsession.command`, which holds all the logic; this
-file only adapts Maya's argument parsing and results to it. Unloading the plug-in
-removes the command; the sessions live on and are there again when it is loaded again.
+file only adapts Maya's argument parsing and results to it. With Maya's interface it
+also adds *Windows > Sub-sessions* (the session manager, docked). Unloading the
+plug-in removes the command and the menu item; the sessions live on and are there
+again when it is loaded again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ except ImportError as _error:  # the package or its compiled core is missing
 
 COMMAND = "subSession"
 VENDOR = "subsession"
+MENU_ITEM = "subsessionManagerMenuItem"
+MENU_COMMAND = "import subsession.maya; subsession.maya.show_manager()"
 #: Maya 2023 (Python 3.9) is the oldest Maya the compiled core serves.
 MIN_MAYA_API = 20230000
 
@@ -142,8 +146,41 @@ def _set_result(command: om.MPxCommand, result: _command.Result) -> None:
         command.setResult(result)
 
 
+def _add_menu_item() -> None:
+    """*Windows > Sub-sessions*, in an interactive Maya (no menus in batch mode)."""
+    from maya import cmds, mel
+
+    if cmds.about(batch=True):
+        return
+    menu = str(mel.eval("$subsessionWindowMenu = $gMainWindowMenu"))
+    if not cmds.menu(menu, query=True, numberOfItems=True):
+        # Maya fills its Windows menu the first time it opens, and only if it is
+        # empty: build it now, or our item would be the only one in it.
+        mel.eval(f"buildViewMenu {menu}")
+    if cmds.menuItem(MENU_ITEM, exists=True):
+        cmds.deleteUI(MENU_ITEM, menuItem=True)
+    cmds.menuItem(
+        MENU_ITEM,
+        parent=menu,
+        label="Sub-sessions",
+        annotation="The subsession manager: sessions, modules, reload, close and leaks",
+        sourceType="python",
+        # A string, not a function: it survives a reload of this plug-in. Maya takes
+        # a string for every script flag; maya-stubs only types callables.
+        command=MENU_COMMAND,  # type: ignore[arg-type]
+    )
+
+
+def _remove_menu_item() -> None:
+    from maya import cmds
+
+    if not cmds.about(batch=True) and cmds.menuItem(MENU_ITEM, exists=True):
+        cmds.deleteUI(MENU_ITEM, menuItem=True)
+
+
 def initializePlugin(plugin: om.MObject) -> None:
-    """Register the ``subSession`` command (Maya 2023 or later)."""
+    """Register the ``subSession`` command and the *Windows > Sub-sessions* item
+    (Maya 2023 or later)."""
     api = om.MGlobal.apiVersion()
     if api < MIN_MAYA_API:
         raise RuntimeError(
@@ -157,8 +194,17 @@ def initializePlugin(plugin: om.MObject) -> None:
     _live.install_maya()  # session code's scriptJobs, callbacks and UI belong to it
     _command.INFO = om.MGlobal.displayInfo
     fn.registerCommand(COMMAND, SubSessionCommand.creator, SubSessionCommand.create_syntax)
+    try:
+        _add_menu_item()
+    except Exception:  # the command works without the menu: say so, do not fail the load
+        traceback.print_exc()
+        om.MGlobal.displayWarning(
+            "subSession: could not add Windows > Sub-sessions (traceback above); open "
+            "the manager with: import subsession.maya; subsession.maya.show_manager()"
+        )
 
 
 def uninitializePlugin(plugin: om.MObject) -> None:
-    """Deregister the command; sessions stay alive."""
+    """Deregister the command and remove the menu item; sessions stay alive."""
+    _remove_menu_item()
     om.MFnPlugin(plugin).deregisterCommand(COMMAND)

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 
 from subsession import _platform  # noqa: F401  (module zip: this OS's _core)
+from subsession._changes import Change, ChangeKind, subscribe, unsubscribe
 from subsession._core import ConfigError, ReloadError
 from subsession._session import (
     ClosedSessionError,
@@ -44,6 +45,8 @@ from subsession._session import (
 from subsession.config import PathArg
 
 __all__ = [
+    "Change",
+    "ChangeKind",
     "ClosedSessionError",
     "ConfigError",
     "NoSuchSessionError",
@@ -58,6 +61,8 @@ __all__ = [
     "load_config",
     "process_pending",
     "sessions",
+    "subscribe",
+    "unsubscribe",
 ]
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ from subsession._session import Session
 from subsession._types import ParsedConfig, SessionSettings
 
 __all__ = [
+    "CHANGE_KINDS",
     "ClosedSessionError",
     "ConfigError",
     "NoSuchSessionError",
@@ -40,6 +41,8 @@ __all__ = [
     "reset_log_cache",
     "sessions",
     "set_host_modules",
+    "subscribe",
+    "unsubscribe",
 ]
 
 _T = TypeVar("_T")
@@ -172,3 +175,10 @@ def add_host_modules(names: list[str]) -> None: ...
 def parse_config(paths: list[str]) -> ParsedConfig: ...
 def parse_session_json(text: str, origin: str) -> SessionSettings: ...
 def activation_counts() -> tuple[int, int]: ...
+
+CHANGE_KINDS: list[str]
+
+def subscribe(callback: Callable[..., object], kinds: Optional[list[str]] = None) -> int:
+    """``callback(kind, name, prefix, modules)`` after each change of ``kinds``."""
+
+def unsubscribe(token: int) -> bool: ...

@@ -31,7 +31,7 @@ from subsession import _core
 from subsession._session import Session
 from subsession._types import ParsedConfig, SessionSettings, Settings
 
-__all__ = ["ConfigError", "ENV_VAR", "config_paths", "load_config", "parse_config"]
+__all__ = ["ConfigError", "ENV_VAR", "config_paths", "load_config", "parse_config", "sources"]
 
 log = logging.getLogger("subsession")
 
@@ -104,6 +104,10 @@ def load_config(
     """
     parsed = parse_config(paths)
     sessions = _apply_sessions(parsed["sessions"], parsed["host_modules"])
+    files = [os.path.abspath(f) for f in config_paths(paths)]
+    for session in sessions:
+        if session.name is not None:
+            _sources[session.name] = files
     pending: list[tuple[Session, str]] = []
     for session, settings in zip(sessions, parsed["sessions"].values()):
         startup = settings["startup"]
@@ -125,6 +129,15 @@ def load_config(
         else:
             defer_startup(import_startup_modules)
     return sessions
+
+
+_sources: dict[str, list[str]] = {}
+
+
+def sources(name: str) -> list[str]:
+    """The config files (studio first, user last) of the last :func:`load_config` that
+    defined the session ``name``; empty if no config defined it."""
+    return list(_sources.get(name, ()))
 
 
 def _apply_host_modules(names: list[str]) -> None:

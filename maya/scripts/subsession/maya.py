@@ -15,6 +15,11 @@ A shelf button that turns reload-on-save on and off for a tool under development
 
     import subsession.maya; subsession.maya.watch("toolA")
 
+The session manager, docked in a workspace control (also *Windows > Sub-sessions*
+once the plug-in is loaded)::
+
+    import subsession.maya; subsession.maya.show_manager()
+
 The sessions come from the studio config (``$SUBSESSION_CONFIG``, see the README) or
 from ``subSession -create``. The MEL equivalent of :func:`run` is
 ``subSession -m "toolA.ui" -fn "show" toolA;``.
@@ -31,12 +36,29 @@ import subsession
 from subsession import _live
 from subsession import config as _config
 
-__all__ = ["PLUGIN", "load_plugin", "log_to_script_editor", "run", "setup", "watch"]
+__all__ = [
+    "MANAGER_CONTROL",
+    "MANAGER_UI_SCRIPT",
+    "PLUGIN",
+    "load_plugin",
+    "log_to_script_editor",
+    "restore_manager",
+    "run",
+    "setup",
+    "show_manager",
+    "watch",
+]
 
 #: The plug-in file, found on ``MAYA_PLUG_IN_PATH`` (the module's ``plug-ins`` folder).
 PLUGIN = "subSession.py"
 
+#: The workspace control of the session manager.
+MANAGER_CONTROL = "subsessionManagerWorkspaceControl"
+#: What Maya runs to build (and, at start-up, restore) the manager in its control.
+MANAGER_UI_SCRIPT = "import subsession.maya; subsession.maya.restore_manager()"
+
 _log = logging.getLogger("subsession.maya")
+_manager: Any = None
 PathArg = Optional[Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]]
 
 
@@ -183,6 +205,52 @@ def _config_paths(config: PathArg) -> list[str]:
     if isinstance(config, (str, os.PathLike)):
         return [os.path.expanduser(os.fspath(config))]
     return [os.path.expanduser(os.fspath(p)) for p in config]
+
+
+def show_manager() -> Any:
+    """Show the session manager docked in a workspace control; returns the widget.
+
+    The control is floating the first time; dock it anywhere. Maya saves it with the
+    workspace and rebuilds it at start-up through :data:`MANAGER_UI_SCRIPT`, which
+    needs nothing but ``import subsession.maya``. Called again, it brings the existing
+    control back instead of making a second one.
+    """
+    from maya import cmds
+
+    if cmds.workspaceControl(MANAGER_CONTROL, exists=True):
+        cmds.workspaceControl(MANAGER_CONTROL, edit=True, restore=True)
+        return _manager
+    cmds.workspaceControl(
+        MANAGER_CONTROL,
+        label="Sub-sessions",
+        # A string: Maya saves it with the workspace and runs it at start-up (the
+        # stubs type script flags as callables only).
+        uiScript=MANAGER_UI_SCRIPT,  # type: ignore[arg-type]
+        retain=False,
+        floating=True,
+        initialWidth=900,
+        initialHeight=640,
+    )
+    return _manager
+
+
+def restore_manager() -> Any:
+    """The workspace control's ``uiScript``: build the manager inside the control Maya
+    is creating (or restoring at start-up); returns the widget."""
+    global _manager
+    import maya.OpenMayaUI as omui
+
+    from subsession import _qt, ui
+
+    parent = omui.MQtUtil.getCurrentParent()
+    if not parent:
+        raise RuntimeError(
+            "restore_manager() runs as the uiScript of a workspace control; "
+            "call subsession.maya.show_manager() instead"
+        )
+    _manager = ui.SessionManager()
+    omui.MQtUtil.addWidgetToMayaLayout(_qt.cpp_pointer(_manager), int(parent))
+    return _manager
 
 
 _live.install_maya()

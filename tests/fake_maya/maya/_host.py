@@ -98,6 +98,9 @@ def reset(batch: bool = False) -> None:
         sys.modules.pop(plugin.module.__name__, None)
     state.__init__()  # type: ignore[misc]
     state.batch = batch
+    from maya import _ui
+
+    _ui.reset()
 
 
 def run_idle() -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from maya import _host
+from maya import _host, _ui
 
 
 def about(
@@ -112,6 +112,28 @@ def pluginInfo(name: str = "", *, query: bool = False, q: bool = False, **kwargs
     if kwargs.get("command") or kwargs.get("c"):
         return [c for c, cmd in _host.state.commands.items() if cmd.plugin == plugin.name] or None
     raise TypeError(f"pluginInfo: flag not faked: {sorted(kwargs)}")
+
+
+def menu(name: str, **flags: Any) -> Any:
+    """Query a menu: ``exists``, ``numberOfItems``, ``itemArray``, ``label``."""
+    return _ui.menu(name, **flags)
+
+
+def menuItem(name: Any = None, **flags: Any) -> Any:  # noqa: N802 - Maya's name
+    """Create (``parent``, ``label``, ``command``, ``sourceType``, ``annotation``),
+    query, or test (``exists``) a menu item."""
+    return _ui.menu_item(name, **flags)
+
+
+def deleteUI(*names: str, **flags: Any) -> None:  # noqa: N802 - Maya's name
+    """Delete menu items (``menuItem=True``) or controls."""
+    _ui.delete_ui(*names, **flags)
+
+
+def workspaceControl(name: str, **flags: Any) -> Any:  # noqa: N802 - Maya's name
+    """Create (``uiScript`` required), edit (``restore``, ``visible``, ``close``) and
+    query (``exists``, ``visible``, ``label``, ``uiScript``) a workspace control."""
+    return _ui.workspace_control(name, **flags)
 
 
 def warning(*args: Any) -> None:

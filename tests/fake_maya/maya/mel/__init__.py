@@ -3,15 +3,17 @@
 Enough MEL for commands in command syntax: ``subSession -m "toolA.ui" -fn show toolA;``
 (words separated by blanks, double-quoted strings with ``\\"``, ``\\\\``, ``\\n``
 escapes, statements ended by ``;``, ``//`` comments) and ``loadPlugin``/
-``unloadPlugin``. Every word reaches the command as a string, as in MEL; the result of
-the last statement is returned (bools as ints, as MEL has no bool type).
+``unloadPlugin``, reading a global variable (``$tmp = $gMainWindowMenu``, Maya's menu
+names; ``global string $x;`` declarations) and ``buildViewMenu <menu>``. Every word
+reaches the command as a string, as in MEL; the result of the last statement is
+returned (bools as ints, as MEL has no bool type).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from maya import _host
+from maya import _host, _ui
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 
@@ -49,6 +51,15 @@ def _statement(words: list[str]) -> Any:
     from maya import cmds
 
     name, args = words[0], words[1:]
+    if name == "global":  # a declaration: global string $gMainWindowMenu;
+        return None
+    if name.startswith("$") and len(args) == 2 and args[0] == "=":
+        return _global(args[1])
+    if name.startswith("$") and name.find("=") > 0:
+        return _global(name.split("=", 1)[1])
+    if name == "buildViewMenu":
+        _ui.build_menu(name, args[0] if args else "")
+        return None
     if name == "help":
         return cmds.help(*args)
     if name in ("loadPlugin", "unloadPlugin"):
@@ -58,6 +69,12 @@ def _statement(words: list[str]) -> Any:
             return cmds.loadPlugin(*files, quiet=quiet)
         return cmds.unloadPlugin(*files)
     return _host.invoke(name, list(args), mel=True)
+
+
+def _global(word: str) -> str:
+    if _host.state.batch or not word.startswith("$") or word[1:] not in _ui.MEL_GLOBALS:
+        raise RuntimeError(f'"{word}" is an undeclared variable.')
+    return _ui.MEL_GLOBALS[word[1:]]
 
 
 def _statements(script: str) -> list[list[str]]:
