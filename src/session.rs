@@ -531,6 +531,16 @@ impl SessionCore {
         let result = result?;
         let py = slf.py();
         let session = slf.get();
+        let initialised: Option<String> = match arg.cast::<PyModule>() {
+            Ok(module) => activation::module_name(module.as_any()),
+            Err(_) => arg
+                .getattr(intern!(py, "name"))
+                .ok()
+                .and_then(|n| n.extract().ok()),
+        };
+        if let Some(real) = initialised.as_deref().and_then(|q| session.strip(q)) {
+            activation::mirror_registered_submodules(slf, real)?;
+        }
         if let Ok(module) = arg.cast::<PyModule>() {
             // Executed: the session's module, by real name too while its block runs.
             if let Some(name) = activation::module_name(module.as_any()) {
