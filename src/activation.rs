@@ -564,7 +564,13 @@ impl Aliases {
     }
 
     /// True when frame `id` owns `value` under `name` as a registration of its code.
-    fn is_registration(&mut self, id: u64, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> bool {
+    fn is_registration(
+        &mut self,
+        id: u64,
+        py: Python<'_>,
+        name: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> bool {
         self.frames
             .get_mut(&id)
             .and_then(|f| f.own.module(py, name))

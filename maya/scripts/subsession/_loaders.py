@@ -20,7 +20,7 @@ import pkgutil
 import sys
 import types
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "AliasLoader",
@@ -92,7 +92,7 @@ class SessionForeignLoader:
 
     def create_module(self, spec: machinery.ModuleSpec) -> types.ModuleType | None:
         create = getattr(self._inner, "create_module", None)
-        return None if create is None else create(spec)  # type: ignore[no-any-return]
+        return None if create is None else create(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
         self._session._exec_module(module, self._inner.exec_module)
@@ -147,7 +147,11 @@ def find_foreign_spec(
     cache = sys.path_importer_cache
     for entry in list(entries):
         entry_finder = cache.get(entry) if isinstance(entry, str) else None
-        entry_finder = getattr(entry_finder, "inner", entry_finder) if isinstance(entry_finder, DirGate) else entry_finder
+        entry_finder = (
+            getattr(entry_finder, "inner", entry_finder)
+            if isinstance(entry_finder, DirGate)
+            else entry_finder
+        )
         if entry_finder is None or isinstance(entry_finder, _NAME_KEYED_PATH_FINDERS):
             continue
         find = getattr(entry_finder, "find_spec", None)
@@ -175,7 +179,7 @@ def wrap_foreign_loader(spec: machinery.ModuleSpec, session: Any) -> machinery.M
         or getattr(loader, "exec_module", None) is None
     ):
         return spec
-    spec.loader = SessionForeignLoader(loader, session)
+    spec.loader = cast("Any", SessionForeignLoader(loader, session))
     return spec
 
 
@@ -335,10 +339,38 @@ class _ModuleRef:
         return importlib.import_module, (self.name,)
 
 
-def portable_reduce(obj: Any) -> Any:
+class _Call:
+    """Pickles as ``func(*args)``: the nested calls below use only the standard library,
+    so a process without subsession can load them."""
+
+    __slots__ = ("func", "args")
+
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.func = func
+        self.args = args
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.func, self.args
+
+
+def _module_here_or_real(qualified: str, real: str) -> _Call:
+    """``import_module(qualified if qualified in sys.modules else real)``: the session's
+    module in this process and its forked children, the real module anywhere else."""
+    modules = _Call(operator.attrgetter("modules"), _ModuleRef("sys"))
+    chosen = _Call(
+        operator.getitem,
+        {True: qualified, False: real},
+        _Call(operator.contains, modules, qualified),
+    )
+    return _Call(importlib.import_module, chosen)
+
+
+def portable_reduce(obj: Any, here_first: bool = False) -> Any:
     """``reducer_override`` writing classes and functions of session modules under their
     real module names (``operator.attrgetter(qualname)(import_module(real))``), so any
-    process can load the pickle; everything else pickles as usual (NotImplemented)."""
+    process can load the pickle; everything else pickles as usual (NotImplemented).
+    ``here_first``: resolve the qualified name where it exists (multiprocessing: forked
+    children hold the session's modules, spawned ones import the real names)."""
     if not isinstance(obj, (type, types.FunctionType)):
         return NotImplemented
     module = getattr(obj, "__module__", None)
@@ -352,7 +384,10 @@ def portable_reduce(obj: Any) -> Any:
         found = getattr(found, part, None)
     if found is not obj:
         return NotImplemented  # pickle reports it as usual ("not the same object")
-    return operator.attrgetter(qualname), (_ModuleRef(module.split(".", 1)[1]),)
+    real = module.split(".", 1)[1]
+    if here_first:
+        return operator.attrgetter(qualname), (_module_here_or_real(module, real),)
+    return operator.attrgetter(qualname), (_ModuleRef(real),)
 
 
 class PortablePickler(pickle.Pickler):
@@ -402,24 +437,8 @@ class PickleProxy(types.ModuleType):
         ).dump(obj)
 
 
-def _child_has_our_modules() -> bool:
-    """True when multiprocessing starts children by ``fork``: they hold this process's
-    session modules under their qualified names."""
-    import multiprocessing.context as context
-
-    if context.get_spawning_popen() is not None:
-        return False  # a spawn/forkserver child is being started right now
-    method = context._default_context.get_start_method(allow_none=True)  # type: ignore[attr-defined]
-    if method is None:
-        method = context._default_context._default_context._name  # type: ignore[attr-defined]
-    return bool(method == "fork")
-
-
 def _forking_reduce(self: Any, obj: Any) -> Any:
-    reduced = portable_reduce(obj)
-    if reduced is NotImplemented or _child_has_our_modules():
-        return NotImplemented
-    return reduced
+    return portable_reduce(obj, here_first=True)
 
 
 def portable_multiprocessing() -> bool:

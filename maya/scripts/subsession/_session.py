@@ -250,7 +250,9 @@ class Session:
                     try:
                         exec(line, dict(namespace))
                     except Exception as exc:  # site.addpackage reports and goes on
-                        _log.warning("error in %s, line %r: %s: %s", pth, line, type(exc).__name__, exc)
+                        _log.warning(
+                            "error in %s, line %r: %s: %s", pth, line, type(exc).__name__, exc
+                        )
         finally:
             for finder in [f for f in sys.meta_path if not any(f is g for g in meta_path)]:
                 sys.meta_path.remove(finder)
