@@ -199,7 +199,7 @@ fn mirror_extra(
     if mods.contains(qualified)? {
         return Ok(false);
     }
-    if activation::is_block_registration(core, real)? {
+    if registered_in_block(core, real)? {
         return Ok(true);
     }
     let written = mods
@@ -235,6 +235,26 @@ fn portable_multiprocessing(py: Python<'_>) -> PyResult<()> {
         DONE.store(true, std::sync::atomic::Ordering::Release);
     }
     Ok(())
+}
+
+/// True when `real`, or the nearest package above it in sys.modules, is something the
+/// running block's code registered there (jinja2's `ModuleLoader` registers a package
+/// whose `__path__` holds compiled templates): the standard import resolves it.
+fn registered_in_block(core: &Bound<'_, SessionCore>, real: &str) -> PyResult<bool> {
+    if !is_active() {
+        return Ok(false);
+    }
+    let mods = interp::sys_modules(core.py());
+    let mut name = real;
+    loop {
+        if mods.contains(name)? {
+            return activation::is_block_registration(core, name);
+        }
+        match name.rsplit_once('.') {
+            Some((parent, _)) => name = parent,
+            None => return Ok(false),
+        }
+    }
 }
 
 fn ensure_not_closed(py: Python<'_>, session: &SessionCore) -> PyResult<()> {
@@ -308,9 +328,7 @@ fn route_absolute<'py>(
     }
     ensure_not_closed(py, session)?;
     let qualified = session.qualified(absolute);
-    if !interp::sys_modules(py).contains(&qualified)?
-        && activation::is_block_registration(core, absolute)?
-    {
+    if !interp::sys_modules(py).contains(&qualified)? && registered_in_block(core, absolute)? {
         return gcd.call1((absolute,));
     }
     let module = gcd

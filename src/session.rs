@@ -345,7 +345,10 @@ impl SessionCore {
         // The root of the qualified names: a package with no path of its own; the
         // finder resolves its children on the session's search path.
         let root = PyModule::new(py, &prefix)?;
-        root.setattr("__path__", PyList::empty(py))?;
+        root.setattr(
+            "__path__",
+            loaders.getattr("SessionRootPath")?.call1((&core,))?,
+        )?;
         root.setattr("__package__", &prefix)?;
         interp::sys_modules(py).set_item(&prefix, root)?;
         registry::register(py, &core);
@@ -474,6 +477,21 @@ impl SessionCore {
     /// The real name of a qualified name of this session (other names unchanged).
     fn real_name(&self, name: &str) -> String {
         self.strip(name).unwrap_or(name).to_owned()
+    }
+
+    /// The folders a qualified top-level name is searched in (the root package's
+    /// `__path__`): the block's live `sys.path`, else the session's search path.
+    #[pyo3(name = "_root_path")]
+    fn root_path<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
+        let py = slf.py();
+        let session = slf.get();
+        if session.lock(py).closed {
+            return Ok(PyList::empty(py));
+        }
+        match activation::live_path_of(slf)? {
+            Some(live) => Ok(live),
+            None => session.search_path_list(py),
+        }
     }
 
     #[pyo3(name = "search_path")]

@@ -33,6 +33,7 @@ __all__ = [
     "SessionExtensionLoader",
     "SessionSourceLoader",
     "SessionForeignLoader",
+    "SessionRootPath",
     "SessionSourcelessLoader",
     "SharedModuleLoader",
     "UnloadProbe",
@@ -169,17 +170,47 @@ def _renamed(spec: machinery.ModuleSpec, real: str, qualified: str) -> machinery
     return spec
 
 
+_SESSION_SUBCLASSES: dict[type, type] = {}
+
+
+def _session_subclass(cls: type) -> type:
+    """``cls`` with an ``exec_module`` that runs the module in its session: a subclass,
+    so ``isinstance(loader, zipimport.zipimporter)`` (jinja2) stays true."""
+    sub = _SESSION_SUBCLASSES.get(cls)
+    if sub is None:
+
+        def exec_module(self: Any, module: types.ModuleType) -> None:
+            self._session._exec_module(module, super(sub, self).exec_module)  # type: ignore[arg-type]
+
+        sub = type(cls.__name__, (cls,), {"exec_module": exec_module, "__module__": cls.__module__})
+        _SESSION_SUBCLASSES[cls] = sub
+    return sub
+
+
 def wrap_foreign_loader(spec: machinery.ModuleSpec, session: Any) -> machinery.ModuleSpec:
-    """Gives a spec with a non-standard loader the session's loader wrapper."""
+    """Gives a spec with a non-standard loader one that runs its module in the session:
+    the same loader as an instance of a session subclass of its class when the class
+    allows it, else a wrapper."""
     loader = spec.loader
     if (
         loader is None
         or isinstance(loader, (SessionForeignLoader, AliasLoader, SharedModuleLoader))
         or type(loader).__name__.endswith("NamespaceLoader")
         or getattr(loader, "exec_module", None) is None
+        or getattr(loader, "_session", None) is session
     ):
         return spec
-    spec.loader = cast("Any", SessionForeignLoader(loader, session))
+    if isinstance(loader, type):  # a class used as its own loader
+        spec.loader = cast("Any", SessionForeignLoader(loader, session))
+        return spec
+    try:
+        copy: Any = object.__new__(_session_subclass(type(loader)))
+        copy.__dict__.update(loader.__dict__)
+        copy._session = session
+    except (TypeError, AttributeError):  # __slots__ or a C type
+        spec.loader = cast("Any", SessionForeignLoader(loader, session))
+    else:
+        spec.loader = copy
     return spec
 
 
@@ -210,6 +241,33 @@ class SharedModuleLoader:
 
     def exec_module(self, module: types.ModuleType) -> None:
         return None
+
+
+class SessionRootPath:
+    """``__path__`` of a session's root package (``__subsession_toolA__``): the session's
+    search path as its next import sees it, so other finders asked for a qualified
+    top-level name (pytest's assertion rewriter) search the session's folders."""
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def _entries(self) -> list[str]:
+        return list(self._core._root_path())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries())
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __getitem__(self, index: int) -> str:
+        return self._entries()[index]
+
+    def __contains__(self, entry: object) -> bool:
+        return entry in self._entries()
+
+    def __repr__(self) -> str:
+        return f"SessionRootPath({self._entries()!r})"
 
 
 class UnloadProbe:
