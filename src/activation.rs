@@ -794,7 +794,39 @@ pub fn is_block_registration(core: &Bound<'_, SessionCore>, real: &str) -> PyRes
 /// After a session's extension module `real` initialised: submodules its C code put
 /// into sys.modules by real name (`hypothesis._native.internal`) are given their
 /// qualified names too, so the import that loads them finds them in the session.
-pub fn mirror_registered_submodules(core: &Bound<'_, SessionCore>, real: &str) -> PyResult<()> {
+/// The global modules under `real.` known to the engine (keys and values), taken
+/// before a session's extension `real` initialises.
+pub fn subtree_values(py: Python<'_>, real: &str) -> PyResult<Vec<(String, Py<PyAny>)>> {
+    let dotted = format!("{real}.");
+    let keys: Vec<String> = lock(py)
+        .state()
+        .by_top
+        .get(policy::top_level(real))
+        .map(|keys| {
+            keys.iter()
+                .filter(|k| k.starts_with(&dotted))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mods = interp::sys_modules(py);
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        if let Some(v) = mods.get_item(&k)? {
+            out.push((k, v.unbind()));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs inside the activation that initialised `real`; `before` is what
+/// [`subtree_values`] saw. A global key the C code overwrote gets its global module
+/// back and shows the session's one only while the session's blocks run.
+pub fn mirror_registered_submodules(
+    core: &Bound<'_, SessionCore>,
+    real: &str,
+    before: &[(String, Py<PyAny>)],
+) -> PyResult<()> {
     let py = core.py();
     let session = core.get();
     let mods = interp::sys_modules(py);
@@ -802,6 +834,14 @@ pub fn mirror_registered_submodules(core: &Bound<'_, SessionCore>, real: &str) -
     let it = interp::get(py)?;
     let dotted = format!("{real}.");
     let mut found: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::new();
+    let mut overwritten: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::new();
+    for (k, old) in before {
+        if let Some(now) = mods.get_item(k)? {
+            if !now.is(old.bind(py)) && !is_session_module(&now) {
+                overwritten.push((PyString::new(py, k).into_any(), now, old.bind(py).clone()));
+            }
+        }
+    }
     for _ in 0..8 {
         let attempt: PyResult<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>> = (|| {
             let mut out = Vec::new();
@@ -844,6 +884,12 @@ pub fn mirror_registered_submodules(core: &Bound<'_, SessionCore>, real: &str) -
         if !mods.contains(&qualified)? {
             mods.set_item(qualified, v)?;
         }
+    }
+    for (k, now, old) in overwritten {
+        let name: String = k.extract()?;
+        mods.set_item(session.qualified(&name), &now)?;
+        mods.set_item(&k, &old)?;
+        alias_if_active(core, &name, &now)?;
     }
     Ok(())
 }

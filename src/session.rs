@@ -543,10 +543,6 @@ impl SessionCore {
         step: &Bound<'py, PyAny>,
         arg: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        activation::enter(slf)?;
-        let result = step.call1((arg,));
-        activation::exit(slf)?;
-        let result = result?;
         let py = slf.py();
         let session = slf.get();
         let initialised: Option<String> = match arg.cast::<PyModule>() {
@@ -556,9 +552,20 @@ impl SessionCore {
                 .ok()
                 .and_then(|n| n.extract().ok()),
         };
-        if let Some(real) = initialised.as_deref().and_then(|q| session.strip(q)) {
-            activation::mirror_registered_submodules(slf, real)?;
-        }
+        let real = initialised.as_deref().and_then(|q| session.strip(q));
+        let before = match real {
+            Some(r) => activation::subtree_values(py, r)?,
+            None => Vec::new(),
+        };
+        activation::enter(slf)?;
+        let result = step.call1((arg,));
+        let mirrored = match (&result, real) {
+            (Ok(_), Some(r)) => activation::mirror_registered_submodules(slf, r, &before),
+            _ => Ok(()),
+        };
+        activation::exit(slf)?;
+        let result = result?;
+        mirrored?;
         if let Ok(module) = arg.cast::<PyModule>() {
             // Executed: the session's module, by real name too while its block runs.
             if let Some(name) = activation::module_name(module.as_any()) {

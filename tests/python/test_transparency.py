@@ -345,6 +345,12 @@ def test_editable_install_used_from_a_session(
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="hypothesis with its Rust core needs 3.11+")
 def test_hypothesis_imports_and_runs_in_a_session(new_session: Callable[..., Any]) -> None:
+    # The global hypothesis (pytest's plugin) is loaded too: the session's Rust core
+    # overwrites its sys.modules keys while it initialises, and must give them back.
+    import hypothesis as global_hypothesis
+    import hypothesis.strategies  # noqa: F401
+
+    global_keys = {k: v for k, v in sys.modules.items() if k.startswith("hypothesis")}
     folder = realpkgs.ensure("hypothesis-6.170.17")
     s = new_session(paths=[str(folder)])
     ns = s.exec(
@@ -368,7 +374,10 @@ def test_hypothesis_imports_and_runs_in_a_session(new_session: Callable[..., Any
     assert is_session_module(ns["hypothesis"])
     assert ns["hypothesis"].__file__.startswith(str(folder))
     assert len(ns["seen"]) >= 1
-    assert not [k for k in sys.modules if k.startswith("hypothesis._native")]
+    assert ns["hypothesis"] is not global_hypothesis
+    now = {k: v for k, v in sys.modules.items() if k.startswith("hypothesis")}
+    assert now.keys() == global_keys.keys()
+    assert all(now[k] is v for k, v in global_keys.items())
 
 
 # -- portable pickles ----------------------------------------------------------------------------
