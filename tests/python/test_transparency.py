@@ -270,8 +270,6 @@ def test_pth_files_of_a_session_path_apply_inside_the_session(
 def editable_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """``pip install -e`` of a project whose package folder is renamed (package-dir), so
     setuptools must use its meta-path finder (no plain path entry can map it)."""
-    pytest.importorskip("setuptools", minversion="64")
-    pytest.importorskip("wheel")
     root = tmp_path_factory.mktemp("editable")
     name = unique_name("edpkg")
     project = root / "project"
@@ -297,6 +295,8 @@ def editable_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     )
     (project / "code" / "sub.py").write_text("X = 1\n", encoding="utf-8")
     site = root / "site"
+    # pip builds in an isolated environment (setuptools from PyPI): the test
+    # interpreter's own packages stay as they are.
     proc = subprocess.run(
         [
             sys.executable,
@@ -305,9 +305,7 @@ def editable_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             "install",
             "-q",
             "--no-deps",
-            "--no-build-isolation",
             "--disable-pip-version-check",
-            "--no-index",
             "--target",
             str(site),
             "-e",
