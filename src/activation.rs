@@ -198,6 +198,14 @@ struct Aliases {
     in_flight: Option<Py<PyDict>>,
     next_id: u64,
     marker: Option<Py<PyModule>>,
+    /// The frame whose sys.path is in place (the last to apply or restore it): its
+    /// block's own sys.path edits are searched by its next import.
+    path_owner: Option<u64>,
+    /// Bumped when a thread without an activation starts or ends a load during
+    /// blocks; with `loads_at_mark`, tells that every key added since the marker came
+    /// from a block.
+    global_loads: u64,
+    loads_at_mark: u64,
 }
 
 struct Base {
@@ -516,6 +524,7 @@ impl Aliases {
         if let Some(m) = &self.marker {
             mods.set_item(key, m)?;
         }
+        self.loads_at_mark = self.global_loads;
         Ok(())
     }
 
@@ -551,19 +560,91 @@ impl Aliases {
         if new_keys.is_empty() {
             return Ok(());
         }
+        // Keys that only this thread's blocks can have added (no other thread has a
+        // block or loaded a global meanwhile) and that hold no session module were
+        // registered by the block's code: the innermost block owns them.
+        let registrar = if self.reserved.is_empty()
+            && self.global_loads == self.loads_at_mark
+            && STACK.with(|s| s.borrow().len()) == self.frames.len()
+        {
+            STACK.with(|s| s.borrow().last().map(|(id, c)| (*id, c.clone_ref(py))))
+        } else {
+            None
+        };
         self.move_marker(mods)?;
-        for key in new_keys {
+        // Oldest first: a registered package is owned before its submodules.
+        for key in new_keys.into_iter().rev() {
             if let Ok(key) = key.cast_into::<PyString>() {
-                self.note(mods, &key, garbage)?;
+                self.note(mods, &key, registrar.as_ref(), garbage)?;
             }
         }
         Ok(())
+    }
+
+    /// Records that frame `id` of `session` owns the real-name key its code put into
+    /// sys.modules: the block's imports get it, and it leaves with the block.
+    fn note_registration(
+        &mut self,
+        mods: &Bound<'_, PyDict>,
+        id: u64,
+        session: &SessionCore,
+        key: &Bound<'_, PyString>,
+        name: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let py = mods.py();
+        if name.starts_with(PREFIX) || name == MARKER || session.is_shared(py, name) {
+            return Ok(false);
+        }
+        if let Some((parent, _)) = name.rsplit_once('.') {
+            // A submodule a global package loaded (C code bypassing the hooks) stays.
+            let global_parent = match mods.get_item(parent)? {
+                None => false,
+                Some(p) => !is_session_module(&p) && !self.is_registration(id, py, parent, &p),
+            };
+            if global_parent {
+                return Ok(false);
+            }
+        }
+        let Some(frame) = self.frames.get_mut(&id) else {
+            return Ok(false);
+        };
+        let arc: Arc<str> = Arc::from(name);
+        frame.own.insert(
+            &arc,
+            Claim {
+                key: key.clone().unbind(),
+                module: Some(value.clone().unbind()),
+                qualified: None,
+            },
+        );
+        let owners = self.owners.entry(arc).or_default();
+        match owners.last_mut() {
+            Some(last) if last.0 == id => last.1 = Some(value.clone().unbind()),
+            _ => owners.push((id, Some(value.clone().unbind()))),
+        }
+        Ok(true)
+    }
+
+    /// True when frame `id` owns `value` under `name` as a registration of its code.
+    fn is_registration(
+        &mut self,
+        id: u64,
+        py: Python<'_>,
+        name: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> bool {
+        self.frames
+            .get_mut(&id)
+            .and_then(|f| f.own.module(py, name))
+            .is_some_and(|m| m.is(value))
     }
 
     fn note(
         &mut self,
         mods: &Bound<'_, PyDict>,
         key: &Bound<'_, PyString>,
+        registrar: Option<&(u64, Py<SessionCore>)>,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
         let py = mods.py();
@@ -580,6 +661,11 @@ impl Aliases {
             return Ok(());
         };
         let Some(session) = session_of(py, &value) else {
+            if let Some((id, owner)) = registrar {
+                if self.note_registration(mods, *id, owner.get(), key, &name, &value)? {
+                    return Ok(());
+                }
+            }
             // A global: indexed so blocks can hide the rest of a package they shadow.
             self.by_top
                 .entry(policy::top_level(&name).to_owned())
@@ -704,6 +790,174 @@ pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
         .iter()
         .filter_map(|p| p.extract::<String>().ok())
         .collect())
+}
+
+/// The live `sys.path` when the innermost block of this thread belongs to `core`, put
+/// sys.path in place and changed it since: the search path of that block's imports.
+pub fn live_path_of<'py>(core: &Bound<'py, SessionCore>) -> PyResult<Option<Bound<'py, PyList>>> {
+    let py = core.py();
+    purge_stack();
+    let Some(id) = STACK.with(|s| {
+        s.borrow()
+            .last()
+            .filter(|(_, c)| std::ptr::eq(c.get(), core.get()))
+            .map(|(id, _)| *id)
+    }) else {
+        return Ok(None);
+    };
+    let applied = {
+        let mut locked = lock(py)?;
+        let st = locked.state();
+        if st.path_owner != Some(id) {
+            return Ok(None);
+        }
+        match st.frames.get(&id) {
+            Some(f) => f.applied_path.clone_ref(py),
+            None => return Ok(None),
+        }
+    };
+    let sys_path = interp::sys_path(py)?;
+    if sys_path.eq(applied.bind(py))? {
+        return Ok(None);
+    }
+    Ok(Some(PyList::new(py, sys_path.iter())?))
+}
+
+/// True when `real` is a key the code of this thread's innermost block (a block of
+/// `core`) put into sys.modules: the block's import of it must get that object.
+pub fn is_block_registration(core: &Bound<'_, SessionCore>, real: &str) -> PyResult<bool> {
+    let py = core.py();
+    if !is_active() {
+        return Ok(false);
+    }
+    let mods = interp::sys_modules(py);
+    let Some(value) = mods.get_item(real)? else {
+        return Ok(false);
+    };
+    if is_session_module(&value) {
+        return Ok(false);
+    }
+    purge_stack();
+    let Some(id) = STACK.with(|s| {
+        s.borrow()
+            .last()
+            .filter(|(_, c)| std::ptr::eq(c.get(), core.get()))
+            .map(|(id, _)| *id)
+    }) else {
+        return Ok(false);
+    };
+    let mut locked = lock(py)?;
+    let mut garbage = std::mem::take(&mut locked.garbage);
+    let st = locked.state();
+    let result = st
+        .scan(&mods, &mut garbage)
+        .map(|()| st.is_registration(id, py, real, &value));
+    drop(locked);
+    drop(garbage);
+    result
+}
+
+/// After a session's extension module `real` initialised: submodules its C code put
+/// into sys.modules by real name (`hypothesis._native.internal`) are given their
+/// qualified names too, so the import that loads them finds them in the session.
+/// The global modules under `real.` known to the engine (keys and values), taken
+/// before a session's extension `real` initialises.
+pub fn subtree_values(py: Python<'_>, real: &str) -> PyResult<Vec<(String, Py<PyAny>)>> {
+    let dotted = format!("{real}.");
+    let keys: Vec<String> = lock(py)?
+        .state()
+        .by_top
+        .get(policy::top_level(real))
+        .map(|keys| {
+            keys.iter()
+                .filter(|k| k.starts_with(&dotted))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mods = interp::sys_modules(py);
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        if let Some(v) = mods.get_item(&k)? {
+            out.push((k, v.unbind()));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs inside the activation that initialised `real`; `before` is what
+/// [`subtree_values`] saw. A global key the C code overwrote gets its global module
+/// back and shows the session's one only while the session's blocks run.
+pub fn mirror_registered_submodules(
+    core: &Bound<'_, SessionCore>,
+    real: &str,
+    before: &[(String, Py<PyAny>)],
+) -> PyResult<()> {
+    let py = core.py();
+    let session = core.get();
+    let mods = interp::sys_modules(py);
+    let marker = intern!(py, MARKER);
+    let it = interp::get(py)?;
+    let dotted = format!("{real}.");
+    let mut found: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::new();
+    let mut overwritten: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::new();
+    for (k, old) in before {
+        if let Some(now) = mods.get_item(k)? {
+            if !now.is(old.bind(py)) && !is_session_module(&now) {
+                overwritten.push((PyString::new(py, k).into_any(), now, old.bind(py).clone()));
+            }
+        }
+    }
+    for _ in 0..8 {
+        let attempt: PyResult<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>> = (|| {
+            let mut out = Vec::new();
+            if !mods.contains(marker)? {
+                return Ok(out);
+            }
+            for k in it.reversed.bind(py).call1((&mods,))?.try_iter()? {
+                let k = k?;
+                if k.is(marker) {
+                    break;
+                }
+                let starts = k
+                    .cast::<PyString>()
+                    .ok()
+                    .and_then(|s| s.to_cow().ok().map(|c| c.starts_with(&dotted)))
+                    .unwrap_or(false);
+                if starts {
+                    if let Some(v) = mods.get_item(&k)? {
+                        out.push((k, v));
+                    }
+                }
+            }
+            Ok(out)
+        })();
+        match attempt {
+            Ok(v) => {
+                found = v;
+                break;
+            }
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyRuntimeError>(py) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    for (k, v) in found {
+        if is_session_module(&v) {
+            continue;
+        }
+        let name: String = k.extract()?;
+        let qualified = session.qualified(&name);
+        if !mods.contains(&qualified)? {
+            mods.set_item(qualified, v)?;
+        }
+    }
+    for (k, now, old) in overwritten {
+        let name: String = k.extract()?;
+        mods.set_item(session.qualified(&name), &now)?;
+        mods.set_item(&k, &old)?;
+        alias_if_active(core, &name, &now)?;
+    }
+    Ok(())
 }
 
 /// The generation of the frozen base path while blocks are active.
@@ -1218,6 +1472,7 @@ fn enter_frame(
     };
     gate_paths(py, st, &paths)?;
     sys_path.set_slice(0, isize::MAX as usize, search.bind(py))?;
+    st.path_owner = Some(id);
     let saved_outer = outermost
         .and_then(|o| st.frames.get(&o))
         .map(|f| f.saved_env.clone_ref(py))
@@ -1460,6 +1715,7 @@ fn leave_frame(
             }
             Ok(())
         })());
+        st.path_owner = top_frame_id();
         keep((|| {
             let saved = frame.saved_env.bind(py);
             if !env_unchanged(py, saved)? {
@@ -1609,6 +1865,7 @@ pub fn with_global_view<'py>(
     {
         let mut locked = lock(py)?;
         let st = locked.state();
+        st.global_loads += 1;
         for n in names {
             *st.reserved.entry(n.clone()).or_default() += 1;
             if st.has_owner(n) {
@@ -1627,6 +1884,7 @@ pub fn with_global_view<'py>(
     let mut locked = lock(py)?;
     let mut garbage = std::mem::take(&mut locked.garbage);
     let st = locked.state();
+    st.global_loads += 1;
     for n in names {
         let left = st.reserved.get(n).copied().unwrap_or(1).saturating_sub(1);
         if left > 0 {

@@ -61,12 +61,26 @@ fn find_spec<'py>(
         let path = if rest.contains('.') {
             path
         } else {
-            Some(session.search_path_list(py)?.into_any())
+            // A block that changed sys.path (pytest's rootdir, syspath_prepend) sees
+            // its change on the very next import.
+            match activation::live_path_of(core)? {
+                Some(live) => Some(live.into_any()),
+                None => Some(session.search_path_list(py)?.into_any()),
+            }
         };
-        let spec = it
-            .path_finder
-            .bind(py)
-            .call_method1(intern!(py, "find_spec"), (fullname, path, target))?;
+        let spec = it.path_finder.bind(py).call_method1(
+            intern!(py, "find_spec"),
+            (fullname, path.as_ref(), target.as_ref()),
+        )?;
+        if !spec.is_none() {
+            return wrap_spec(core, spec);
+        }
+        // Not on the search path: custom finders and path hooks (setuptools'
+        // editable finder, a studio importer) are asked for the real name.
+        let spec = it.loaders.bind(py).call_method1(
+            intern!(py, "find_foreign_spec"),
+            (core, fullname, rest, path, target),
+        )?;
         return wrap_spec(core, spec);
     }
     if !is_active() {
@@ -139,7 +153,10 @@ fn wrap_spec<'py>(
         }
         "SessionExtensionLoader"
     } else {
-        return Ok(Some(spec));
+        // Any other loader (zip imports, custom importers): the session's builtins
+        // are set before its code runs, so its imports are routed too.
+        let wrapped = loaders.call_method1(intern!(py, "wrap_foreign_loader"), (&spec, core))?;
+        return Ok(Some(wrapped));
     };
     let name = spec.getattr(intern!(py, "name"))?;
     let origin = spec.getattr(intern!(py, "origin"))?;

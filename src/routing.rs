@@ -146,15 +146,31 @@ fn import_statement<'py>(
         interp::import_level(py, name, globals, locals, fromlist, 0)?;
         return Ok(session.pkgutil_proxy(py)?.into_bound(py));
     }
+    if proxies && text == "pickle" {
+        // What session code pickles names real modules (portable pickles).
+        interp::import_level(py, name, globals, locals, fromlist, 0)?;
+        return interp::get(py)?
+            .loaders
+            .bind(py)
+            .getattr(intern!(py, "PICKLE_PROXY"));
+    }
     if policy::shared_by_everyone(text) {
-        return interp::import_level(py, name, globals, locals, fromlist, 0);
+        let result = interp::import_level(py, name, globals, locals, fromlist, 0)?;
+        if top == "multiprocessing" || top == "concurrent" {
+            portable_multiprocessing(py)?;
+        }
+        return Ok(result);
     }
     if session.keeps_global(py, text) {
         return import_kept_global(py, name, globals, locals, fromlist, 0);
     }
     ensure_not_closed(py, session)?;
     let qualified = PyString::new(py, &session.qualified(text));
-    mirror_extra(core, text, &qualified)?;
+    if mirror_extra(core, text, &qualified)? {
+        // The block's code registered the name in sys.modules: as in a plain run,
+        // the import statement returns what it put there.
+        return interp::import_level(py, name, globals, locals, fromlist, 0);
+    }
     let result = if interp::has_fromlist(fromlist) {
         interp::import_level(py, qualified.as_any(), globals, locals, fromlist, 0)?
     } else {
@@ -173,17 +189,21 @@ fn import_statement<'py>(
 
 /// Session code may file a module under another real name (requests' `packages.py`
 /// writes `sys.modules["requests.packages.urllib3"]`); such a name becomes importable
-/// in the session under its qualified form, as it would be globally.
+/// in the session under its qualified form, as it would be globally. Returns true
+/// when the name is a registration of the running block's code (see activation).
 fn mirror_extra(
     core: &Bound<'_, SessionCore>,
     real: &str,
     qualified: &Bound<'_, PyString>,
-) -> PyResult<()> {
+) -> PyResult<bool> {
     let py = core.py();
     let session = core.get();
     let mods = interp::sys_modules(py);
     if mods.contains(qualified)? {
-        return Ok(());
+        return Ok(false);
+    }
+    if registered_in_block(core, real)? {
+        return Ok(true);
     }
     let written = mods
         .get_item(real)?
@@ -199,7 +219,45 @@ fn mirror_extra(
     if let Some(m) = extra {
         mods.set_item(qualified, m)?;
     }
+    Ok(false)
+}
+
+/// Once per process, after a session imported multiprocessing: its children that are
+/// spawned (not forked) get session objects pickled by real name.
+fn portable_multiprocessing(py: Python<'_>) -> PyResult<()> {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(());
+    }
+    let done = interp::get(py)?
+        .loaders
+        .bind(py)
+        .call_method0(intern!(py, "portable_multiprocessing"))?
+        .is_truthy()?;
+    if done {
+        DONE.store(true, std::sync::atomic::Ordering::Release);
+    }
     Ok(())
+}
+
+/// True when `real`, or the nearest package above it in sys.modules, is something the
+/// running block's code registered there (jinja2's `ModuleLoader` registers a package
+/// whose `__path__` holds compiled templates): the standard import resolves it.
+fn registered_in_block(core: &Bound<'_, SessionCore>, real: &str) -> PyResult<bool> {
+    if !is_active() {
+        return Ok(false);
+    }
+    let mods = interp::sys_modules(core.py());
+    let mut name = real;
+    loop {
+        if mods.contains(name)? {
+            return activation::is_block_registration(core, name);
+        }
+        match name.rsplit_once('.') {
+            Some((parent, _)) => name = parent,
+            None => return Ok(false),
+        }
+    }
 }
 
 fn ensure_not_closed(py: Python<'_>, session: &SessionCore) -> PyResult<()> {
@@ -284,8 +342,12 @@ fn route_absolute<'py>(
         return activation::with_global_view(py, &names, || gcd.call1((absolute,)));
     }
     ensure_not_closed(py, session)?;
+    let qualified = session.qualified(absolute);
+    if !interp::sys_modules(py).contains(&qualified)? && registered_in_block(core, absolute)? {
+        return gcd.call1((absolute,));
+    }
     let module = gcd
-        .call1((session.qualified(absolute),))
+        .call1((qualified,))
         .map_err(|e| with_real_names(core, e))?;
     if is_active() {
         ensure_aliases(core, absolute, None)?;

@@ -314,7 +314,10 @@ fn build(
     // The root of the qualified names: a package with no path of its own; the
     // finder resolves its children on the session's search path.
     let root = PyModule::new(py, &prefix)?;
-    root.setattr("__path__", PyList::empty(py))?;
+    root.setattr(
+        "__path__",
+        loaders.getattr("SessionRootPath")?.call1((&core,))?,
+    )?;
     root.setattr("__package__", &prefix)?;
     interp::sys_modules(py).set_item(&prefix, root)?;
     registry::register(py, &core);
@@ -498,6 +501,21 @@ impl SessionCore {
         self.strip(name).unwrap_or(name).to_owned()
     }
 
+    /// The folders a qualified top-level name is searched in (the root package's
+    /// `__path__`): the block's live `sys.path`, else the session's search path.
+    #[pyo3(name = "_root_path")]
+    fn root_path<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
+        let py = slf.py();
+        let session = slf.get();
+        if session.lock(py).closed {
+            return Ok(PyList::empty(py));
+        }
+        match activation::live_path_of(slf)? {
+            Some(live) => Ok(live),
+            None => session.search_path_list(py),
+        }
+    }
+
     #[pyo3(name = "search_path")]
     fn py_search_path(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         self.search_path(py)
@@ -551,12 +569,29 @@ impl SessionCore {
         step: &Bound<'py, PyAny>,
         arg: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let token = activation::enter(slf)?;
-        let result = step.call1((arg,));
-        activation::exit(slf, Some(token))?;
-        let result = result?;
         let py = slf.py();
         let session = slf.get();
+        let initialised: Option<String> = match arg.cast::<PyModule>() {
+            Ok(module) => activation::module_name(module.as_any()),
+            Err(_) => arg
+                .getattr(intern!(py, "name"))
+                .ok()
+                .and_then(|n| n.extract().ok()),
+        };
+        let real = initialised.as_deref().and_then(|q| session.strip(q));
+        let before = match real {
+            Some(r) => activation::subtree_values(py, r)?,
+            None => Vec::new(),
+        };
+        let token = activation::enter(slf)?;
+        let result = step.call1((arg,));
+        let mirrored = match (&result, real) {
+            (Ok(_), Some(r)) => activation::mirror_registered_submodules(slf, r, &before),
+            _ => Ok(()),
+        };
+        activation::exit(slf, Some(token))?;
+        let result = result?;
+        mirrored?;
         if let Ok(module) = arg.cast::<PyModule>() {
             // Executed: the session's module, by real name too while its block runs.
             if let Some(name) = activation::module_name(module.as_any()) {

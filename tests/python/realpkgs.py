@@ -63,6 +63,9 @@ INSTALLS: dict[str, tuple[str, ...]] = {
         "annotated-types==0.7.0",
         "typing-extensions==4.12.2",
     ),
+    # hypothesis ships a compiled (PyO3) core whose init registers submodules in
+    # sys.modules by real name (hypothesis._native.internal)
+    "hypothesis-6.170.17": ("hypothesis==6.170.17", "sortedcontainers==2.4.0"),
     "click-7.1.2": ("click==7.1.2",),
     "click-8.1.7": ("click==8.1.7",),
 }
@@ -79,6 +82,9 @@ PAIRS: dict[str, tuple[str, str]] = {
 
 #: installs restricted to pure-Python wheels
 PURE = frozenset({"pydantic-1.10.21"})
+
+#: installs that need a newer Python than 3.9 (cp tag -> skipped below it)
+MIN_PYTHON: dict[str, int] = {"hypothesis-6.170.17": 311}
 
 MARKER = ".subsession-test-install.json"
 
@@ -191,4 +197,9 @@ def _explain(key: str, requirements: tuple[str, ...], detail: str) -> str:
 
 
 def ensure_all(*, python: str | None = None, verbose: bool = False) -> dict[str, Path]:
-    return {key: ensure(key, python=python, verbose=verbose) for key in INSTALLS}
+    version = int(python_tag(python)[2:])
+    return {
+        key: ensure(key, python=python, verbose=verbose)
+        for key in INSTALLS
+        if version >= MIN_PYTHON.get(key, 0)
+    }

@@ -12,23 +12,35 @@ from __future__ import annotations
 import importlib
 import importlib.machinery as machinery
 import importlib.metadata as metadata
+import io
+import operator
 import os
+import pickle
 import pkgutil
+import sys
 import types
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "AliasLoader",
     "DirGate",
     "ImportlibProxy",
     "MetadataProxy",
+    "PickleProxy",
     "PkgutilProxy",
+    "PortablePickler",
     "SessionExtensionLoader",
     "SessionSourceLoader",
+    "SessionForeignLoader",
+    "SessionRootPath",
     "SessionSourcelessLoader",
     "SharedModuleLoader",
     "UnloadProbe",
+    "find_foreign_spec",
+    "portable_multiprocessing",
+    "portable_reduce",
+    "wrap_foreign_loader",
 ]
 
 
@@ -70,6 +82,138 @@ class SessionExtensionLoader(machinery.ExtensionFileLoader):
         self._session._init_extension(super().exec_module, module)
 
 
+class SessionForeignLoader:
+    """Wraps a loader other than the standard file loaders (zip imports, a custom
+    importer): the module gets the session's ``__builtins__`` before its code runs, so
+    its imports are routed like any session module's."""
+
+    def __init__(self, inner: Any, session: Any) -> None:
+        self._inner = inner
+        self._session = session
+
+    def create_module(self, spec: machinery.ModuleSpec) -> types.ModuleType | None:
+        create = getattr(self._inner, "create_module", None)
+        return None if create is None else create(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._session._exec_module(module, self._inner.exec_module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __repr__(self) -> str:
+        return f"<session loader around {self._inner!r}>"
+
+
+_STANDARD_FINDERS = (machinery.BuiltinImporter, machinery.FrozenImporter, machinery.PathFinder)
+_NAME_KEYED_PATH_FINDERS = (machinery.FileFinder, __import__("zipimport").zipimporter)
+
+
+def _foreign_finders(session: Any) -> list[Any]:
+    """Custom meta-path finders that may answer this session's imports: global ones and
+    the session's own (its ``.pth`` hooks), never another session's."""
+    prefix = session.prefix + "."
+    facade = session.facade
+    private = list(getattr(facade, "_import_hooks", ()))
+    out = []
+    for finder in [*sys.meta_path, *private]:
+        if finder in _STANDARD_FINDERS or type(finder).__name__ == "SessionFinder":
+            continue
+        owner = getattr(finder, "__module__", None)
+        if isinstance(owner, str) and owner.startswith("__subsession_"):
+            if not owner.startswith(prefix):
+                continue
+        if getattr(finder, "find_spec", None) is not None:
+            out.append(finder)
+    return out
+
+
+def find_foreign_spec(
+    session: Any, qualified: str, real: str, path: Any, target: Any
+) -> machinery.ModuleSpec | None:
+    """A spec for ``real`` from custom meta-path finders or path-entry finders, asked for
+    the real name (they know nothing of qualified names), renamed to ``qualified``."""
+    finders = _foreign_finders(session)
+    meta_path = sys.meta_path
+    # Finders that answer the qualified name are asked by the import system after us.
+    for finder in finders:
+        if any(finder is f for f in meta_path) and finder.find_spec(qualified, path, target):
+            return None
+    real_path = path if "." in real else None
+    for finder in finders:
+        spec = finder.find_spec(real, real_path, target)
+        if spec is not None:
+            return _renamed(spec, real, qualified)
+    entries = path if path is not None else ()
+    cache = sys.path_importer_cache
+    for entry in list(entries):
+        entry_finder = cache.get(entry) if isinstance(entry, str) else None
+        entry_finder = (
+            getattr(entry_finder, "inner", entry_finder)
+            if isinstance(entry_finder, DirGate)
+            else entry_finder
+        )
+        if entry_finder is None or isinstance(entry_finder, _NAME_KEYED_PATH_FINDERS):
+            continue
+        find = getattr(entry_finder, "find_spec", None)
+        if find is None:
+            continue
+        spec = find(real, target)
+        if spec is not None and spec.loader is not None:
+            return _renamed(spec, real, qualified)
+    return None
+
+
+def _renamed(spec: machinery.ModuleSpec, real: str, qualified: str) -> machinery.ModuleSpec:
+    if spec.name == real:
+        spec.name = qualified
+    return spec
+
+
+_SESSION_SUBCLASSES: dict[type, type] = {}
+
+
+def _session_subclass(cls: type) -> type:
+    """``cls`` with an ``exec_module`` that runs the module in its session: a subclass,
+    so ``isinstance(loader, zipimport.zipimporter)`` (jinja2) stays true."""
+    sub = _SESSION_SUBCLASSES.get(cls)
+    if sub is None:
+
+        def exec_module(self: Any, module: types.ModuleType) -> None:
+            self._session._exec_module(module, super(sub, self).exec_module)  # type: ignore[arg-type]
+
+        sub = type(cls.__name__, (cls,), {"exec_module": exec_module, "__module__": cls.__module__})
+        _SESSION_SUBCLASSES[cls] = sub
+    return sub
+
+
+def wrap_foreign_loader(spec: machinery.ModuleSpec, session: Any) -> machinery.ModuleSpec:
+    """Gives a spec with a non-standard loader one that runs its module in the session:
+    the same loader as an instance of a session subclass of its class when the class
+    allows it, else a wrapper."""
+    loader = spec.loader
+    if (
+        loader is None
+        or isinstance(loader, (SessionForeignLoader, AliasLoader, SharedModuleLoader))
+        or type(loader).__name__.endswith("NamespaceLoader")
+        or getattr(loader, "exec_module", None) is None
+        or getattr(loader, "_session", None) is session
+    ):
+        return spec
+    if isinstance(loader, type):  # a class used as its own loader
+        spec.loader = cast("Any", SessionForeignLoader(loader, session))
+        return spec
+    try:
+        copy: Any = object.__new__(_session_subclass(type(loader)))
+        copy.__dict__.update(loader.__dict__)
+        copy._session = session
+    except (TypeError, AttributeError):  # __slots__ or a C type
+        spec.loader = cast("Any", SessionForeignLoader(loader, session))
+    else:
+        spec.loader = copy
+    return spec
+
+
 class AliasLoader:
     """A real-name import that bypassed the hooks inside a block (C code): hand out the
     session's module instead of loading a global one."""
@@ -97,6 +241,33 @@ class SharedModuleLoader:
 
     def exec_module(self, module: types.ModuleType) -> None:
         return None
+
+
+class SessionRootPath:
+    """``__path__`` of a session's root package (``__subsession_toolA__``): the session's
+    search path as its next import sees it, so other finders asked for a qualified
+    top-level name (pytest's assertion rewriter) search the session's folders."""
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def _entries(self) -> list[str]:
+        return list(self._core._root_path())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries())
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __getitem__(self, index: int) -> str:
+        return self._entries()[index]
+
+    def __contains__(self, entry: object) -> bool:
+        return entry in self._entries()
+
+    def __repr__(self) -> str:
+        return f"SessionRootPath({self._entries()!r})"
 
 
 class UnloadProbe:
@@ -206,3 +377,139 @@ class PkgutilProxy(types.ModuleType):
             return None
         parts = [os.path.dirname(file), *resource.split("/")]
         return loader.get_data(os.path.join(*parts))  # type: ignore[no-any-return]
+
+
+# -- portable pickles -----------------------------------------------------------------------
+
+_PREFIX = "__subsession_"
+
+
+class _ModuleRef:
+    """Pickles as ``importlib.import_module(real name)``: a plain process imports the
+    real module; session code (and a block) gets its session's module by routing."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return importlib.import_module, (self.name,)
+
+
+class _Call:
+    """Pickles as ``func(*args)``: the nested calls below use only the standard library,
+    so a process without subsession can load them."""
+
+    __slots__ = ("func", "args")
+
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.func = func
+        self.args = args
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.func, self.args
+
+
+def _module_here_or_real(qualified: str, real: str) -> _Call:
+    """``import_module(qualified if qualified in sys.modules else real)``: the session's
+    module in this process and its forked children, the real module anywhere else."""
+    modules = _Call(operator.attrgetter("modules"), _ModuleRef("sys"))
+    chosen = _Call(
+        operator.getitem,
+        {True: qualified, False: real},
+        _Call(operator.contains, modules, qualified),
+    )
+    return _Call(importlib.import_module, chosen)
+
+
+def portable_reduce(obj: Any, here_first: bool = False) -> Any:
+    """``reducer_override`` writing classes and functions of session modules under their
+    real module names (``operator.attrgetter(qualname)(import_module(real))``), so any
+    process can load the pickle; everything else pickles as usual (NotImplemented).
+    ``here_first``: resolve the qualified name where it exists (multiprocessing: forked
+    children hold the session's modules, spawned ones import the real names)."""
+    if not isinstance(obj, (type, types.FunctionType)):
+        return NotImplemented
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or not module.startswith(_PREFIX) or "." not in module:
+        return NotImplemented
+    qualname = getattr(obj, "__qualname__", None)
+    if not isinstance(qualname, str) or "<" in qualname:
+        return NotImplemented
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is not obj:
+        return NotImplemented  # pickle reports it as usual ("not the same object")
+    real = module.split(".", 1)[1]
+    if here_first:
+        return operator.attrgetter(qualname), (_module_here_or_real(module, real),)
+    return operator.attrgetter(qualname), (_ModuleRef(real),)
+
+
+class PortablePickler(pickle.Pickler):
+    """``pickle.Pickler`` for session code: session classes and functions by real name."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        return portable_reduce(obj)
+
+
+class PickleProxy(types.ModuleType):
+    """``pickle`` for session code: what it pickles names real modules (a process without
+    subsession can load it); loading is the standard one."""
+
+    Pickler = PortablePickler
+
+    def __init__(self) -> None:
+        super().__init__("pickle")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(pickle, name)
+
+    @staticmethod
+    def dumps(
+        obj: Any,
+        protocol: int | None = None,
+        *,
+        fix_imports: bool = True,
+        buffer_callback: Any = None,
+    ) -> bytes:
+        buf = io.BytesIO()
+        PortablePickler(
+            buf, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback
+        ).dump(obj)
+        return buf.getvalue()
+
+    @staticmethod
+    def dump(
+        obj: Any,
+        file: Any,
+        protocol: int | None = None,
+        *,
+        fix_imports: bool = True,
+        buffer_callback: Any = None,
+    ) -> None:
+        PortablePickler(
+            file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback
+        ).dump(obj)
+
+
+def _forking_reduce(self: Any, obj: Any) -> Any:
+    return portable_reduce(obj, here_first=True)
+
+
+def portable_multiprocessing() -> bool:
+    """Makes multiprocessing's pickler (pools, queues, ``concurrent.futures``) write real
+    names for session objects when children are spawned (they have no sessions).
+    Returns False while ``multiprocessing.reduction`` is not imported yet."""
+    reduction = sys.modules.get("multiprocessing.reduction")
+    forking = getattr(reduction, "ForkingPickler", None)
+    if forking is None:
+        return False
+    if "reducer_override" not in vars(forking):
+        forking.reducer_override = _forking_reduce
+    return True
+
+
+PICKLE_PROXY = PickleProxy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import sys
 import threading
@@ -37,6 +38,41 @@ F = TypeVar("F", bound=Callable[..., Any])
 PathLike = Union[str, "os.PathLike[str]"]
 
 _core.install(_loaders)
+_log = logging.getLogger("subsession")
+
+
+def _site_dirs(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """``paths`` plus the folders their ``.pth`` files add (as ``site.addsitedir``
+    would), and the ``import`` lines of those files to run in the session."""
+    extra: list[str] = []
+    lines: list[tuple[str, str]] = []
+    for given in paths:
+        if not isinstance(given, str) or not given:
+            continue  # the core reports bad entries
+        folder = os.path.abspath(given)
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".pth"))
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("."):
+                continue
+            pth = os.path.join(folder, name)
+            try:
+                with open(pth, encoding="utf-8") as handle:
+                    text = handle.read()
+            except (OSError, UnicodeDecodeError):
+                continue
+            for line in text.splitlines():
+                if not line.strip() or line.startswith("#"):
+                    continue
+                if line.startswith(("import ", "import\t")):
+                    lines.append((pth, line))
+                    continue
+                entry = os.path.abspath(os.path.join(folder, line.rstrip()))
+                if os.path.exists(entry) and entry not in paths and entry not in extra:
+                    extra.append(entry)
+    return [*paths, *extra], lines
 
 
 class UnloadReport:
@@ -114,6 +150,7 @@ class Session:
     _core: _core.SessionCore
     #: (frame that ran __enter__, block token) of the blocks open through the facade.
     _open_blocks: list[tuple[types.FrameType, int]]
+    _import_hooks: list[Any]
 
     def __new__(
         cls, name: str | None = None, *args: Any, reuse: bool = False, **kw: Any
@@ -140,15 +177,19 @@ class Session:
         if isinstance(paths, (str, bytes)) or isinstance(keep_global, (str, bytes)):
             raise TypeError("paths and keep_global take a list of strings, e.g. paths=['/a']")
         self._open_blocks = []
+        self._import_hooks: list[Any] = []
+        own_paths, pth_lines = _site_dirs([os.fspath(p) for p in paths])
         self._core = _core.SessionCore(
             self,
             name,
-            [os.fspath(p) for p in paths],
+            own_paths,
             dict(env or {}),
             list(keep_global),
             bool(inherit_env),
             bool(inherit_paths),
         )
+        self._run_pth(pth_lines)
+        _loaders.portable_multiprocessing()
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -213,13 +254,41 @@ class Session:
         inherit_paths: bool | None = None,
     ) -> None:
         """Replace some settings; modules already imported are kept. Not while active."""
+        own_paths: list[str] | None = None
+        pth_lines: list[tuple[str, str]] = []
+        if paths is not None:
+            own_paths, pth_lines = _site_dirs([os.fspath(p) for p in paths])
         self._core.configure(
-            None if paths is None else [os.fspath(p) for p in paths],
+            own_paths,
             None if env is None else dict(env),
             None if keep_global is None else list(keep_global),
             inherit_env,
             inherit_paths,
         )
+        self._run_pth(pth_lines)
+
+    def _run_pth(self, lines: list[tuple[str, str]]) -> None:
+        """Runs the ``import`` lines of the session's ``.pth`` files inside the session.
+        Import hooks they install (an editable install's finder) are kept by the
+        session and asked only for its imports, never left on the global lists."""
+        if not lines:
+            return
+        meta_path = list(sys.meta_path)
+        namespace = {"__builtins__": self._core.namespace["__builtins__"], "__name__": "site"}
+        try:
+            with self:
+                for pth, line in lines:
+                    try:
+                        exec(line, dict(namespace))
+                    except Exception as exc:  # site.addpackage reports and goes on
+                        _log.warning(
+                            "error in %s, line %r: %s: %s", pth, line, type(exc).__name__, exc
+                        )
+        finally:
+            for finder in [f for f in sys.meta_path if not any(f is g for g in meta_path)]:
+                sys.meta_path.remove(finder)
+                if not any(finder is g for g in self._import_hooks):
+                    self._import_hooks.append(finder)
 
     @property
     def modules(self) -> Mapping[str, types.ModuleType]:

@@ -1,0 +1,503 @@
+"""Transparency to real code (SPEC §3.3.10): what pytest, monkeypatch, jinja2, compiled
+extensions, setuptools' editable installs and pickling do inside a session works as in
+a plain interpreter.
+
+- ``sys.path`` changed inside a block is searched by the block's very next import;
+- an object put into ``sys.modules`` by real name inside a block is what the block's
+  imports get, belongs to the session afterwards and never stays global;
+- custom meta-path finders and path hooks are asked for the real name, and what they
+  load is a session module whose own imports are routed;
+- ``.pth`` files of a session's site folder apply inside the session (an editable
+  install made by pip with setuptools' finder works from a session);
+- hypothesis (whose Rust core registers submodules) imports in a session;
+- pickles written by session code name real modules: a plain interpreter, the session
+  itself after the block, a same-named session of another process and spawned
+  ``concurrent.futures`` workers load them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.machinery
+import importlib.util
+import multiprocessing
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import realpkgs
+from conftest import PkgFactory, is_session_module, unique_name
+
+# -- sys.path ---------------------------------------------------------------------------
+
+
+def test_sys_path_insert_in_block_is_seen_by_the_next_import(
+    pkgs: PkgFactory, new_session: Callable[..., Any], tmp_path: Path
+) -> None:
+    name = pkgs.unique("late")
+    late = pkgs.make(name, "2.0")
+    s = new_session(paths=[str(pkgs.make(pkgs.unique("base")))])
+    before = list(sys.path)
+    with s:
+        sys.path.insert(0, str(late))
+        mod = __import__(name)
+    assert mod.VERSION == "2.0"
+    assert is_session_module(mod)
+    assert sys.path == before
+    assert name not in sys.modules
+
+
+def test_monkeypatch_syspath_prepend_in_block(
+    pkgs: PkgFactory, new_session: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = pkgs.unique("mp")
+    folder = pkgs.make(name, "3.0")
+    s = new_session()
+    with s:
+        monkeypatch.syspath_prepend(str(folder))
+        import importlib
+
+        mod = importlib.import_module(name)
+        monkeypatch.undo()
+    assert mod.VERSION == "3.0"
+    assert s.modules[name] is mod
+
+
+# -- sys.modules registrations -------------------------------------------------------------
+
+
+def test_module_registered_in_block_is_imported_owned_and_not_left_global(
+    new_session: Callable[..., Any],
+) -> None:
+    name = unique_name("fake_plugin")
+    s = new_session()
+    fake = types.ModuleType(name)
+    fake.ANSWER = 42  # type: ignore[attr-defined]
+    with s:
+        sys.modules[name] = fake
+        imported = __import__(name)
+        answer = __import__(name, fromlist=["ANSWER"]).ANSWER
+    assert imported is fake
+    assert answer == 42
+    assert name not in sys.modules
+    with pytest.raises(ImportError):
+        __import__(name)
+    # It belongs to the session: there again on its next activation.
+    with s:
+        assert sys.modules[name] is fake
+        assert __import__(name) is fake
+    assert name not in sys.modules
+
+
+@pytest.mark.parametrize(
+    "value", [17, "text", None.__class__, object()], ids=["int", "str", "type", "object"]
+)
+def test_any_object_registered_in_block_is_what_import_gets(
+    new_session: Callable[..., Any], value: object
+) -> None:
+    name = unique_name("registered")
+    s = new_session()
+    with s:
+        sys.modules[name] = value  # type: ignore[assignment]
+        assert __import__(name) is value
+    assert name not in sys.modules
+
+
+def test_monkeypatch_setitem_sys_modules_in_block(
+    new_session: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = unique_name("patched")
+    s = new_session()
+    stub = types.ModuleType(name)
+    with s:
+        monkeypatch.setitem(sys.modules, name, stub)
+        import importlib
+
+        assert importlib.import_module(name) is stub
+        monkeypatch.undo()
+        with pytest.raises(ImportError):
+            importlib.import_module(name)
+    assert name not in sys.modules
+
+
+def test_submodule_registered_by_session_code(
+    pkgs: PkgFactory, new_session: Callable[..., Any]
+) -> None:
+    # Like compiled extensions (hypothesis's Rust core) or pytest's importlib mode:
+    # module code registers a submodule by real name, then imports it.
+    name = pkgs.unique("reg")
+    folder = pkgs.make(
+        name,
+        files={
+            "__init__.py": f"""\
+                import sys, types
+                _sub = types.ModuleType("{name}.virtual")
+                _sub.VALUE = "virtual"
+                sys.modules["{name}.virtual"] = _sub
+                from {name}.virtual import VALUE
+                """
+        },
+    )
+    s = new_session(paths=[str(folder)])
+    with s:
+        mod = __import__(name)
+    assert mod.VALUE == "virtual"
+    assert f"{name}.virtual" not in sys.modules
+
+
+# -- custom finders, path hooks, .pth files ------------------------------------------------
+
+
+class _RealNameFinder:
+    """A studio-style importer: knows modules by their real names only."""
+
+    def __init__(self, sources: dict[str, str]) -> None:
+        self.sources = sources
+        self.asked: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        self.asked.append(fullname)
+        if fullname in self.sources:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        real = module.__spec__.name.rpartition(".")[2] if module.__spec__ else ""
+        source = next(v for k, v in self.sources.items() if k.endswith(real))
+        exec(compile(textwrap.dedent(source), f"<studio {real}>", "exec"), module.__dict__)
+
+
+def test_custom_meta_path_finder_is_asked_for_the_real_name(
+    pkgs: PkgFactory, new_session: Callable[..., Any]
+) -> None:
+    helper = pkgs.unique("helper")
+    studio = unique_name("studio_mod")
+    folder = pkgs.make(helper, "5.0")
+    finder = _RealNameFinder({studio: f"def lazy():\n    import {helper}\n    return {helper}\n"})
+    sys.meta_path.append(finder)
+    try:
+        s = new_session(paths=[str(folder)])
+        with s:
+            mod = __import__(studio)
+        assert studio in finder.asked
+        assert is_session_module(mod)
+        assert s.modules[studio] is mod
+        assert studio not in sys.modules
+        # Its code is routed like any session module's, after the block too.
+        lazy = mod.lazy()
+        assert lazy.VERSION == "5.0"
+        assert is_session_module(lazy)
+    finally:
+        sys.meta_path.remove(finder)
+
+
+class _RealNamePathFinder:
+    """A path-entry finder for folders named ``*.realnames``: real names only."""
+
+    def __init__(self, path: str) -> None:
+        if not path.endswith(".realnames"):
+            raise ImportError("not mine")
+        self.path = path
+        self.asked: list[str] = []
+
+    def find_spec(self, fullname: str, target: Any = None) -> Any:
+        _ASKED.append(fullname)
+        file = Path(self.path) / f"{fullname}.txt"
+        if not file.exists():
+            return None
+        loader = importlib.machinery.SourceFileLoader(fullname, str(file))
+        return importlib.util.spec_from_file_location(fullname, str(file), loader=loader)
+
+
+_ASKED: list[str] = []
+
+
+def test_custom_path_hook_is_asked_for_the_real_name(
+    new_session: Callable[..., Any], tmp_path: Path
+) -> None:
+    name = unique_name("hooked")
+    folder = tmp_path / "lib.realnames"
+    folder.mkdir()
+    (folder / f"{name}.txt").write_text("VALUE = 'from a path hook'\n", encoding="utf-8")
+    sys.path_hooks.insert(0, _RealNamePathFinder)
+    sys.path_importer_cache.pop(str(folder), None)
+    try:
+        s = new_session(paths=[str(folder)])
+        with s:
+            mod = __import__(name)
+        assert mod.VALUE == "from a path hook"
+        assert name in _ASKED
+        assert is_session_module(mod)
+        assert name not in sys.modules
+    finally:
+        sys.path_hooks.remove(_RealNamePathFinder)
+        sys.path_importer_cache.pop(str(folder), None)
+
+
+def test_pth_files_of_a_session_path_apply_inside_the_session(
+    pkgs: PkgFactory, new_session: Callable[..., Any], tmp_path: Path
+) -> None:
+    name = pkgs.unique("pthpkg")
+    extra = pkgs.make(name, "7.0")
+    marker = unique_name("pth_ran")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "extra.pth").write_text(
+        f"# comment\n{extra}\nimport sys; sys.{marker} = __import__('os').environ.get('PTH_ENV')\n",
+        encoding="utf-8",
+    )
+    before = list(sys.path)
+    s = new_session(paths=[str(site)], env={"PTH_ENV": "inside"})
+    assert getattr(sys, marker) == "inside"  # the import line ran inside the session
+    delattr(sys, marker)
+    assert sys.path == before
+    with s:
+        mod = __import__(name)
+    assert mod.VERSION == "7.0"
+    assert is_session_module(mod)
+    with pytest.raises(ImportError):
+        __import__(name)
+
+
+@pytest.fixture(scope="module")
+def editable_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``pip install -e`` of a project whose package folder is renamed (package-dir), so
+    setuptools must use its meta-path finder (no plain path entry can map it)."""
+    root = tmp_path_factory.mktemp("editable")
+    name = unique_name("edpkg")
+    project = root / "project"
+    (project / "code").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""\
+            [build-system]
+            requires = ["setuptools>=64"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "{name}"
+            version = "1.0"
+            [tool.setuptools]
+            packages = ["{name}"]
+            package-dir = {{"{name}" = "code"}}
+            """
+        ),
+        encoding="utf-8",
+    )
+    (project / "code" / "__init__.py").write_text(
+        "from . import sub\nVALUE = 'editable'\n", encoding="utf-8"
+    )
+    (project / "code" / "sub.py").write_text("X = 1\n", encoding="utf-8")
+    site = root / "site"
+    # pip builds in an isolated environment (setuptools from PyPI): the test
+    # interpreter's own packages stay as they are.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            "-e",
+            str(project),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(site.glob("__editable__*finder.py")), "setuptools did not use its finder"
+    return site, name
+
+
+def test_editable_install_used_from_a_session(
+    editable_site: tuple[Path, str], new_session: Callable[..., Any]
+) -> None:
+    site, name = editable_site
+    meta_path = list(sys.meta_path)
+    s = new_session(paths=[str(site)])
+    assert sys.meta_path == meta_path  # its finder serves the session only
+    with s:
+        mod = __import__(name)
+        assert mod.VALUE == "editable"
+        assert mod.sub.X == 1
+    assert is_session_module(mod) and is_session_module(mod.sub)
+    assert Path(mod.__file__).parent.name == "code"
+    assert name not in sys.modules
+    with pytest.raises(ImportError):
+        __import__(name)
+
+
+# -- hypothesis (a compiled core registering submodules) ----------------------------------------
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="hypothesis with its Rust core needs 3.11+")
+def test_hypothesis_imports_and_runs_in_a_session(new_session: Callable[..., Any]) -> None:
+    # The global hypothesis (pytest's plugin) is loaded too: the session's Rust core
+    # overwrites its sys.modules keys while it initialises, and must give them back.
+    import hypothesis as global_hypothesis
+    import hypothesis.strategies  # noqa: F401
+
+    global_keys = {k: v for k, v in sys.modules.items() if k.startswith("hypothesis")}
+    folder = realpkgs.ensure("hypothesis-6.170.17")
+    s = new_session(paths=[str(folder)])
+    ns = s.exec(
+        textwrap.dedent(
+            """\
+            import hypothesis
+            from hypothesis import given, settings, strategies as st
+
+            seen = []
+
+            @settings(max_examples=20, database=None)
+            @given(st.lists(st.integers()))
+            def check(xs):
+                seen.append(xs)
+                assert sorted(xs) == sorted(reversed(xs))
+
+            check()
+            """
+        )
+    )
+    assert is_session_module(ns["hypothesis"])
+    assert ns["hypothesis"].__file__.startswith(str(folder))
+    assert len(ns["seen"]) >= 1
+    assert ns["hypothesis"] is not global_hypothesis
+    now = {k: v for k, v in sys.modules.items() if k.startswith("hypothesis")}
+    assert now.keys() == global_keys.keys()
+    assert all(now[k] is v for k, v in global_keys.items())
+
+
+# -- portable pickles ----------------------------------------------------------------------------
+
+TOOL = """\
+    import dataclasses
+    import enum
+    import pickle
+
+
+    @dataclasses.dataclass
+    class Item:
+        name: str
+        count: int = 1
+
+
+    class Color(enum.Enum):
+        RED = 1
+
+
+    def double(x):
+        return 2 * x
+
+
+    def dump(obj):
+        return pickle.dumps(obj)
+
+
+    def load(data):
+        return pickle.loads(data)
+
+
+    def run_pool(method, values):
+        import concurrent.futures
+        import multiprocessing
+
+        ctx = multiprocessing.get_context(method)
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+            return list(pool.map(double, values))
+    """
+
+
+@pytest.fixture
+def tool(pkgs: PkgFactory, new_session: Callable[..., Any]) -> tuple[Any, Any, str, Path]:
+    name = pkgs.unique("pickletool")
+    folder = pkgs.make(name, files={"__init__.py": TOOL})
+    session_name = unique_name("pk")
+    s = new_session(session_name, paths=[str(folder)])
+    return s, s.import_module(name), name, folder
+
+
+def test_pickle_written_by_session_code_names_real_modules(tool: Any) -> None:
+    s, mod, name, folder = tool
+    data = mod.dump([mod.Item("a", 2), mod.Color.RED, mod.double])
+    assert b"__subsession" not in data
+    assert name.encode() in data
+    # Read back by session code after the block: the session's own objects.
+    item, color, fn = mod.load(data)
+    assert type(item) is mod.Item and item == mod.Item("a", 2)
+    assert color is mod.Color.RED
+    assert fn is mod.double
+
+
+def test_pickle_of_session_code_is_read_by_a_plain_subprocess(tool: Any) -> None:
+    s, mod, name, folder = tool
+    data = mod.dump([mod.Item("b", 3), mod.Color.RED, mod.double])
+    script = (
+        "import pickle, sys\n"
+        "assert 'subsession' not in sys.modules\n"
+        "item, color, fn = pickle.loads(sys.stdin.buffer.read())\n"
+        "print(type(item).__module__, item.count, color.name, fn(21))\n"
+    )
+    # -S: no site-packages, so subsession cannot even be imported there.
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        input=data,
+        capture_output=True,
+        env={"PYTHONPATH": str(folder)},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().split() == [name, "3", "RED", "42"]
+
+
+def test_pickle_is_read_by_a_same_named_session_of_another_process(tool: Any) -> None:
+    s, mod, name, folder = tool
+    data = mod.dump(mod.Item("c", 4))
+    script = textwrap.dedent(
+        f"""\
+        import sys
+        import subsession
+
+        s = subsession.Session({s.name!r}, paths=[{str(folder)!r}])
+        ns = s.exec("import pickle, sys\\nitem = pickle.loads(sys.stdin.buffer.read())")
+        item = ns["item"]
+        assert type(item) is s.modules[{name!r}].Item, type(item)
+        print(type(item).__module__, item.count)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], input=data, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().split() == [f"__subsession_{s.name}__.{name}", "4"]
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_process_pool_workers_run_session_functions(tool: Any, method: str) -> None:
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} start method here")
+    s, mod, name, folder = tool
+    with s:  # spawned children get the block's sys.path
+        assert mod.run_pool(method, [1, 2, 3]) == [2, 4, 6]
+    if method == "fork":
+        assert mod.run_pool(method, [4]) == [8]  # after the block too
+
+
+def test_global_pickling_of_session_objects_still_round_trips(tool: Any) -> None:
+    s, mod, name, folder = tool
+    import pickle
+
+    data = pickle.dumps(mod.Item("d"))
+    assert type(pickle.loads(data)) is mod.Item
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(mod.double, 5).result() == 10
