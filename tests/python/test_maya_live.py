@@ -25,7 +25,7 @@ from fakehost import write_tree  # noqa: E402
 from maya.api import OpenMaya as om  # noqa: E402
 from subsession import _live  # noqa: E402
 
-from maya import _host, cmds  # noqa: E402
+from maya import _host, _ui, cmds  # noqa: E402
 
 EVENT = "SelectionChanged"
 LOG = "_subsession_maya_live_log"
@@ -115,7 +115,13 @@ def test_reload_removes_the_previous_registrations_first(maya: Any, tool: Path) 
     assert menu.VERSION == 2 and menu.JOB != old_job and menu.CALLBACK != old_cb
     assert not cmds.scriptJob(exists=old_job) and old_cb not in _host.state.callbacks
     assert len(_host.state.jobs) == 1 and len(_host.state.callbacks) == 1
-    assert [k for k, _ in _host.state.ui.values()].count("menu") == 1
+    # One menu of the tool (besides Maya's own main menus), with its one item.
+    assert [m for m in _ui.paths("menu") if not m.startswith("MayaWindow|main")] == [
+        "MayaWindow|toolAMenu"
+    ]
+    assert [i for i in _ui.paths("menuItem") if i.startswith("MayaWindow|toolAMenu|")] == [
+        menu.ITEM
+    ]
     sys.__dict__[LOG].clear()
     _host.fire(EVENT)
     assert sys.__dict__[LOG] == [("job", 2), ("callback", 2)]

@@ -22,6 +22,7 @@ from subsession import ui  # noqa: E402
 from maya import _host, _ui, cmds  # noqa: E402
 
 ITEM = "subsessionManagerMenuItem"
+MAIN_MENU = "MayaWindow|mainWindowMenu"
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def maya(monkeypatch: pytest.MonkeyPatch) -> Any:
     uihelp.app()
     host = fakehost.fresh_maya(monkeypatch)
     yield host
-    for name in list(_ui.ui.controls):
+    for name in _ui.paths("workspaceControl"):
         _ui.close_control(name)
     if "subSession" in _host.state.plugins:
         cmds.unloadPlugin("subSession.py")
@@ -37,7 +38,7 @@ def maya(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def manager_in(control: str) -> ui.SessionManager:
-    widget = _ui.ui.controls[control].widget
+    widget = _ui.find(control, "workspaceControl").widget
     found = widget.findChildren(ui.SessionManager)
     assert len(found) == 1, found
     return found[0]
@@ -46,6 +47,8 @@ def manager_in(control: str) -> ui.SessionManager:
 def test_the_plugin_adds_windows_sub_sessions_and_removes_it(maya: Any) -> None:
     cmds.loadPlugin("subSession.py")
     assert cmds.menuItem(ITEM, exists=True)
+    # Maya's Windows menu is MayaWindow|mainWindowMenu; the item lives under it.
+    assert cmds.menuItem(f"{MAIN_MENU}|{ITEM}", exists=True)
     assert cmds.menuItem(ITEM, query=True, label=True) == "Sub-sessions"
     # Maya's own Windows items are still there: the plug-in built the menu first.
     labels = _ui.open_menu("mainWindowMenu")
@@ -71,7 +74,7 @@ def test_the_menu_item_docks_the_manager_once(maya: Any) -> None:
     first = manager_in(control)
     assert first is subsession.maya.show_manager()  # shown again, not a second one
     _ui.click(ITEM)
-    assert list(_ui.ui.controls) == [control]
+    assert _ui.paths("workspaceControl") == [control]
     assert manager_in(control) is first
     name = fakehost_session_name = "dockedSeen"
     s = subsession.Session(fakehost_session_name)
@@ -105,13 +108,62 @@ def test_closing_the_control_deletes_the_manager(maya: Any) -> None:
     assert cmds.workspaceControl(subsession.maya.MANAGER_CONTROL, exists=True)
 
 
+def test_the_fake_ui_behaves_like_maya(maya: Any) -> None:
+    from maya import mel
+
+    # The main menus exist, named by Maya's MEL globals, and are built when opened.
+    assert mel.eval("$m = $gMainWindowMenu") == "mainWindowMenu"
+    assert cmds.menu("mainWindowMenu", exists=True) and cmds.menu(MAIN_MENU, exists=True)
+    assert cmds.menu("mainWindowMenu", query=True, numberOfItems=True) == 0
+    item = cmds.menuItem("early", parent="mainWindowMenu", label="Early")
+    assert item == f"{MAIN_MENU}|early"
+    assert _ui.open_menu(MAIN_MENU) == ["Early"]  # not empty: buildViewMenu adds nothing
+    cmds.deleteUI(item, menuItem=True)
+    assert _ui.open_menu("mainWindowMenu") == _ui.WINDOWS_MENU_ITEMS
+    with pytest.raises(RuntimeError, match="not found"):
+        cmds.deleteUI("early", menuItem=True)
+    # Creating returns full paths; items go to the last menu created; names are unique.
+    tools = cmds.menu("tools", label="Tools")
+    assert tools == "MayaWindow|tools"
+    sub = cmds.menuItem("more", subMenu=True, label="More")
+    assert sub == "MayaWindow|tools|more"
+    assert cmds.menuItem(label="Deep") == "MayaWindow|tools|more|menuItem5"
+    assert cmds.menu("tools", query=True, itemArray=True) == ["more"]
+    with pytest.raises(RuntimeError, match="not unique"):
+        cmds.menu("tools")
+    with pytest.raises(RuntimeError, match="not found"):
+        cmds.menuItem(parent="noSuchMenu")
+    cmds.deleteUI("tools", menu=True)  # with its items
+    assert not cmds.menuItem("more", exists=True) and not cmds.menu("tools", exists=True)
+    # A workspace control needs its uiScript, runs it at once, and is top-level.
+    with pytest.raises(RuntimeError, match="uiScript flag is required"):
+        cmds.workspaceControl("noScript")
+    ran: list[str] = []
+    assert cmds.workspaceControl("ctl", uiScript=lambda: ran.append("ui")) == "ctl"
+    assert ran == ["ui"]
+    cmds.workspaceControl("ctl", edit=True, close=True)  # retained: hidden
+    assert cmds.workspaceControl("ctl", exists=True)
+    assert not cmds.workspaceControl("ctl", query=True, visible=True)
+    cmds.deleteUI("ctl")
+    assert not cmds.workspaceControl("ctl", exists=True)
+
+
 def test_batch_mode_has_no_menu_and_loads_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from maya import mel
+
     fakehost.fresh_maya(monkeypatch, batch=True)
     try:
         cmds.loadPlugin("subSession.py")
         assert _host.state.messages == []
         with pytest.raises(RuntimeError, match="not available in batch mode"):
             cmds.menuItem(ITEM, exists=True)
+        with pytest.raises(RuntimeError, match="during execution of MEL script"):
+            mel.eval("$m = $gMainWindowMenu")
+        assert _host.state.messages[-1] == (
+            "error",
+            'line 1: "$gMainWindowMenu" is an undeclared variable.',
+        )
+        assert _ui.ui.objects == {}  # not even Maya's main window
     finally:
         cmds.unloadPlugin("subSession.py")
 

@@ -27,8 +27,9 @@ class MQtUtil:
 
     @staticmethod
     def findControl(name: str) -> Optional[int]:  # noqa: N802
-        control = _ui.ui.controls.get(name)
-        return _address(control.widget) if control is not None else None
+        """The Qt widget of a UI object (full or short name), None if unknown."""
+        found = _ui.find(name)
+        return _address(getattr(found, "widget", None)) if found is not None else None
 
     @staticmethod
     def addWidgetToMayaLayout(control: int, layout: int) -> None:  # noqa: N802

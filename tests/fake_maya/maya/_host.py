@@ -84,9 +84,6 @@ class _State:
     #: API callback id -> (message, function, client data)
     callbacks: dict[int, tuple[str, Any, Any]] = field(default_factory=dict)
     next_callback: int = 1000
-    #: UI path -> (kind, parent path or "")
-    ui: dict[str, tuple[str, str]] = field(default_factory=dict)
-    ui_counts: dict[str, int] = field(default_factory=dict)
 
 
 state = _State()

@@ -7,8 +7,11 @@ from maya import _host
 
 def initialize(name: str = "python") -> None:
     """Start the (fake) standalone session: batch mode, no UI."""
+    from maya import _ui
+
     _host.state.batch = True
     _host.state.standalone = True
+    _ui.reset()  # nothing of the interface exists in batch mode
 
 
 def uninitialize() -> None:

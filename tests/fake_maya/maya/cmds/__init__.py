@@ -1,13 +1,14 @@
 """Fake ``maya.cmds``: plug-in loading, ``about``, ``warning``, ``scriptJob``, the UI
-commands ``menu``/``menuItem``/``window``/``workspaceControl`` with ``deleteUI``, and
-every command a loaded plug-in registered (``cmds.subSession(...)``), which vanish on
-unload.
+commands ``window``/``setParent``/``menu``/``menuItem``/``workspaceControl``/``deleteUI``,
+and every command a loaded plug-in registered (``cmds.subSession(...)``), which vanish
+on unload.
 
 As in Maya: a scriptJob returns its job number, ``kill`` needs ``force=True`` for a
-protected job and raises for an unknown one, ``exists`` answers for a number. UI
-commands return the full path of what they create (``MayaWindow|menu1``), refuse a
-name in use, answer ``exists=True`` queries, and ``deleteUI`` raises for an unknown
-object and deletes a menu's items with it.
+protected job and raises for an unknown one, ``exists`` answers for a number. The UI
+commands only delegate to :mod:`maya._ui`, the one model of Maya's interface: they
+return the full path of what they create (``MayaWindow|menu1``), take full or short
+names, refuse a name in use, answer ``exists=True`` queries, and ``deleteUI`` raises
+for an unknown object and deletes an object with everything under it.
 """
 
 from __future__ import annotations
@@ -114,25 +115,36 @@ def pluginInfo(name: str = "", *, query: bool = False, q: bool = False, **kwargs
     raise TypeError(f"pluginInfo: flag not faked: {sorted(kwargs)}")
 
 
-def menu(name: str, **flags: Any) -> Any:
-    """Query a menu: ``exists``, ``numberOfItems``, ``itemArray``, ``label``."""
+def window(name: Any = None, **flags: Any) -> Any:
+    """A top-level window: returns its name; it becomes the default parent."""
+    return _ui.window(name, **flags)
+
+
+def setParent(name: Any = None, **flags: Any) -> Any:  # noqa: N802 - Maya's name
+    """The default parent of new menus (``menu=True``: of new menu items)."""
+    return _ui.set_parent(name, **flags)
+
+
+def menu(name: Any = None, **flags: Any) -> Any:
+    """Create (in the default window, at start-up Maya's main window), edit or query a
+    menu; returns its full path (``MayaWindow|menu1``)."""
     return _ui.menu(name, **flags)
 
 
 def menuItem(name: Any = None, **flags: Any) -> Any:  # noqa: N802 - Maya's name
-    """Create (``parent``, ``label``, ``command``, ``sourceType``, ``annotation``),
-    query, or test (``exists``) a menu item."""
+    """Create (in ``parent`` or the default menu), edit, query or test (``exists``) a menu
+    item; returns its full path (``MayaWindow|menu1|menuItem1``)."""
     return _ui.menu_item(name, **flags)
 
 
 def deleteUI(*names: str, **flags: Any) -> None:  # noqa: N802 - Maya's name
-    """Delete menu items (``menuItem=True``) or controls."""
+    """Delete UI objects with everything under them; unknown ones raise."""
     _ui.delete_ui(*names, **flags)
 
 
-def workspaceControl(name: str, **flags: Any) -> Any:  # noqa: N802 - Maya's name
-    """Create (``uiScript`` required), edit (``restore``, ``visible``, ``close``) and
-    query (``exists``, ``visible``, ``label``, ``uiScript``) a workspace control."""
+def workspaceControl(name: Any = None, **flags: Any) -> Any:  # noqa: N802 - Maya's name
+    """Create (``uiScript`` required, run at once), edit (``restore``, ``visible``,
+    ``close``, ``label``) and query a workspace control; returns its name."""
     return _ui.workspace_control(name, **flags)
 
 
@@ -202,82 +214,3 @@ def scriptJob(**kwargs: Any) -> Any:
     state.next_job += 1
     state.jobs[number] = (str(value[0]), value[1], protected)
     return number
-
-
-# -- UI ----------------------------------------------------------------------------------------
-
-_MAIN = "MayaWindow"
-
-
-def _ui(kind: str, name: str | None, kwargs: dict[str, Any], default_parent: str) -> Any:
-    state = _host.state
-    if kwargs.pop("exists", kwargs.pop("ex", False)):
-        return name in state.ui or any(p.endswith("|" + str(name)) for p in state.ui)
-    query = kwargs.pop("query", kwargs.pop("q", False))
-    edit = kwargs.pop("edit", kwargs.pop("e", False))
-    if query or edit:
-        path = _find(name)
-        if path is None:
-            raise RuntimeError(f"{kind}: Object '{name}' not found.")
-        return path if edit else state.ui[path][0]
-    parent = kwargs.pop("parent", kwargs.pop("p", None)) or default_parent
-    if parent and parent not in state.ui and parent != _MAIN:
-        raise RuntimeError(f"{kind}: Object '{parent}' not found.")
-    if name is None:
-        state.ui_counts[kind] = state.ui_counts.get(kind, 0) + 1
-        name = f"{kind}{state.ui_counts[kind]}"
-    path = f"{parent}|{name}" if parent else name
-    if path in state.ui or (kind in ("window", "workspaceControl") and _find(name)):
-        raise RuntimeError(f"{kind}: Object's name '{name}' is not unique.")
-    state.ui[path] = (kind, parent or "")
-    return path
-
-
-def _find(name: Any) -> str | None:
-    if not isinstance(name, str):
-        return None
-    if name in _host.state.ui:
-        return name
-    hits = [p for p in _host.state.ui if p.endswith("|" + name)]
-    return hits[0] if len(hits) == 1 else None
-
-
-def _last(kind: str) -> str:
-    paths = [p for p, (k, _) in _host.state.ui.items() if k == kind]
-    return paths[-1] if paths else ""
-
-
-def window(name: str | None = None, **kwargs: Any) -> Any:
-    """A top-level window: returns its name."""
-    return _ui("window", name, kwargs, "")
-
-
-def workspaceControl(name: str | None = None, **kwargs: Any) -> Any:
-    """A dockable workspace control: returns its name."""
-    kwargs.pop("uiScript", None)
-    kwargs.pop("label", None)
-    return _ui("workspaceControl", name, kwargs, "")
-
-
-def menu(name: str | None = None, **kwargs: Any) -> Any:
-    """A menu, by default in Maya's main window: returns its full path."""
-    kwargs.pop("label", kwargs.pop("l", None))
-    kwargs.pop("tearOff", kwargs.pop("to", None))
-    return _ui("menu", name, kwargs, _MAIN)
-
-
-def menuItem(name: str | None = None, **kwargs: Any) -> Any:
-    """An item of the last created menu (or ``parent``): returns its full path."""
-    for flag in ("label", "l", "command", "c", "divider", "d", "subMenu", "sm"):
-        kwargs.pop(flag, None)
-    return _ui("menuItem", name, kwargs, _last("menu"))
-
-
-def deleteUI(*names: str, **kwargs: Any) -> None:
-    """Delete UI objects (and everything under them); unknown ones raise, as in Maya."""
-    for name in names:
-        path = _find(name)
-        if path is None:
-            raise RuntimeError(f"deleteUI: Object '{name}' not found.")
-        for p in [p for p in _host.state.ui if p == path or p.startswith(path + "|")]:
-            del _host.state.ui[p]

@@ -4,7 +4,8 @@ Enough MEL for commands in command syntax: ``subSession -m "toolA.ui" -fn show t
 (words separated by blanks, double-quoted strings with ``\\"``, ``\\\\``, ``\\n``
 escapes, statements ended by ``;``, ``//`` comments) and ``loadPlugin``/
 ``unloadPlugin``, reading a global variable (``$tmp = $gMainWindowMenu``, Maya's menu
-names; ``global string $x;`` declarations) and ``buildViewMenu <menu>``. Every word
+names; ``global string $x;`` declarations) and ``buildViewMenu <menu>`` (and
+``buildFileMenu``), Maya's procedures that fill its main menus. Every word
 reaches the command as a string, as in MEL; the result of the last statement is
 returned (bools as ints, as MEL has no bool type).
 """
@@ -57,7 +58,7 @@ def _statement(words: list[str]) -> Any:
         return _global(args[1])
     if name.startswith("$") and name.find("=") > 0:
         return _global(name.split("=", 1)[1])
-    if name == "buildViewMenu":
+    if name in ("buildViewMenu", "buildFileMenu"):
         _ui.build_menu(name, args[0] if args else "")
         return None
     if name == "help":
