@@ -820,6 +820,21 @@ pub fn live_path_of<'py>(core: &Bound<'py, SessionCore>) -> PyResult<Option<Boun
     if sys_path.eq(applied.bind(py))? {
         return Ok(None);
     }
+    // sys.path is process-wide: a block of another thread may have put its own path
+    // (or the global one) in place meanwhile. Only a list that still holds every entry
+    // this block applied is this block's own edit (entries inserted or appended).
+    let live: HashSet<String> = sys_path
+        .iter()
+        .filter_map(|p| p.extract::<String>().ok())
+        .collect();
+    let kept = applied
+        .bind(py)
+        .iter()
+        .filter_map(|p| p.extract::<String>().ok())
+        .all(|p| live.contains(&p));
+    if !kept {
+        return Ok(None);
+    }
     Ok(Some(PyList::new(py, sys_path.iter())?))
 }
 
