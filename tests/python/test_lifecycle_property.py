@@ -9,7 +9,7 @@ keys, by identity), ``sys.path``, ``os.environ``, ``sys.meta_path`` and
 session is current and imports give its modules.
 
 The run is reproducible (``derandomize=True``, no example database) and covers at least
-``MIN_STEPS`` steps within ``TIME_BUDGET_S``.
+``MIN_STEPS`` steps (the time it took is printed, not asserted).
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from hypothesis.stateful import (
 )
 
 MIN_STEPS = 10_000
-TIME_BUDGET_S = 90.0
 MAX_EXAMPLES = 130
 STEPS_PER_EXAMPLE = 100
 MAX_OPEN = 3
@@ -407,4 +406,5 @@ def test_random_lifecycles_restore_global_state(pkgs: PkgFactory, tmp_path: Path
     print(f"\nlifecycle: {Counter.steps} steps in {elapsed:.1f} s")
     assert_restored(before)
     assert Counter.steps >= MIN_STEPS, f"only {Counter.steps} steps ran"
-    assert elapsed <= TIME_BUDGET_S, f"{Counter.steps} steps took {elapsed:.1f} s"
+    # No assertion on the time: speed is measured by scripts/bench, not by unit tests
+    # (a loaded CI machine would fail a correct run).
