@@ -322,6 +322,24 @@ fn session_of(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Option<Py<SessionCore>>
     registry::owner_of(py, &name.to_cow().ok()?)
 }
 
+/// True for a module the import system made for `name` (its spec carries that name),
+/// read from the module's dict without running Python code.
+fn imported_module(obj: &Bound<'_, PyAny>, name: &str) -> bool {
+    let Ok(module) = obj.cast::<PyModule>() else {
+        return false;
+    };
+    let py = obj.py();
+    module
+        .dict()
+        .get_item(intern!(py, "__spec__"))
+        .ok()
+        .flatten()
+        .filter(|s| !s.is_none())
+        .and_then(|s| s.getattr(intern!(py, "name")).ok())
+        .and_then(|n| n.extract::<String>().ok())
+        .is_some_and(|n| n == name)
+}
+
 fn is_initializing(obj: &Bound<'_, PyAny>) -> bool {
     let py = obj.py();
     obj.getattr(intern!(py, "__spec__"))
@@ -603,6 +621,21 @@ impl Aliases {
                 Some(p) => !is_session_module(&p) && !self.is_registration(id, py, parent, &p),
             };
             if global_parent {
+                return Ok(false);
+            }
+        }
+        if imported_module(value, name) {
+            // What an import produced, not a registration: another thread's import
+            // that raced the block's start (no hook saw it) must stay global. Only
+            // under a package the block registered (jinja2's compiled templates).
+            let parent_registered = match name.rsplit_once('.') {
+                Some((parent, _)) => match mods.get_item(parent)? {
+                    Some(p) => self.is_registration(id, py, parent, &p),
+                    None => false,
+                },
+                None => false,
+            };
+            if !parent_registered {
                 return Ok(false);
             }
         }
