@@ -112,8 +112,11 @@ void subsession_string_free(char *s);
 // relative paths resolve against the current directory. Unknown keys are errors,
 // reported as `config_json:LINE:COLUMN: key: message`.
 //
-// Errors: SESSION_EXISTS, INVALID_CONFIG (bad JSON, key, value or name),
-// PYTHON_EXCEPTION (startup module failed).
+// Errors: SESSION_EXISTS (also when another thread creates the same name at the
+// same time: exactly one of them succeeds), INVALID_CONFIG (bad JSON, nesting
+// deeper than 32 levels, key, value or name), PYTHON_EXCEPTION (startup module
+// failed; the session was closed again), NO_SUCH_SESSION (another thread closed
+// the new session while its startup module ran).
 //
 // # Safety
 // `name` and `config_json` are NULL or NUL-terminated strings.

@@ -37,6 +37,17 @@ thread_local! {
     static STACK: RefCell<Vec<(u64, Py<SessionCore>)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Counts the times a block patched or restored `sys.path` and `os.environ` while a
+/// block of another thread was open. Those are process-wide: a block that saw such a
+/// write from another thread cannot tell its own edits from the other block's, so it
+/// does not keep them as its session's settings.
+static FOREIGN_PATCHES: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a frame of a thread other than `thread` is open.
+fn other_threads_active(st: &Aliases, thread: std::thread::ThreadId) -> bool {
+    st.frames.values().any(|f| f.thread != thread)
+}
+
 /// Counts activations ever begun: a hook that saw no block before a call and sees a
 /// different count after it knows a block may have come and gone meanwhile.
 pub static EPOCH: AtomicUsize = AtomicUsize::new(0);
@@ -159,6 +170,9 @@ struct Frame {
     /// Left by another thread while its own thread had later blocks open: it is left
     /// as soon as those are (leaving it earlier would undo their state).
     orphaned: bool,
+    /// `FOREIGN_PATCHES` once this frame was in place: changed at its exit means
+    /// another thread's block wrote `sys.path` or the environment meanwhile.
+    foreign_mark: usize,
     depth: u32,
     saved_path: Py<PyList>,
     applied_path: Py<PyList>,
@@ -1360,6 +1374,7 @@ fn enter_frame(
             session: core.clone().unbind(),
             thread: std::thread::current().id(),
             orphaned: false,
+            foreign_mark: 0,
             depth: 0,
             saved_path,
             applied_path: PyList::empty(py).unbind(),
@@ -1549,6 +1564,14 @@ fn enter_frame(
         f.applied_path = applied_path;
         f.applied_env = applied_env;
         f.c_only = c_only;
+    }
+    let me = std::thread::current().id();
+    if other_threads_active(st, me) {
+        FOREIGN_PATCHES.fetch_add(1, Ordering::AcqRel);
+    }
+    let mark = FOREIGN_PATCHES.load(Ordering::Acquire);
+    if let Some(f) = st.frames.get_mut(&id) {
+        f.foreign_mark = mark;
     }
     st.move_marker(mods)?;
     Ok(())
@@ -1755,7 +1778,18 @@ fn leave_frame(
         })());
     }
     if let Some(frame) = st.frames.remove(&id) {
-        keep(capture_changes(py, session, &frame));
+        if frame.foreign_mark == FOREIGN_PATCHES.load(Ordering::Acquire) {
+            keep(capture_changes(py, session, &frame));
+        } else {
+            log::debug!(
+                "session {}: sys.path and environment edits of this block are not kept \
+                 (a block of another thread changed them meanwhile)",
+                session.label()
+            );
+        }
+        if other_threads_active(st, frame.thread) {
+            FOREIGN_PATCHES.fetch_add(1, Ordering::AcqRel);
+        }
         keep((|| {
             let sys_path = interp::sys_path(py)?;
             if !sys_path.eq(frame.saved_path.bind(py))? {

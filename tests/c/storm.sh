@@ -58,7 +58,7 @@ if [ "$status" = 0 ] && [ "$VALGRIND_SECONDS" != 0 ] && command -v valgrind >/de
     if ! PYTHONMALLOC=malloc timeout 900 valgrind --quiet --error-exitcode=99 \
         --undef-value-errors=no --errors-for-leak-kinds=none \
         --suppressions="$PWD/tests/c/valgrind.supp" \
-        "$work/storm" "$lib" "$work/pyroot" "$VALGRIND_SECONDS" > "$work/vg.txt" 2>&1; then
+        "$work/storm" "$lib" "$work/pyroot" "$VALGRIND_SECONDS" 600 1 > "$work/vg.txt" 2>&1; then
         status=1
         tail -n 60 "$work/vg.txt"
     else

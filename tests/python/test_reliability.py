@@ -495,3 +495,31 @@ def test_activation_writes_only_changed_variables() -> None:
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["(0,", "0)", "(0,", "0)", "(1,", "1)", "(0,", "0)"]
+
+
+def test_another_threads_exit_is_not_kept_as_this_blocks_edit(
+    new_session: Callable[..., Any], env_guard: None
+) -> None:
+    """os.environ and sys.path are process-wide: when a block of another thread
+    restores them while this block is open, this block's session must not record the
+    difference as its own edits (it would lose its own settings)."""
+    a = new_session(env={"SUBSESSION_RACE_A": "a"})
+    b = new_session(env={"SUBSESSION_RACE_B": "b"})
+    entered, leave, left = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_a() -> None:
+        with a:
+            entered.set()
+            leave.wait(10)
+        left.set()
+
+    t = threading.Thread(target=hold_a)
+    t.start()
+    assert entered.wait(10)
+    with b:
+        leave.set()
+        assert left.wait(10)
+    t.join()
+    assert a.env == {"SUBSESSION_RACE_A": "a"}
+    assert b.env == {"SUBSESSION_RACE_B": "b"}
+    assert "SUBSESSION_RACE_A" not in os.environ and "SUBSESSION_RACE_B" not in os.environ
