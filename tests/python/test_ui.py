@@ -358,16 +358,22 @@ def test_reveal_file_and_config(
         s.close()
 
 
-def test_watch_toggle_is_disabled_until_the_core_has_watch(manager: ui.SessionManager) -> None:
-    has_watch = callable(getattr(subsession.Session, "watch", None))
-    assert manager.watch_button.isEnabled() == (
-        has_watch and manager.selected_session() is not None
-    )
-    if not has_watch:
-        assert "not available" in manager.watch_button.toolTip()
-
-
-# -- log pane, lifetime, rendering ----------------------------------------------------------------
+def test_watch_toggle_watches_the_selected_session(
+    manager: ui.SessionManager, new_session: Callable[..., Any], tmp_path: Path
+) -> None:
+    a = new_session(unique_name("toolA"), paths=[str(tmp_path)])
+    b = new_session(unique_name("toolB"), paths=[str(tmp_path)])
+    pump_until(lambda: b.name in manager.session_names())
+    manager.select_session(a.name)
+    assert manager.watch_button.isEnabled() and not manager.watch_button.isChecked()
+    manager.watch_button.click()
+    pump()
+    assert a.watching and not b.watching  # only the selection
+    assert cell(manager.sessions_model, row_of(manager, a.name), 3) == "yes"
+    manager.watch_button.click()
+    pump()
+    assert not a.watching
+    assert cell(manager.sessions_model, row_of(manager, a.name), 3) == "no"
 
 
 def test_log_pane_shows_the_subsession_logger(

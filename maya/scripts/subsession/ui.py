@@ -743,9 +743,9 @@ class SessionManager(QtWidgets.QWidget):
         if session is None or not _has_watch():
             return
         if getattr(session, "watching", False):
-            session.unwatch()  # type: ignore[attr-defined]
+            session.unwatch()
         else:
-            session.watch()  # type: ignore[attr-defined]
+            session.watch()
         self._refresh_sessions()
 
     def close_selected(self, force: bool = False) -> Optional[subsession.UnloadReport]:
