@@ -104,6 +104,36 @@ fn top_frame_id() -> Option<u64> {
     STACK.with(|s| s.borrow().last().map(|(id, _)| *id))
 }
 
+/// This thread's innermost frame, when it is a block of `session`.
+fn top_frame_of(session: &SessionCore) -> Option<u64> {
+    purge_stack();
+    STACK.with(|s| {
+        s.borrow()
+            .last()
+            .filter(|(_, c)| std::ptr::eq(c.get(), session))
+            .map(|(id, _)| *id)
+    })
+}
+
+/// This thread's innermost block of `session`, wherever it sits in the stack.
+fn innermost_frame_of(session: &SessionCore) -> Option<u64> {
+    purge_stack();
+    STACK.with(|s| {
+        s.borrow()
+            .iter()
+            .rev()
+            .find(|(_, c)| std::ptr::eq(c.get(), session))
+            .map(|(id, _)| *id)
+    })
+}
+
+/// Tells the thread that entered frame `id` that another thread has left it.
+fn left_elsewhere(id: u64) {
+    let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
+    left.push(id);
+    LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+}
+
 /// One name a frame aliased or hid: its key, the module it shows (None = hidden) and,
 /// for an alias of a session module, that module's qualified key.
 struct Claim {
@@ -750,15 +780,7 @@ impl Aliases {
     }
 
     fn frame_for(&self, py: Python<'_>, session: &SessionCore) -> Option<u64> {
-        purge_stack();
-        let mine = STACK.with(|s| {
-            s.borrow()
-                .iter()
-                .rev()
-                .find(|(_, c)| std::ptr::eq(c.get(), session))
-                .map(|(id, _)| *id)
-        });
-        mine.or_else(|| session.lock(py).frames.last().copied())
+        innermost_frame_of(session).or_else(|| session.lock(py).frames.last().copied())
     }
 
     /// Freezes the global sys.path for the time blocks are active (reusing the last
@@ -843,13 +865,7 @@ pub fn base_path(py: Python<'_>) -> PyResult<Vec<String>> {
 /// sys.path in place and changed it since: the search path of that block's imports.
 pub fn live_path_of<'py>(core: &Bound<'py, SessionCore>) -> PyResult<Option<Bound<'py, PyList>>> {
     let py = core.py();
-    purge_stack();
-    let Some(id) = STACK.with(|s| {
-        s.borrow()
-            .last()
-            .filter(|(_, c)| std::ptr::eq(c.get(), core.get()))
-            .map(|(id, _)| *id)
-    }) else {
+    let Some(id) = top_frame_of(core.get()) else {
         return Ok(None);
     };
     let applied = {
@@ -899,13 +915,7 @@ pub fn is_block_registration(core: &Bound<'_, SessionCore>, real: &str) -> PyRes
     if is_session_module(&value) {
         return Ok(false);
     }
-    purge_stack();
-    let Some(id) = STACK.with(|s| {
-        s.borrow()
-            .last()
-            .filter(|(_, c)| std::ptr::eq(c.get(), core.get()))
-            .map(|(id, _)| *id)
-    }) else {
+    let Some(id) = top_frame_of(core.get()) else {
         return Ok(false);
     };
     let mut locked = lock(py)?;
@@ -1275,13 +1285,7 @@ pub fn enter(core: &Bound<'_, SessionCore>) -> PyResult<u64> {
     let py = core.py();
     let session = core.get();
     session.ensure_open(py)?;
-    purge_stack();
-    let reentered = STACK.with(|s| {
-        s.borrow()
-            .last()
-            .filter(|(_, c)| std::ptr::eq(c.get(), session))
-            .map(|(id, _)| *id)
-    });
+    let reentered = top_frame_of(session);
     if reentered.is_none() {
         let paths = session.lock(py).settings.paths.clone();
         cache_finders(py, &paths)?;
@@ -1611,14 +1615,7 @@ pub fn exit(core: &Bound<'_, SessionCore>, token: Option<u64>) -> PyResult<u64> 
     let py = core.py();
     let session = core.get();
     let me = std::thread::current().id();
-    purge_stack();
-    let mine = STACK.with(|s| {
-        s.borrow()
-            .iter()
-            .rev()
-            .find(|(_, c)| std::ptr::eq(c.get(), session))
-            .map(|(id, _)| *id)
-    });
+    let mine = innermost_frame_of(session);
     let mut locked = lock(py)?;
     let st = locked.state();
     let ours = |f: &Frame| std::ptr::eq(f.session.get(), session) && !f.orphaned;
@@ -1666,9 +1663,7 @@ pub fn exit(core: &Bound<'_, SessionCore>, token: Option<u64>) -> PyResult<u64> 
     let result = leave_frame(py, st, id, session, &mods, &mut garbage);
     let own_thread = thread == me;
     if !own_thread {
-        let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
-        left.push(id);
-        LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+        left_elsewhere(id);
         log::debug!(
             "left session {} on a thread other than the one that entered it",
             session.label()
@@ -1705,9 +1700,7 @@ fn leave_orphans(
         }
         garbage.push(session.into_any());
         if !own_thread {
-            let mut left = LEFT_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner());
-            left.push(id);
-            LEFT_ELSEWHERE_COUNT.store(left.len(), Ordering::Release);
+            left_elsewhere(id);
         }
     }
     first_error.map_or(Ok(()), Err)
@@ -1877,17 +1870,9 @@ pub fn alias_if_active(
 ) -> PyResult<bool> {
     let py = core.py();
     let session = core.get();
-    purge_stack();
-    let Some((id, is_ours)) = STACK.with(|s| {
-        s.borrow()
-            .last()
-            .map(|(id, c)| (*id, std::ptr::eq(c.get(), session)))
-    }) else {
+    let Some(id) = top_frame_of(session) else {
         return Ok(false);
     };
-    if !is_ours {
-        return Ok(false);
-    }
     let mods = interp::sys_modules(py);
     let key = PyString::new(py, name);
     let qualified =
