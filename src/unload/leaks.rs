@@ -12,8 +12,10 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple, PyType};
 
+use crate::base::names::type_name;
+
 /// Marks a closing module's globals; see `reload::close`.
-pub const PROBE_KEY: &str = "__subsession_unload_probe__";
+pub(crate) const PROBE_KEY: &str = "__subsession_unload_probe__";
 
 const MAX_LEVELS: usize = 6;
 /// Holders listed per module: the first few say what to fix.
@@ -22,14 +24,14 @@ const MAX_HOLDERS: usize = 4;
 const MAX_TEXT: usize = 300;
 
 /// Why a C extension module of a closed session survives.
-pub const EXTENSION_HOLDER: &str =
+pub(crate) const EXTENSION_HOLDER: &str =
     "a C extension module: CPython keeps its state until the process exits";
 
 /// A holder chain that ends in an object referenced from outside the collector's view.
-pub const C_HOLDER: &str = "held from C code, e.g. a Qt signal connection";
+pub(crate) const C_HOLDER: &str = "held from C code, e.g. a Qt signal connection";
 
 /// The holder of a survivor no referrer chain explains.
-pub const UNSEEN_HOLDER: &str =
+pub(crate) const UNSEEN_HOLDER: &str =
     "an object the garbage collector cannot see (C code, or objects frozen with gc.freeze())";
 
 /// One object on a holder chain: which module it keeps alive, in words so far.
@@ -41,13 +43,6 @@ struct Lead<'py> {
 
 fn addr(obj: &Bound<'_, PyAny>) -> usize {
     obj.as_ptr() as usize
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default()
 }
 
 fn qualname(obj: &Bound<'_, PyAny>) -> String {
@@ -112,7 +107,7 @@ impl<'py> Scanner<'py> {
 }
 
 /// The globals dicts holding each probe (one heap scan).
-pub fn globals_of<'py>(
+pub(crate) fn globals_of<'py>(
     py: Python<'py>,
     probes: &[Bound<'py, PyAny>],
 ) -> PyResult<Vec<Option<Bound<'py, PyDict>>>> {
@@ -139,7 +134,7 @@ pub fn globals_of<'py>(
 }
 
 /// For each module globals dict, what holds it alive, in words a TD can act on.
-pub fn describe<'py>(
+pub(crate) fn describe<'py>(
     py: Python<'py>,
     globals: &[Bound<'py, PyDict>],
     prefix_dot: &str,

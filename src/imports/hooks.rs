@@ -18,16 +18,16 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
 
+use super::record;
 use crate::activation::{self, is_active};
-use crate::errors::ClosedSessionError;
-use crate::policy::{self, PREFIX};
-use crate::session::SessionCore;
-use crate::{interp, registry, reload};
+use crate::base::names::{PREFIX, dotted_prefixes, is_session_module, top_level};
+use crate::base::{interp, policy};
+use crate::state::{SessionCore, registry};
 
 /// The `__import__` of one session's code.
 #[pyclass(frozen, module = "subsession._core")]
-pub struct SessionImport {
-    pub session: Py<SessionCore>,
+pub(crate) struct SessionImport {
+    pub(crate) session: Py<SessionCore>,
 }
 
 #[pymethods]
@@ -63,7 +63,7 @@ impl SessionImport {
 }
 
 /// An import statement of session code (or, with `proxies=false`, of a block).
-pub fn session_import<'py>(
+pub(crate) fn session_import<'py>(
     core: &Bound<'py, SessionCore>,
     name: &Bound<'py, PyAny>,
     globals: Option<&Bound<'py, PyAny>>,
@@ -123,12 +123,12 @@ fn import_statement<'py>(
     if level > 0 {
         // Relative: the importer's (qualified) package already decides.
         let result = interp::import_level(py, name, globals, locals, fromlist, level)?;
-        reload::note_import(core, globals, None, fromlist, &result);
+        record::note_import(core, globals, None, fromlist, &result);
         return Ok(result);
     }
     let text_cow = name.cast::<PyString>()?.to_cow()?;
     let text: &str = &text_cow;
-    let top = policy::top_level(text);
+    let top = top_level(text);
     if proxies && top == "importlib" {
         let module = interp::import_level(py, name, globals, locals, fromlist, 0)?;
         if !interp::has_fromlist(fromlist) || text == "importlib" {
@@ -164,7 +164,7 @@ fn import_statement<'py>(
     if session.keeps_global(py, text) {
         return import_kept_global(py, name, globals, locals, fromlist, 0);
     }
-    ensure_not_closed(py, session)?;
+    session.ensure_open(py)?;
     let qualified = PyString::new(py, &session.qualified(text));
     if mirror_extra(core, text, &qualified)? {
         // The block's code registered the name in sys.modules: as in a plain run,
@@ -183,7 +183,7 @@ fn import_statement<'py>(
     if is_active() {
         ensure_aliases(core, text, fromlist)?;
     }
-    reload::note_import(core, globals, Some(text), fromlist, &result);
+    record::note_import(core, globals, Some(text), fromlist, &result);
     Ok(result)
 }
 
@@ -205,9 +205,7 @@ fn mirror_extra(
     if registered_in_block(core, real)? {
         return Ok(true);
     }
-    let written = mods
-        .get_item(real)?
-        .filter(|m| activation::belongs_to(m, session));
+    let written = mods.get_item(real)?.filter(|m| session.owns(m));
     let extra = match written {
         Some(m) => Some(m),
         None => session
@@ -260,17 +258,6 @@ fn registered_in_block(core: &Bound<'_, SessionCore>, real: &str) -> PyResult<bo
     }
 }
 
-fn ensure_not_closed(py: Python<'_>, session: &SessionCore) -> PyResult<()> {
-    if session.lock(py).closed {
-        return Err(ClosedSessionError::new_err(format!(
-            "session {} is closed: code still running from it cannot import; \
-             re-create the tool in a new session",
-            session.label()
-        )));
-    }
-    Ok(())
-}
-
 /// After an import in a block: the name, its parents and fromlist submodules are
 /// visible by real name (CPython's C import bypasses hooks for those).
 fn ensure_aliases(
@@ -281,7 +268,7 @@ fn ensure_aliases(
     let py = core.py();
     let session = core.get();
     let mods = interp::sys_modules(py);
-    let mut wanted: Vec<String> = policy::dotted_prefixes(name).map(str::to_owned).collect();
+    let mut wanted: Vec<String> = dotted_prefixes(name).map(str::to_owned).collect();
     wanted.extend(
         interp::fromlist_names(fromlist)
             .into_iter()
@@ -299,7 +286,7 @@ fn ensure_aliases(
 }
 
 /// `importlib.import_module` for a session: absolute or relative to `package`.
-pub fn session_import_module<'py>(
+pub(crate) fn session_import_module<'py>(
     core: &Bound<'py, SessionCore>,
     name: &str,
     package: Option<&str>,
@@ -336,12 +323,10 @@ fn route_absolute<'py>(
         if let Some(m) = activation::global_view(py, absolute)? {
             return Ok(m);
         }
-        let names: Vec<String> = policy::dotted_prefixes(absolute)
-            .map(str::to_owned)
-            .collect();
+        let names: Vec<String> = dotted_prefixes(absolute).map(str::to_owned).collect();
         return activation::with_global_view(py, &names, || gcd.call1((absolute,)));
     }
-    ensure_not_closed(py, session)?;
+    session.ensure_open(py)?;
     let qualified = session.qualified(absolute);
     if !interp::sys_modules(py).contains(&qualified)? && registered_in_block(core, absolute)? {
         return gcd.call1((absolute,));
@@ -358,7 +343,7 @@ fn route_absolute<'py>(
 /// `builtins.__import__`, installed once for the life of the process.
 #[pyfunction]
 #[pyo3(signature = (name, globals=None, locals=None, fromlist=None, level=0))]
-pub fn global_import<'py>(
+pub(crate) fn global_import<'py>(
     py: Python<'py>,
     name: &Bound<'py, PyAny>,
     globals: Option<&Bound<'py, PyAny>>,
@@ -370,8 +355,7 @@ pub fn global_import<'py>(
         let epoch = activation::epoch();
         let result = interp::import_level(py, name, globals, locals, fromlist, level)?;
         let quiet = !is_active() && activation::epoch() == epoch;
-        if quiet || activation::top_session(py).is_some() || !activation::is_session_module(&result)
-        {
+        if quiet || activation::top_session(py).is_some() || !is_session_module(&result) {
             return Ok(result);
         }
         if !is_active() {
@@ -448,7 +432,7 @@ unsafe fn returned_alias(result: *mut ffi::PyObject) -> bool {
     unsafe {
         let py = Python::assume_attached();
         let obj = Bound::from_borrowed_ptr(py, result);
-        activation::top_session(py).is_none() && activation::is_session_module(&obj)
+        activation::top_session(py).is_none() && is_session_module(&obj)
     }
 }
 
@@ -505,7 +489,7 @@ unsafe fn slow_import(
 }
 
 /// Creates the `builtins.__import__` replacement.
-pub fn make_import_hook(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+pub(crate) fn make_import_hook(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     let slow = wrap_pyfunction!(global_import, py)?;
     let _ = SLOW_IMPORT.set(py, slow.into_any().unbind());
     let def = Box::leak(Box::new(ffi::PyMethodDef {
@@ -569,7 +553,7 @@ fn global_view_import<'py>(
                     return Ok(m);
                 }
             } else if level == 0 {
-                let top = policy::top_level(abs);
+                let top = top_level(abs);
                 let t = if top == abs {
                     Some(m)
                 } else {
@@ -583,7 +567,7 @@ fn global_view_import<'py>(
     }
     let mut names: Vec<String> = Vec::new();
     if let Some(abs) = &absolute {
-        names.extend(policy::dotted_prefixes(abs).map(str::to_owned));
+        names.extend(dotted_prefixes(abs).map(str::to_owned));
         names.extend(
             interp::fromlist_names(fromlist)
                 .into_iter()
@@ -620,7 +604,7 @@ fn absolute_name(
 /// `importlib._bootstrap._gcd_import`, installed once for the life of the process.
 #[pyfunction]
 #[pyo3(signature = (name, package=None, level=0))]
-pub fn gcd_import<'py>(
+pub(crate) fn gcd_import<'py>(
     py: Python<'py>,
     name: &Bound<'py, PyAny>,
     package: Option<&Bound<'py, PyAny>>,
@@ -649,7 +633,7 @@ pub fn gcd_import<'py>(
         let epoch = activation::epoch();
         let result = original.call1((&name,))?;
         let quiet = !is_active() && activation::epoch() == epoch;
-        if quiet || !activation::is_session_module(&result) {
+        if quiet || !is_session_module(&result) {
             return Ok(result);
         }
         if !is_active() {
@@ -659,7 +643,7 @@ pub fn gcd_import<'py>(
     if let Some(m) = activation::global_view(py, &text)? {
         return Ok(m);
     }
-    let names: Vec<String> = policy::dotted_prefixes(&text).map(str::to_owned).collect();
+    let names: Vec<String> = dotted_prefixes(&text).map(str::to_owned).collect();
     activation::with_global_view(py, &names, || original.call1((&name,)))
 }
 
@@ -685,7 +669,7 @@ fn calling_session(py: Python<'_>) -> Option<Py<SessionCore>> {
         if name.starts_with(PREFIX) {
             return registry::owner_of(py, &name);
         }
-        let top = policy::top_level(&name);
+        let top = top_level(&name);
         if top != "subsession" && !policy::is_stdlib(top) {
             return None;
         }
@@ -695,11 +679,4 @@ fn calling_session(py: Python<'_>) -> Option<Py<SessionCore>> {
             .filter(|f| !f.is_none())?;
     }
     None
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<SessionImport>()?;
-    m.add_function(wrap_pyfunction!(global_import, m)?)?;
-    m.add_function(wrap_pyfunction!(gcd_import, m)?)?;
-    Ok(())
 }

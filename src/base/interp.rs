@@ -10,33 +10,42 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyModule};
 
-pub struct Interp {
-    pub sys: Py<PyModule>,
-    pub builtins: Py<PyModule>,
-    pub builtins_dict: Py<PyDict>,
-    pub original_import: Py<PyAny>,
-    pub bootstrap: Py<PyModule>,
-    pub original_gcd_import: Py<PyAny>,
-    pub resolve_name: Py<PyAny>,
-    pub calc_package: Py<PyAny>,
-    pub sanity_check: Py<PyAny>,
-    pub path_finder: Py<PyAny>,
-    pub module_spec: Py<PyAny>,
-    pub source_loader: Py<PyAny>,
-    pub sourceless_loader: Py<PyAny>,
-    pub extension_loader: Py<PyAny>,
-    pub extension_suffixes: Vec<String>,
-    pub environ: Py<PyAny>,
-    pub os: Py<PyModule>,
-    pub reversed: Py<PyAny>,
-    pub loaders: Py<PyModule>,
-    pub stdlib_dirs: Vec<PathBuf>,
+pub(crate) struct Interp {
+    pub(crate) sys: Py<PyModule>,
+    pub(crate) builtins: Py<PyModule>,
+    pub(crate) builtins_dict: Py<PyDict>,
+    pub(crate) original_import: Py<PyAny>,
+    pub(crate) bootstrap: Py<PyModule>,
+    pub(crate) original_gcd_import: Py<PyAny>,
+    pub(crate) resolve_name: Py<PyAny>,
+    pub(crate) calc_package: Py<PyAny>,
+    pub(crate) sanity_check: Py<PyAny>,
+    pub(crate) path_finder: Py<PyAny>,
+    pub(crate) module_spec: Py<PyAny>,
+    pub(crate) source_loader: Py<PyAny>,
+    pub(crate) sourceless_loader: Py<PyAny>,
+    pub(crate) extension_loader: Py<PyAny>,
+    pub(crate) extension_suffixes: Vec<String>,
+    pub(crate) environ: Py<PyAny>,
+    pub(crate) os: Py<PyModule>,
+    pub(crate) reversed: Py<PyAny>,
+    pub(crate) loaders: Py<PyModule>,
+    pub(crate) stdlib_dirs: Vec<PathBuf>,
+}
+
+impl Interp {
+    /// True for a path ending in one of this interpreter's extension suffixes.
+    pub(crate) fn is_extension_file(&self, path: &str) -> bool {
+        self.extension_suffixes
+            .iter()
+            .any(|s| path.ends_with(s.as_str()))
+    }
 }
 
 static INTERP: PyOnceLock<Interp> = PyOnceLock::new();
 
 /// The handles; `None` until `subsession` was imported (`_core.install`).
-pub fn get(py: Python<'_>) -> PyResult<&Interp> {
+pub(crate) fn get(py: Python<'_>) -> PyResult<&Interp> {
     INTERP.get(py).ok_or_else(|| {
         pyo3::exceptions::PyRuntimeError::new_err(
             "subsession._core is not installed; import subsession first",
@@ -44,7 +53,7 @@ pub fn get(py: Python<'_>) -> PyResult<&Interp> {
     })
 }
 
-pub fn init<'py>(py: Python<'py>, loaders: &Bound<'py, PyModule>) -> PyResult<&'py Interp> {
+pub(crate) fn init<'py>(py: Python<'py>, loaders: &Bound<'py, PyModule>) -> PyResult<&'py Interp> {
     if let Some(existing) = INTERP.get(py) {
         return Ok(existing);
     }
@@ -94,7 +103,7 @@ pub fn init<'py>(py: Python<'py>, loaders: &Bound<'py, PyModule>) -> PyResult<&'
 }
 
 /// `sys.modules` (the interpreter's own dict, even if `sys.modules` was rebound).
-pub fn sys_modules(py: Python<'_>) -> Bound<'_, PyDict> {
+pub(crate) fn sys_modules(py: Python<'_>) -> Bound<'_, PyDict> {
     // SAFETY: returns a borrowed reference to the interpreter's module dict, which
     // lives as long as the interpreter; we take a new reference at once.
     unsafe {
@@ -104,13 +113,13 @@ pub fn sys_modules(py: Python<'_>) -> Bound<'_, PyDict> {
 }
 
 /// `sys.path` as the live list (an error if someone replaced it with a non-list).
-pub fn sys_path(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+pub(crate) fn sys_path(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let path = get(py)?.sys.bind(py).getattr(pyo3::intern!(py, "path"))?;
     Ok(path.cast_into::<PyList>()?)
 }
 
 /// Calls the original C `__import__` directly (no Python-level dispatch).
-pub fn import_level<'py>(
+pub(crate) fn import_level<'py>(
     py: Python<'py>,
     name: &Bound<'py, PyAny>,
     globals: Option<&Bound<'py, PyAny>>,
@@ -134,7 +143,7 @@ pub fn import_level<'py>(
 }
 
 /// True when `fromlist` is a non-empty sequence.
-pub fn has_fromlist(fromlist: Option<&Bound<'_, PyAny>>) -> bool {
+pub(crate) fn has_fromlist(fromlist: Option<&Bound<'_, PyAny>>) -> bool {
     match fromlist {
         None => false,
         Some(f) if f.is_none() => false,
@@ -143,7 +152,7 @@ pub fn has_fromlist(fromlist: Option<&Bound<'_, PyAny>>) -> bool {
 }
 
 /// The string entries of a fromlist, `*` excluded.
-pub fn fromlist_names(fromlist: Option<&Bound<'_, PyAny>>) -> Vec<String> {
+pub(crate) fn fromlist_names(fromlist: Option<&Bound<'_, PyAny>>) -> Vec<String> {
     let Some(f) = fromlist.filter(|f| !f.is_none()) else {
         return Vec::new();
     };

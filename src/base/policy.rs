@@ -9,11 +9,10 @@
 use std::collections::HashSet;
 use std::sync::RwLock;
 
-/// Every session module's qualified name starts with this (`__subsession_toolA__.x`).
-pub const PREFIX: &str = "__subsession_";
+use super::names::{PREFIX, dotted_prefixes, top_level};
 
 /// Host packages shared by default: Maya and its Qt/USD stack.
-pub const DEFAULT_HOST_MODULES: &[&str] = &[
+pub(crate) const DEFAULT_HOST_MODULES: &[&str] = &[
     "maya",
     "pymel",
     "PySide2",
@@ -41,7 +40,7 @@ const ALWAYS_SHARED: &[&str] = &[
 /// Module-name patterns: `pkg` and `pkg.*` match pkg and everything under it; `*` and
 /// `?` glob anywhere else (`studio_*`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Patterns {
+pub(crate) struct Patterns {
     exact: HashSet<String>,
     globs: Vec<String>,
     source: Vec<String>,
@@ -49,7 +48,7 @@ pub struct Patterns {
 
 impl Patterns {
     /// Parses patterns, rejecting what cannot be a module name with a message saying why.
-    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
+    pub(crate) fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
         let mut out = Patterns::default();
         for raw in patterns {
             let raw = raw.as_ref();
@@ -75,16 +74,12 @@ impl Patterns {
     }
 
     /// The patterns as given.
-    pub fn source(&self) -> &[String] {
+    pub(crate) fn source(&self) -> &[String] {
         &self.source
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.source.is_empty()
-    }
-
     /// True when `name` or one of its parent packages matches.
-    pub fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         if self.source.is_empty() {
             return false;
         }
@@ -102,20 +97,8 @@ fn is_pattern_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '*' || c == '?'
 }
 
-/// `a`, `a.b`, `a.b.c` for `a.b.c`.
-pub fn dotted_prefixes(name: &str) -> impl Iterator<Item = &str> {
-    name.match_indices('.')
-        .map(move |(i, _)| &name[..i])
-        .chain(std::iter::once(name))
-}
-
-/// The top-level package of a dotted name.
-pub fn top_level(name: &str) -> &str {
-    name.split('.').next().unwrap_or(name)
-}
-
 /// Shell-style match of `*` (any run, dots included) and `?` (one character).
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -142,7 +125,7 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// Process-wide shared names: the standard library and the host list.
-pub struct GlobalPolicy {
+pub(crate) struct GlobalPolicy {
     stdlib: HashSet<String>,
     hosts: Patterns,
 }
@@ -151,7 +134,7 @@ static GLOBAL: RwLock<Option<GlobalPolicy>> = RwLock::new(None);
 
 /// Sets the standard-library top-level names (from `sys.stdlib_module_names`, or a scan
 /// of the stdlib folders on Python 3.9) and the default host list.
-pub fn init(stdlib: HashSet<String>) {
+pub(crate) fn init(stdlib: HashSet<String>) {
     let hosts = Patterns::new(DEFAULT_HOST_MODULES).unwrap_or_default();
     let mut guard = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
     match guard.as_mut() {
@@ -161,7 +144,7 @@ pub fn init(stdlib: HashSet<String>) {
 }
 
 /// Replaces the host list (shared by every session).
-pub fn set_host_modules<S: AsRef<str>>(names: &[S]) -> Result<(), String> {
+pub(crate) fn set_host_modules<S: AsRef<str>>(names: &[S]) -> Result<(), String> {
     let hosts = Patterns::new(names)?;
     let mut guard = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
     match guard.as_mut() {
@@ -176,7 +159,7 @@ pub fn set_host_modules<S: AsRef<str>>(names: &[S]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn host_modules() -> Vec<String> {
+pub(crate) fn host_modules() -> Vec<String> {
     let guard = GLOBAL.read().unwrap_or_else(|e| e.into_inner());
     guard
         .as_ref()
@@ -185,7 +168,7 @@ pub fn host_modules() -> Vec<String> {
 }
 
 /// True for names every session shares, whatever its `keep_global`.
-pub fn shared_by_everyone(name: &str) -> bool {
+pub(crate) fn shared_by_everyone(name: &str) -> bool {
     let top = top_level(name);
     if top.starts_with(PREFIX) || ALWAYS_SHARED.contains(&top) {
         return true;
@@ -198,14 +181,14 @@ pub fn shared_by_everyone(name: &str) -> bool {
 }
 
 /// True for standard-library top-level names (the frame walk looks through them).
-pub fn is_stdlib(top: &str) -> bool {
+pub(crate) fn is_stdlib(top: &str) -> bool {
     let guard = GLOBAL.read().unwrap_or_else(|e| e.into_inner());
     guard.as_ref().is_some_and(|g| g.stdlib.contains(top))
 }
 
 /// Scans standard-library folders for top-level module names (Python 3.9 has no
 /// `sys.stdlib_module_names`): `x.py`, packages `x/`, and extension files `x.*.so`.
-pub fn scan_stdlib_dirs(dirs: &[std::path::PathBuf]) -> HashSet<String> {
+pub(crate) fn scan_stdlib_dirs(dirs: &[std::path::PathBuf]) -> HashSet<String> {
     let mut names = HashSet::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -239,7 +222,7 @@ pub fn scan_stdlib_dirs(dirs: &[std::path::PathBuf]) -> HashSet<String> {
 
 /// True when `path` lies in one of the standard-library folders (and not in a
 /// site-packages below them): what `inherit_paths=False` keeps of `sys.path`.
-pub fn is_stdlib_path(path: &str, stdlib_dirs: &[std::path::PathBuf]) -> bool {
+pub(crate) fn is_stdlib_path(path: &str, stdlib_dirs: &[std::path::PathBuf]) -> bool {
     let resolved = std::fs::canonicalize(if path.is_empty() { "." } else { path })
         .unwrap_or_else(|_| std::path::PathBuf::from(path));
     let text = resolved.to_string_lossy();
@@ -300,14 +283,6 @@ mod tests {
         assert!(!glob_match(b"a*b", b"aXc"));
         assert!(glob_match(b"**", b""));
         assert!(!glob_match(b"?", b""));
-    }
-
-    #[test]
-    fn prefixes_and_top_level() {
-        let all: Vec<_> = dotted_prefixes("a.b.c").collect();
-        assert_eq!(all, ["a", "a.b", "a.b.c"]);
-        assert_eq!(top_level("a.b"), "a");
-        assert_eq!(top_level("a"), "a");
     }
 
     #[test]

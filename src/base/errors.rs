@@ -40,7 +40,7 @@ create_exception!(
 
 /// `subsession.ConfigError(SessionError, ValueError)`: an invalid studio config.
 /// `create_exception!` takes one base, so this type is made once with `type()`.
-pub fn config_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+pub(crate) fn config_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     static TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     TYPE.get_or_try_init(py, || -> PyResult<Py<PyType>> {
         let namespace = PyDict::new(py);
@@ -56,15 +56,4 @@ pub fn config_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
         Ok(made.cast_into::<PyType>()?.unbind())
     })
     .map(|t| t.bind(py))
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("SessionError", py.get_type::<SessionError>())?;
-    m.add("ClosedSessionError", py.get_type::<ClosedSessionError>())?;
-    m.add("SessionExistsError", py.get_type::<SessionExistsError>())?;
-    m.add("NoSuchSessionError", py.get_type::<NoSuchSessionError>())?;
-    m.add("ReloadError", py.get_type::<ReloadError>())?;
-    m.add("ConfigError", config_error(py)?)?;
-    Ok(())
 }

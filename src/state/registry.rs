@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 
-use crate::policy::PREFIX;
-use crate::session::SessionCore;
+use super::session::SessionCore;
+use crate::base::names::{PREFIX, prefix_for};
 
 #[derive(Default)]
 struct Registry {
@@ -31,36 +31,10 @@ fn with<R>(py: Python<'_>, f: impl FnOnce(&mut Registry) -> R) -> R {
     f(guard.get_or_insert_with(Registry::default))
 }
 
-/// Checks a session name: 1-64 letters, digits, `_`, `-`, `.`.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.chars().count() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid session name {name:?}: use 1-64 letters, digits, '_', '-' or '.'"
-        ))
-    }
-}
-
-/// The readable prefix for a session name: `toolA` -> `__subsession_toolA__`;
-/// `-` and `.` become `_` because a prefix must be one module-name component.
-pub fn prefix_for(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| if c == '-' || c == '.' { '_' } else { c })
-        .collect();
-    format!("{PREFIX}{clean}__")
-}
-
 /// Reserves a name and a prefix never used before in this process (qualified names
 /// stay readable: `__subsession_toolA__`, then `__subsession_toolA_2__` for a later
 /// session of the same name, so stale objects of a closed one never resolve to it).
-pub fn reserve(py: Python<'_>, name: Option<&str>) -> Result<String, String> {
+pub(crate) fn reserve(py: Python<'_>, name: Option<&str>) -> Result<String, String> {
     with(py, |reg| {
         let base = match name {
             Some(name) => {
@@ -93,7 +67,7 @@ pub fn reserve(py: Python<'_>, name: Option<&str>) -> Result<String, String> {
 
 /// Gives back a name reserved for a session whose construction failed (its prefix
 /// stays used, so it is never handed out twice).
-pub fn release(py: Python<'_>, prefix: &str) {
+pub(crate) fn release(py: Python<'_>, prefix: &str) {
     with(py, |reg| {
         if !reg.by_prefix.contains_key(prefix) {
             reg.by_name.retain(|_, p| p != prefix);
@@ -101,7 +75,7 @@ pub fn release(py: Python<'_>, prefix: &str) {
     });
 }
 
-pub fn register(py: Python<'_>, core: &Bound<'_, SessionCore>) {
+pub(crate) fn register(py: Python<'_>, core: &Bound<'_, SessionCore>) {
     let prefix = core.get().prefix.clone();
     with(py, |reg| {
         reg.order.push(prefix.clone());
@@ -109,7 +83,7 @@ pub fn register(py: Python<'_>, core: &Bound<'_, SessionCore>) {
     });
 }
 
-pub fn unregister(py: Python<'_>, prefix: &str) -> Option<Py<SessionCore>> {
+pub(crate) fn unregister(py: Python<'_>, prefix: &str) -> Option<Py<SessionCore>> {
     with(py, |reg| {
         let core = reg.by_prefix.remove(prefix)?;
         reg.by_name.retain(|_, p| p != prefix);
@@ -119,7 +93,7 @@ pub fn unregister(py: Python<'_>, prefix: &str) -> Option<Py<SessionCore>> {
 }
 
 /// The session owning a qualified-name head (`__subsession_toolA__`).
-pub fn by_prefix(py: Python<'_>, head: &str) -> Option<Py<SessionCore>> {
+pub(crate) fn by_prefix(py: Python<'_>, head: &str) -> Option<Py<SessionCore>> {
     if !head.starts_with(PREFIX) {
         return None;
     }
@@ -127,18 +101,18 @@ pub fn by_prefix(py: Python<'_>, head: &str) -> Option<Py<SessionCore>> {
 }
 
 /// The session owning a qualified module name (`__subsession_toolA__.requests`).
-pub fn owner_of(py: Python<'_>, qualified: &str) -> Option<Py<SessionCore>> {
+pub(crate) fn owner_of(py: Python<'_>, qualified: &str) -> Option<Py<SessionCore>> {
     by_prefix(py, qualified.split('.').next().unwrap_or(qualified))
 }
 
-pub fn by_name(py: Python<'_>, name: &str) -> Option<Py<SessionCore>> {
+pub(crate) fn by_name(py: Python<'_>, name: &str) -> Option<Py<SessionCore>> {
     with(py, |reg| {
         let prefix = reg.by_name.get(name)?;
         reg.by_prefix.get(prefix).map(|c| c.clone_ref(py))
     })
 }
 
-pub fn all(py: Python<'_>) -> Vec<Py<SessionCore>> {
+pub(crate) fn all(py: Python<'_>) -> Vec<Py<SessionCore>> {
     with(py, |reg| {
         reg.order
             .iter()
@@ -147,28 +121,6 @@ pub fn all(py: Python<'_>) -> Vec<Py<SessionCore>> {
     })
 }
 
-pub fn is_empty(py: Python<'_>) -> bool {
+pub(crate) fn is_empty(py: Python<'_>) -> bool {
     with(py, |reg| reg.by_prefix.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_checked() {
-        for good in ["toolA", "a", "my-tool.v2_x", &"x".repeat(64)] {
-            assert!(validate_name(good).is_ok(), "{good}");
-        }
-        for bad in ["", "a b", "a/b", "é", &"x".repeat(65)] {
-            let err = validate_name(bad).unwrap_err();
-            assert!(err.contains("1-64 letters"), "{err}");
-        }
-    }
-
-    #[test]
-    fn prefixes_are_one_readable_component() {
-        assert_eq!(prefix_for("toolA"), "__subsession_toolA__");
-        assert_eq!(prefix_for("my-tool.v2"), "__subsession_my_tool_v2__");
-    }
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Default, Debug, Clone)]
-pub struct ImportGraph {
+pub(crate) struct ImportGraph {
     /// importer -> modules it imports
     imports: BTreeMap<String, BTreeSet<String>>,
     /// module -> modules importing it
@@ -12,13 +12,13 @@ pub struct ImportGraph {
 
 /// Modules to reload, dependencies first, and the import cycles met on the way.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub order: Vec<String>,
-    pub cycles: Vec<Vec<String>>,
+pub(crate) struct Plan {
+    pub(crate) order: Vec<String>,
+    pub(crate) cycles: Vec<Vec<String>>,
 }
 
 impl ImportGraph {
-    pub fn add_edge(&mut self, importer: &str, imported: &str) {
+    pub(crate) fn add_edge(&mut self, importer: &str, imported: &str) {
         self.imports
             .entry(importer.to_owned())
             .or_default()
@@ -32,7 +32,7 @@ impl ImportGraph {
     /// `changed` plus every module importing one of them (transitively), restricted to
     /// modules `known` accepts, in dependency order. Cycles are broken in name order
     /// and reported, never looped.
-    pub fn reload_order(&self, changed: &[String], known: impl Fn(&str) -> bool) -> Plan {
+    pub(crate) fn reload_order(&self, changed: &[String], known: impl Fn(&str) -> bool) -> Plan {
         let mut selected: BTreeSet<String> = BTreeSet::new();
         let mut todo: Vec<String> = changed.iter().filter(|n| known(n)).cloned().collect();
         while let Some(name) = todo.pop() {

@@ -9,15 +9,16 @@ use std::sync::Mutex;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::{PyList, PyModule};
+use pyo3::types::PyModule;
 
+use super::record;
 use crate::activation::{self, is_active};
-use crate::policy::{self, PREFIX};
-use crate::session::SessionCore;
-use crate::{interp, registry, reload, routing};
+use crate::base::names::{PREFIX, is_session_module, module_name, top_level};
+use crate::base::{interp, policy};
+use crate::state::{SessionCore, notify, registry};
 
 #[pyclass(frozen, module = "subsession._core")]
-pub struct SessionFinder;
+pub(crate) struct SessionFinder;
 
 #[pymethods]
 impl SessionFinder {
@@ -65,7 +66,7 @@ fn find_spec<'py>(
             // its change on the very next import.
             match activation::live_path_of(core)? {
                 Some(live) => Some(live.into_any()),
-                None => Some(session.search_path_list(py)?.into_any()),
+                None => Some(activation::search_path_list(py, session)?.into_any()),
             }
         };
         let spec = it.path_finder.bind(py).call_method1(
@@ -89,9 +90,7 @@ fn find_spec<'py>(
     let Some(top) = activation::top_session(py) else {
         // Another thread's block patched sys.path in place: search the snapshot of
         // the global path, not the list being mutated under us.
-        if path.as_ref().is_some_and(|p| !p.is_none())
-            || policy::is_stdlib(policy::top_level(fullname))
-        {
+        if path.as_ref().is_some_and(|p| !p.is_none()) || policy::is_stdlib(top_level(fullname)) {
             return Ok(None);
         }
         let base = activation::base_path(py)?;
@@ -106,9 +105,7 @@ fn find_spec<'py>(
     let parent = fullname.rsplit_once('.').map(|(p, _)| p);
     let mods = interp::sys_modules(py);
     let parent_is_global = match parent {
-        Some(p) => !mods
-            .get_item(p)?
-            .is_some_and(|m| activation::is_session_module(&m)),
+        Some(p) => !mods.get_item(p)?.is_some_and(|m| is_session_module(&m)),
         None => false,
     };
     if session.is_shared(py, fullname) || parent_is_global {
@@ -204,7 +201,7 @@ fn warn_shared_extension(py: Python<'_>, session: &SessionCore, origin: &str) {
 }
 
 /// Runs a session module's code with the session's `__builtins__`, then records it.
-pub fn exec_session_module(
+pub(crate) fn exec_session_module(
     core: &Bound<'_, SessionCore>,
     module: &Bound<'_, PyModule>,
     exec: &Bound<'_, PyAny>,
@@ -215,18 +212,18 @@ pub fn exec_session_module(
         .dict()
         .set_item(intern!(py, "__builtins__"), session.builtins.bind(py))?;
     exec.call1((module,))?;
-    let Some(name) = activation::module_name(module.as_any()) else {
+    let Some(name) = module_name(module.as_any()) else {
         return Ok(());
     };
     if let Some(real) = session.strip(&name) {
         let new = !session.lock(py).modules.contains_key(real);
         session.note_module(py, real, None);
-        if !reload::is_tracked(core, real) {
-            reload::note_loaded(core, real, module);
+        if !record::is_tracked(core, real) {
+            record::note_loaded(core, real, module);
         }
         activation::alias_if_active(core, real, module.as_any())?;
         if new {
-            crate::notify::emit(py, "imported", session, &[real.to_owned()]);
+            notify::emit(py, "imported", session, &[real.to_owned()]);
         }
     }
     Ok(())
@@ -234,14 +231,14 @@ pub fn exec_session_module(
 
 /// A real-name import that bypassed the hooks inside a block: hand out the session's
 /// module instead of a global one.
-pub fn alias_load(
+pub(crate) fn alias_load(
     core: &Bound<'_, SessionCore>,
     module: &Bound<'_, PyModule>,
     qualified: &str,
 ) -> PyResult<()> {
     let py = core.py();
     let mods = interp::sys_modules(py);
-    let Some(name) = activation::module_name(module.as_any()) else {
+    let Some(name) = module_name(module.as_any()) else {
         return Ok(());
     };
     if mods.get_item(&name)?.is_some_and(|m| m.is(module)) {
@@ -258,59 +255,58 @@ pub fn alias_load(
     Ok(())
 }
 
-/// Installs the finder and the hooks, once per interpreter.
-#[pyfunction]
-pub fn install(py: Python<'_>, loaders: &Bound<'_, PyModule>) -> PyResult<()> {
-    let it = interp::init(py, loaders)?;
-    let sys = py.import("sys")?;
-    let stdlib: HashSet<String> = match sys.getattr("stdlib_module_names") {
-        Ok(names) => names
-            .try_iter()?
-            .flatten()
-            .filter_map(|n| n.extract().ok())
-            .collect(),
-        Err(_) => {
-            let mut names = policy::scan_stdlib_dirs(&it.stdlib_dirs);
-            let dynload: Vec<_> = it
-                .stdlib_dirs
-                .iter()
-                .map(|d| d.join("lib-dynload"))
-                .collect();
-            names.extend(policy::scan_stdlib_dirs(&dynload));
-            names
-        }
+/// Runs one step of an extension module's initialisation (create or exec) inside the
+/// session: C code importing by real name during its init gets the session's modules,
+/// and submodules it registers by real name are given qualified names too.
+pub(crate) fn init_extension<'py>(
+    slf: &Bound<'py, SessionCore>,
+    step: &Bound<'py, PyAny>,
+    arg: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let session = slf.get();
+    let initialised: Option<String> = match arg.cast::<PyModule>() {
+        Ok(module) => module_name(module.as_any()),
+        Err(_) => arg
+            .getattr(intern!(py, "name"))
+            .ok()
+            .and_then(|n| n.extract().ok()),
     };
-    let mut stdlib = stdlib;
-    let builtin: Vec<String> = sys.getattr("builtin_module_names")?.extract()?;
-    stdlib.extend(builtin);
-    policy::init(stdlib);
-
-    let meta_path = sys.getattr("meta_path")?.cast_into::<PyList>()?;
-    let installed = meta_path.iter().any(|f| {
-        f.get_type()
-            .name()
-            .is_ok_and(|n| n.to_cow().is_ok_and(|n| n == "SessionFinder"))
-    });
-    if !installed {
-        meta_path.insert(0, Bound::new(py, SessionFinder)?)?;
+    let real = initialised.as_deref().and_then(|q| session.strip(q));
+    let before = match real {
+        Some(r) => activation::subtree_values(py, r)?,
+        None => Vec::new(),
+    };
+    let token = activation::enter(slf)?;
+    let result = step.call1((arg,));
+    let mirrored = match (&result, real) {
+        (Ok(_), Some(r)) => activation::mirror_registered_submodules(slf, r, &before),
+        _ => Ok(()),
+    };
+    activation::exit(slf, Some(token))?;
+    let result = result?;
+    mirrored?;
+    if let Ok(module) = arg.cast::<PyModule>() {
+        // Executed: the session's module, by real name too while its block runs.
+        if let Some(name) = module_name(module.as_any()) {
+            if let Some(real) = session.strip(&name) {
+                session.note_module(py, real, None);
+                activation::alias_if_active(slf, real, module.as_any())?;
+            }
+        }
+    } else if let Ok(module) = result.cast::<PyModule>() {
+        // A single-phase module whose definition carries its full dotted name
+        // (mypyc does this) keeps that name; it must carry the qualified one to be
+        // recognised as this session's.
+        let qualified: Option<String> = arg
+            .getattr(intern!(py, "name"))
+            .ok()
+            .and_then(|n| n.extract().ok());
+        if let Some(q) = qualified.filter(|q| session.strip(q).is_some()) {
+            if module_name(module.as_any()).as_deref() != Some(q.as_str()) {
+                module.setattr(intern!(py, "__name__"), &q)?;
+            }
+        }
     }
-    let builtins = it.builtins.bind(py);
-    let current = builtins.getattr("__import__")?;
-    if current.is(it.original_import.bind(py)) {
-        builtins.setattr("__import__", routing::make_import_hook(py)?)?;
-    }
-    let bootstrap = it.bootstrap.bind(py);
-    if bootstrap
-        .getattr("_gcd_import")?
-        .is(it.original_gcd_import.bind(py))
-    {
-        bootstrap.setattr("_gcd_import", wrap_pyfunction!(routing::gcd_import, py)?)?;
-    }
-    Ok(())
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<SessionFinder>()?;
-    m.add_function(wrap_pyfunction!(install, m)?)?;
-    Ok(())
+    Ok(result)
 }

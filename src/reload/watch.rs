@@ -12,15 +12,15 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 
-use crate::session::SessionCore;
-use crate::stale::{self, Stamp};
+use crate::state::SessionCore;
+use crate::tracking::stale::{self, Stamp};
 
 /// What the watcher saw of one file: its stamp and content hash.
 type Seen = (Option<Stamp>, Option<u64>);
 
 /// A polling watcher of one session's module files.
 #[pyclass(frozen, module = "subsession._core")]
-pub struct Watch {
+pub(crate) struct Watch {
     core: Py<SessionCore>,
     /// Per real name: the stamp and content hash the watcher saw last, when that
     /// differs from what the session executed.
@@ -48,7 +48,7 @@ impl Watch {
             if st.closed {
                 return Vec::new();
             }
-            st.reload.files.snapshot()
+            st.tracking.files.snapshot()
         };
         let seen = &self.seen;
         let mut changed = py.detach(|| {
@@ -83,7 +83,7 @@ impl Watch {
             changed
         });
         let st = session.lock(py);
-        changed.retain(|n| st.modules.contains_key(n) || st.reload.adopted.contains(n));
+        changed.retain(|n| st.modules.contains_key(n) || st.tracking.adopted.contains(n));
         changed.sort();
         changed
     }
@@ -91,43 +91,7 @@ impl Watch {
     /// How many files the watcher looks at (the session's module files).
     fn files(&self, py: Python<'_>) -> usize {
         let core = self.core.bind(py);
-        let groups = core.get().lock(py).reload.files.snapshot();
+        let groups = core.get().lock(py).tracking.files.snapshot();
         groups.iter().map(|g| g.entries().len()).sum()
     }
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Watch>()?;
-    m.add_function(wrap_pyfunction!(reload_names, m)?)?;
-    m.add_function(wrap_pyfunction!(adopt_modules, m)?)?;
-    m.add_function(wrap_pyfunction!(adopted_names, m)?)?;
-    Ok(())
-}
-
-/// Reloads `names` (known to have changed) and the session modules importing them,
-/// dependencies first; returns the real names reloaded, in order.
-#[pyfunction]
-#[pyo3(signature = (core, names, deep=false))]
-fn reload_names(
-    core: Bound<'_, SessionCore>,
-    names: Vec<String>,
-    deep: bool,
-) -> PyResult<Vec<String>> {
-    crate::reload::reload_changed(&core, &names, deep)
-}
-
-/// Hands already imported global modules to a session (`subsession.adopt`).
-#[pyfunction]
-fn adopt_modules(
-    core: Bound<'_, SessionCore>,
-    modules: Vec<(String, Bound<'_, PyModule>)>,
-    edges: Vec<(String, String)>,
-) -> PyResult<()> {
-    crate::reload::adopt(&core, modules, edges)
-}
-
-/// The real names of the modules a session adopted.
-#[pyfunction]
-fn adopted_names(core: Bound<'_, SessionCore>) -> Vec<String> {
-    crate::reload::adopted(&core)
 }

@@ -11,9 +11,11 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyTuple, PyType};
 
+use crate::base::names::type_name;
+
 /// What a deep reload changed, in order, to roll back a failed batch.
 #[derive(Default)]
-pub struct Undo<'py> {
+pub(crate) struct Undo<'py> {
     steps: Vec<Step<'py>>,
 }
 
@@ -94,13 +96,6 @@ fn own_attr<'py>(obj: &Bound<'py, PyAny>, name: &str) -> Option<Bound<'py, PyAny
             .ok();
     }
     obj.getattr(name).ok()
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default()
 }
 
 fn is_function(obj: &Bound<'_, PyAny>) -> bool {
@@ -416,7 +411,7 @@ fn refusal(old: &Bound<'_, PyType>, new: &Bound<'_, PyType>) -> PyResult<Option<
 /// Makes the objects of the previous version run the new code in place.
 /// `before` holds the module's globals from before the reload. Returns the classes it
 /// refused to update, each with the reason (also logged as a WARNING).
-pub fn update_in_place<'py>(
+pub(crate) fn update_in_place<'py>(
     undo: &mut Undo<'py>,
     before: &Bound<'py, PyDict>,
     module: &Bound<'py, PyModule>,
@@ -463,7 +458,9 @@ pub fn update_in_place<'py>(
                 .map(|m| m.to_string())
                 .unwrap_or_default();
             let label = match qualified.split_once('.') {
-                Some((head, real)) if head.starts_with(crate::policy::PREFIX) => real.to_owned(),
+                Some((head, real)) if head.starts_with(crate::base::names::PREFIX) => {
+                    real.to_owned()
+                }
                 _ => qualified.clone(),
             };
             let message = format!(

@@ -16,13 +16,13 @@ use std::time::UNIX_EPOCH;
 
 /// A file's identity for change detection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stamp {
-    pub mtime_ns: i128,
-    pub size: u64,
+pub(crate) struct Stamp {
+    pub(crate) mtime_ns: i128,
+    pub(crate) size: u64,
 }
 
 /// The stamp of one file, or None if it cannot be read (deleted: counts as changed).
-pub fn stamp_of(path: &Path) -> Option<Stamp> {
+pub(crate) fn stamp_of(path: &Path) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;
     let mtime = meta.modified().ok()?;
     let mtime_ns = match mtime.duration_since(UNIX_EPOCH) {
@@ -36,7 +36,7 @@ pub fn stamp_of(path: &Path) -> Option<Stamp> {
 }
 
 /// A file's content, hashed (not cryptographic: it only tells an edit from a touch).
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut h = rustc_hash::FxHasher::default();
     h.write(bytes);
@@ -46,13 +46,13 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 
 /// The content hash of a file whose stamp is still `stamp` after reading it (so the
 /// hash belongs to that stamp); None if it cannot be read or changed meanwhile.
-pub fn hash_if_stamp(path: &Path, stamp: Stamp) -> Option<u64> {
+pub(crate) fn hash_if_stamp(path: &Path, stamp: Stamp) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
     (stamp_of(path)? == stamp && bytes.len() as u64 == stamp.size).then(|| hash_bytes(&bytes))
 }
 
 /// The current content hash of a file, if it can be read.
-pub fn hash_file(path: &Path) -> Option<u64> {
+pub(crate) fn hash_file(path: &Path) -> Option<u64> {
     std::fs::read(path).ok().map(|b| hash_bytes(&b))
 }
 
@@ -63,16 +63,16 @@ const MAX_THREADS: usize = 4;
 /// One tracked file: the module's real name, its path, the stamp and content hash of
 /// what was executed.
 #[derive(Clone)]
-pub struct Entry {
-    pub name: String,
-    pub path: PathBuf,
-    pub stamp: Option<Stamp>,
-    pub hash: Option<u64>,
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) stamp: Option<Stamp>,
+    pub(crate) hash: Option<u64>,
 }
 
 /// What a stale check found for one file whose stamp moved.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// New content (or deleted, or unreadable).
     Changed(String),
     /// Same bytes under a new stamp: remember the stamp, not a change.
@@ -81,7 +81,7 @@ pub enum Verdict {
 
 /// The files of one folder, with the C strings `fstatat` needs made once per snapshot.
 #[derive(Clone)]
-pub struct DirGroup {
+pub(crate) struct DirGroup {
     files: Vec<Entry>,
     #[cfg(target_os = "linux")]
     c_names: Option<(std::ffi::CString, Vec<std::ffi::CString>)>,
@@ -102,7 +102,7 @@ fn c_names(dir: &Path, files: &[Entry]) -> Option<(std::ffi::CString, Vec<std::f
 /// A session's module files and their stamps, grouped by folder once per change
 /// (a stale check then only clones an `Arc`).
 #[derive(Default)]
-pub struct FileIndex {
+pub(crate) struct FileIndex {
     files: HashMap<String, (PathBuf, Option<Stamp>, Option<u64>)>,
     snapshot: Option<Arc<Vec<DirGroup>>>,
     /// Where each name sits in the snapshot: a reload updates its stamp in place.
@@ -110,16 +110,17 @@ pub struct FileIndex {
 }
 
 impl FileIndex {
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.files.contains_key(name)
     }
 
-    /// The recorded file of `name`: path, stamp and content hash.
-    pub fn get(&self, name: &str) -> Option<(PathBuf, Option<Stamp>, Option<u64>)> {
-        self.files.get(name).cloned()
-    }
-
-    pub fn record(&mut self, name: &str, path: PathBuf, stamp: Option<Stamp>, hash: Option<u64>) {
+    pub(crate) fn record(
+        &mut self,
+        name: &str,
+        path: PathBuf,
+        stamp: Option<Stamp>,
+        hash: Option<u64>,
+    ) {
         if let Some((known, recorded, recorded_hash)) = self.files.get_mut(name) {
             if *known == path {
                 *recorded = stamp;
@@ -146,13 +147,13 @@ impl FileIndex {
     }
 
     /// A file was touched without a change of content: keep its new stamp.
-    pub fn touch(&mut self, name: &str, stamp: Stamp) {
+    pub(crate) fn touch(&mut self, name: &str, stamp: Stamp) {
         if let Some((path, _, hash)) = self.files.get(name).cloned() {
             self.record(name, path, Some(stamp), hash);
         }
     }
 
-    pub fn snapshot(&mut self) -> Arc<Vec<DirGroup>> {
+    pub(crate) fn snapshot(&mut self) -> Arc<Vec<DirGroup>> {
         if let Some(s) = &self.snapshot {
             return s.clone();
         }
@@ -193,13 +194,13 @@ impl FileIndex {
 }
 
 impl DirGroup {
-    pub fn entries(&self) -> &[Entry] {
+    pub(crate) fn entries(&self) -> &[Entry] {
         &self.files
     }
 }
 
 /// Whether a file whose stamp moved from `entry.stamp` to `now` has new content.
-pub fn judge(entry: &Entry, now: Option<Stamp>) -> Option<Verdict> {
+pub(crate) fn judge(entry: &Entry, now: Option<Stamp>) -> Option<Verdict> {
     if now == entry.stamp {
         return None;
     }
@@ -212,7 +213,7 @@ pub fn judge(entry: &Entry, now: Option<Stamp>) -> Option<Verdict> {
 }
 
 /// The files whose content differs from what was executed, and those only touched.
-pub fn changed(groups: &[DirGroup]) -> Vec<Verdict> {
+pub(crate) fn changed(groups: &[DirGroup]) -> Vec<Verdict> {
     let total: usize = groups.iter().map(|g| g.files.len()).sum();
     let threads = if total < PARALLEL_FROM {
         1
@@ -259,7 +260,7 @@ fn changed_in_group(group: &DirGroup) -> Vec<Verdict> {
 
 /// Stats every file of a folder and hands each entry with its current stamp to `visit`.
 #[cfg(target_os = "linux")]
-pub fn scan_group(group: &DirGroup, mut visit: impl FnMut(&Entry, Option<Stamp>)) {
+pub(crate) fn scan_group(group: &DirGroup, mut visit: impl FnMut(&Entry, Option<Stamp>)) {
     let Some((c_dir, names)) = &group.c_names else {
         return fallback(&group.files, visit);
     };
@@ -296,7 +297,7 @@ fn changed_in_group(group: &DirGroup) -> Vec<Verdict> {
 
 /// Stats every file of a folder and hands each entry with its current stamp to `visit`.
 #[cfg(not(target_os = "linux"))]
-pub fn scan_group(group: &DirGroup, visit: impl FnMut(&Entry, Option<Stamp>)) {
+pub(crate) fn scan_group(group: &DirGroup, visit: impl FnMut(&Entry, Option<Stamp>)) {
     fallback(&group.files, visit)
 }
 

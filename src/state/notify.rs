@@ -16,10 +16,10 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::PyTuple;
 
-use crate::session::SessionCore;
+use super::session::SessionCore;
 
 /// The kinds of change, in the order a session lives through them.
-pub const KINDS: [&str; 5] = ["created", "configured", "imported", "reloaded", "closed"];
+pub(crate) const KINDS: [&str; 5] = ["created", "configured", "imported", "reloaded", "closed"];
 
 struct Subscriber {
     token: u64,
@@ -47,7 +47,7 @@ fn kind_bit(kind: &str) -> Option<u8> {
 /// is called after each change of the listed kinds (all when `kinds` is None).
 #[pyfunction]
 #[pyo3(signature = (callback, kinds=None))]
-fn subscribe(
+pub(crate) fn subscribe(
     py: Python<'_>,
     callback: Bound<'_, PyAny>,
     kinds: Option<Vec<String>>,
@@ -87,7 +87,7 @@ fn subscribe(
 
 /// `unsubscribe(token) -> bool`: whether the token was subscribed.
 #[pyfunction]
-fn unsubscribe(py: Python<'_>, token: u64) -> bool {
+pub(crate) fn unsubscribe(py: Python<'_>, token: u64) -> bool {
     let removed = {
         let mut subs = SUBSCRIBERS
             .lock_py_attached(py)
@@ -102,7 +102,7 @@ fn unsubscribe(py: Python<'_>, token: u64) -> bool {
 }
 
 /// Tells the subscribers about a change of `core`. Never fails.
-pub fn emit(py: Python<'_>, kind: &'static str, core: &SessionCore, modules: &[String]) {
+pub(crate) fn emit(py: Python<'_>, kind: &'static str, core: &SessionCore, modules: &[String]) {
     let Some(bit) = kind_bit(kind) else {
         return;
     };
@@ -147,11 +147,4 @@ pub fn emit(py: Python<'_>, kind: &'static str, core: &SessionCore, modules: &[S
     if let Some(err) = pending {
         err.restore(py);
     }
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(subscribe, m)?)?;
-    m.add_function(wrap_pyfunction!(unsubscribe, m)?)?;
-    m.add("CHANGE_KINDS", KINDS.to_vec())?;
-    Ok(())
 }

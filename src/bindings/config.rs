@@ -1,0 +1,94 @@
+//! The studio config's Python functions: `parse_config` and `parse_session_json`,
+//! returning plain dicts and raising `subsession.ConfigError`.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::base::errors::config_error;
+use crate::config::{ConfigError, EnvSnapshot, SessionSpec, parse_files, parse_session_json};
+
+/// The Python exception for a [`ConfigError`]: `subsession.ConfigError`, a
+/// `SessionError` and a `ValueError` (made in `errors`).
+fn to_py_err(py: Python<'_>, e: &ConfigError) -> PyErr {
+    let err = match config_error(py) {
+        Ok(ty) => PyErr::from_type(ty.clone(), e.to_string()),
+        Err(failed) => return failed,
+    };
+    // Attributes let a UI highlight the spot; failures to set them only lose detail.
+    let value = err.value(py);
+    let (line, column) = e.position.unzip();
+    let _ = value.setattr("file", &e.file);
+    let _ = value.setattr("line", line);
+    let _ = value.setattr("column", column);
+    let _ = value.setattr("key", e.key.as_deref());
+    err
+}
+
+/// The five settings of a spec, as `Session(...)` and `configure(...)` take them.
+pub(crate) fn settings_dict<'py>(
+    py: Python<'py>,
+    spec: &SessionSpec,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("paths", &spec.paths)?;
+    let env = PyDict::new(py);
+    for (key, value) in &spec.env {
+        env.set_item(key, value.as_deref())?;
+    }
+    dict.set_item("env", env)?;
+    dict.set_item("keep_global", &spec.keep_global)?;
+    dict.set_item("inherit_env", spec.inherit_env)?;
+    dict.set_item("inherit_paths", spec.inherit_paths)?;
+    Ok(dict)
+}
+
+/// A spec as the config functions return it: the settings and `startup`.
+fn spec_to_dict<'py>(py: Python<'py>, spec: &SessionSpec) -> PyResult<Bound<'py, PyDict>> {
+    let dict = settings_dict(py, spec)?;
+    dict.set_item("startup", spec.startup.as_deref())?;
+    Ok(dict)
+}
+
+/// parse_config(paths: list[str | os.PathLike]) -> dict
+///
+/// Reads and layers config files (first = studio, last = user). Returns
+/// ``{"host_modules": [...], "sessions": {name: {paths, env, keep_global, inherit_env,
+/// inherit_paths, startup}}}``. Raises ConfigError naming file, line, column and key.
+#[pyfunction]
+pub(crate) fn parse_config<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
+    // Studio configs often live on network shares: do not hold the GIL while reading,
+    // but copy the environment before letting it go.
+    let env = EnvSnapshot::capture(py);
+    let config = py
+        .detach(|| parse_files(&paths, &env))
+        .map_err(|e| to_py_err(py, &e))?;
+    let sessions = PyDict::new(py);
+    for (name, spec) in &config.sessions {
+        sessions.set_item(name, spec_to_dict(py, spec)?)?;
+    }
+    let result = PyDict::new(py);
+    result.set_item("host_modules", &config.host_modules)?;
+    result.set_item("sessions", sessions)?;
+    Ok(result)
+}
+
+/// parse_session_json(text: str, origin: str) -> dict
+///
+/// One session's settings from a JSON object with the per-session keys; ``origin``
+/// names the text in errors. Relative paths resolve against the working directory.
+#[pyfunction]
+#[pyo3(name = "parse_session_json")]
+pub(crate) fn py_parse_session_json<'py>(
+    py: Python<'py>,
+    text: &str,
+    origin: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let spec = parse_session_json(text, origin, &EnvSnapshot::capture(py))
+        .map_err(|e| to_py_err(py, &e))?;
+    spec_to_dict(py, &spec)
+}

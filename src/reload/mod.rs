@@ -1,0 +1,349 @@
+//! Hot reload (docs/contract.md §5): stale detection, reload in dependency order
+//! inside the session, rollback of the whole batch on failure, and deep reload
+//! ([`deep`]: functions and classes updated in place). The file side of reload on save
+//! is [`watch`].
+//!
+//! Imports record, per session, who imports whom and each module's file stamp
+//! (`imports::record`); `stale` compares stamps without holding the GIL.
+
+pub(crate) mod deep;
+pub(crate) mod watch;
+
+use std::collections::HashSet;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyModule};
+
+use crate::activation;
+use crate::base::errors::{ReloadError, SessionError};
+use crate::base::interp;
+use crate::base::names::module_name;
+use crate::imports::record;
+use crate::state::{SessionCore, notify};
+use crate::tracking::stale::{self};
+
+/// The `sys.modules` key of a session module: its qualified name, or its real name
+/// when the session adopted it.
+fn key_of(core: &Bound<'_, SessionCore>, real: &str) -> String {
+    let session = core.get();
+    if session.lock(core.py()).tracking.adopted.contains(real) {
+        real.to_owned()
+    } else {
+        session.qualified(real)
+    }
+}
+
+/// The facade's helpers for hooks and Maya registrations (`subsession._live`).
+fn live(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import(intern!(py, "subsession._live"))
+}
+
+/// Real names of modules whose file changed since they were executed.
+pub(crate) fn stale(core: &Bound<'_, SessionCore>) -> PyResult<Vec<String>> {
+    let py = core.py();
+    core.get().ensure_open(py)?;
+    let groups = core.get().lock(py).tracking.files.snapshot();
+    // The file system calls run without the GIL: other threads (Maya's UI) go on.
+    let verdicts = py.detach(move || stale::changed(&groups));
+    let mut changed = Vec::new();
+    {
+        let mut st = core.get().lock(py);
+        for verdict in verdicts {
+            match verdict {
+                stale::Verdict::Changed(name) => {
+                    if st.modules.contains_key(&name) || st.tracking.adopted.contains(&name) {
+                        changed.push(name);
+                    }
+                }
+                stale::Verdict::Touched(name, stamp) => st.tracking.files.touch(&name, stamp),
+            }
+        }
+    }
+    changed.sort();
+    Ok(changed)
+}
+
+fn resolve_module<'py>(
+    core: &Bound<'py, SessionCore>,
+    module: &Bound<'py, PyAny>,
+) -> PyResult<(String, Bound<'py, PyModule>)> {
+    let py = core.py();
+    let session = core.get();
+    session.ensure_open(py)?;
+    let adopted = |n: &str| session.lock(py).tracking.adopted.contains(n);
+    let real = if let Ok(name) = module.extract::<String>() {
+        session.strip(&name).unwrap_or(&name).to_owned()
+    } else if let Some(name) = module_name(module).filter(|n| adopted(n)) {
+        name
+    } else {
+        let name = module_name(module).ok_or_else(|| {
+            pyo3::exceptions::PyTypeError::new_err(
+                "reload() takes a module object or a module name",
+            )
+        })?;
+        match session.strip(&name) {
+            Some(real) => real.to_owned(),
+            None => {
+                return Err(SessionError::new_err(format!(
+                    "module {name} does not belong to session {}; reload it with the session \
+                     that imported it (or importlib.reload for global modules)",
+                    session.label()
+                )));
+            }
+        }
+    };
+    let found = interp::sys_modules(py).get_item(key_of(core, &real))?;
+    match found {
+        Some(m) => Ok((real, m.cast_into::<PyModule>()?)),
+        None => Err(SessionError::new_err(format!(
+            "module {real} is not imported in session {}; import it there first",
+            session.label()
+        ))),
+    }
+}
+
+/// `s.reload(m)`: re-executes one module in place, inside the session.
+pub(crate) fn reload_one<'py>(
+    core: &Bound<'py, SessionCore>,
+    module: &Bound<'py, PyAny>,
+    deep: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (real, m) = resolve_module(core, module)?;
+    reload_batch(core, std::slice::from_ref(&real), deep)?;
+    Ok(m.into_any())
+}
+
+/// `s.reload_stale()`: changed modules and every session module depending on them.
+pub(crate) fn reload_stale(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<String>> {
+    let changed = stale(core)?;
+    reload_changed(core, &changed, deep)
+}
+
+/// Reloads `changed` (real names known to have changed, e.g. by a watcher) and every
+/// session module depending on them, dependencies first; returns the order.
+pub(crate) fn reload_changed(
+    core: &Bound<'_, SessionCore>,
+    changed: &[String],
+    deep: bool,
+) -> PyResult<Vec<String>> {
+    core.get().ensure_open(core.py())?;
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let py = core.py();
+    let order = {
+        let st = core.get().lock(py);
+        let known: HashSet<&str> = st
+            .modules
+            .keys()
+            .chain(st.tracking.adopted.iter())
+            .map(String::as_str)
+            .collect();
+        let changed: Vec<String> = changed
+            .iter()
+            .filter(|n| known.contains(n.as_str()))
+            .cloned()
+            .collect();
+        let plan = st
+            .tracking
+            .graph
+            .reload_order(&changed, |n| known.contains(n));
+        for cycle in &plan.cycles {
+            log::warn!(target: "subsession", "import cycle, reloaded in name order: {}", cycle.join(" -> "));
+        }
+        plan.order
+    };
+    reload_batch(core, &order, deep)?;
+    Ok(order)
+}
+
+/// Every module of the session, dependencies first.
+pub(crate) fn reload_all(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<Vec<String>> {
+    let py = core.py();
+    core.get().ensure_open(py)?;
+    let order = {
+        let st = core.get().lock(py);
+        let all: Vec<String> = st
+            .modules
+            .keys()
+            .chain(st.tracking.adopted.iter())
+            .cloned()
+            .collect();
+        let known: HashSet<&str> = all.iter().map(String::as_str).collect();
+        st.tracking
+            .graph
+            .reload_order(&all, |n| known.contains(n))
+            .order
+    };
+    reload_batch(core, &order, deep)?;
+    Ok(order)
+}
+
+/// Reloads `names` in order with the session active. On the first failure every
+/// module of the batch gets its previous globals back and the error names the file
+/// and line.
+///
+/// Around each module's re-execution `subsession._live` removes the Maya
+/// registrations its previous execution made and calls its `__before_reload__`;
+/// `__after_reload__(state)` runs once the whole batch succeeded (or, after a
+/// rollback, on the old code again). A raising hook is logged, never fatal.
+fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> PyResult<()> {
+    let py = core.py();
+    let session = core.get();
+    session.ensure_open(py)?;
+    let importlib = py.import("importlib")?;
+    let live = live(py)?;
+    let facade = session.facade.bind(py);
+    let mods = interp::sys_modules(py);
+    type Done<'py> = (
+        String,
+        Bound<'py, PyModule>,
+        Bound<'py, PyDict>,
+        Bound<'py, PyAny>,
+    );
+    let mut done: Vec<Done<'_>> = Vec::new();
+    let mut undo = deep::Undo::default();
+    let token = activation::enter(core)?;
+    let outcome = (|| -> PyResult<()> {
+        for real in names {
+            let Some(module) = mods.get_item(key_of(core, real))? else {
+                continue;
+            };
+            let module = module.cast_into::<PyModule>()?;
+            let before = module.dict().copy()?;
+            let state = live.call_method1(
+                intern!(py, "before_reload"),
+                (facade, real.as_str(), &module),
+            )?;
+            done.push((real.clone(), module.clone(), before.clone(), state));
+            importlib.call_method1(intern!(py, "reload"), (&module,))?;
+            if deep {
+                deep::update_in_place(&mut undo, &before, &module)?;
+            }
+        }
+        Ok(())
+    })();
+    let left = activation::exit(core, Some(token)).map(drop);
+    if let Err(err) = outcome {
+        // All or nothing: objects updated in place first, then every module's globals;
+        // the file stamps stay old, so the modules are still stale.
+        undo.rollback();
+        for (_, module, before, _) in done.iter().rev() {
+            let dict = module.dict();
+            dict.clear();
+            dict.update(before.as_mapping())?;
+        }
+        for (real, module, _, state) in &done {
+            live.call_method1(
+                intern!(py, "after_reload"),
+                (facade, real.as_str(), module, state),
+            )?;
+        }
+        return Err(ReloadError::new_err(describe_failure(py, &err)));
+    }
+    for (real, module, _, _) in &done {
+        record::note_loaded(core, real, module);
+    }
+    for (real, module, _, state) in &done {
+        live.call_method1(
+            intern!(py, "after_reload"),
+            (facade, real.as_str(), module, state),
+        )?;
+    }
+    notify::emit(
+        py,
+        "reloaded",
+        session,
+        &done.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+    );
+    left
+}
+
+/// `subsession.adopt`: takes over already imported global modules (real names kept)
+/// with their files and the import edges found among them.
+pub(crate) fn adopt(
+    core: &Bound<'_, SessionCore>,
+    modules: Vec<(String, Bound<'_, PyModule>)>,
+    edges: Vec<(String, String)>,
+) -> PyResult<()> {
+    let py = core.py();
+    core.get().ensure_open(py)?;
+    for (real, _) in &modules {
+        core.get().lock(py).tracking.adopted.insert(real.clone());
+    }
+    for (real, module) in &modules {
+        if !record::is_tracked(core, real) {
+            record::note_loaded(core, real, module);
+        }
+    }
+    let mut st = core.get().lock(py);
+    for (a, b) in edges {
+        if a != b {
+            st.tracking.graph.add_edge(&a, &b);
+        }
+    }
+    Ok(())
+}
+
+/// The real names of the modules a session adopted.
+pub(crate) fn adopted(core: &Bound<'_, SessionCore>) -> Vec<String> {
+    let mut names: Vec<String> = core
+        .get()
+        .lock(core.py())
+        .tracking
+        .adopted
+        .iter()
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+/// One line naming the file and line as tracebacks do, plus the error itself.
+fn describe_failure(py: Python<'_>, err: &PyErr) -> String {
+    let value = err.value(py);
+    let kind = value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Error".into());
+    // A SyntaxError carries its own location; others: the innermost traceback frame.
+    let syntax = value
+        .getattr("filename")
+        .ok()
+        .and_then(|f| f.extract::<String>().ok())
+        .zip(
+            value
+                .getattr("lineno")
+                .ok()
+                .and_then(|l| l.extract::<i64>().ok()),
+        );
+    let location = syntax.or_else(|| {
+        let mut tb = err.traceback(py)?.into_any();
+        loop {
+            let next = tb.getattr("tb_next").ok()?;
+            if next.is_none() {
+                break;
+            }
+            tb = next;
+        }
+        let frame = tb.getattr("tb_frame").ok()?;
+        let file = frame
+            .getattr("f_code")
+            .ok()?
+            .getattr("co_filename")
+            .ok()?
+            .extract::<String>()
+            .ok()?;
+        let line = tb.getattr("tb_lineno").ok()?.extract::<i64>().ok()?;
+        Some((file, line))
+    });
+    let message = value.str().map(|s| s.to_string()).unwrap_or_default();
+    match location {
+        Some((file, line)) => format!(
+            "reload failed, previous version kept: File \"{file}\", line {line}: {kind}: {message}"
+        ),
+        None => format!("reload failed, previous version kept: {kind}: {message}"),
+    }
+}

@@ -1,0 +1,204 @@
+//! One session's record: its settings, its module bookkeeping, its locks.
+//!
+//! The facade (`subsession.Session`) owns a `SessionCore`; the core keeps a reference
+//! back so the registry can hand out the facade object users created. What the record
+//! does is elsewhere: activation enters it, imports fill it, reload and unload empty it;
+//! its Python methods are in `bindings::session`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::{PyDict, PyList, PyString};
+
+use crate::base::errors::ClosedSessionError;
+use crate::base::interp;
+use crate::base::names::module_in;
+use crate::base::policy::{self, Patterns};
+use crate::tracking::Tracking;
+
+/// Settings a session is created with (and `configure` replaces).
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) paths: Vec<String>,
+    pub(crate) env: Vec<(String, Option<String>)>,
+    pub(crate) keep_global: Patterns,
+    pub(crate) inherit_env: bool,
+    pub(crate) inherit_paths: bool,
+}
+
+/// Mutable state of one session.
+pub(crate) struct State {
+    pub(crate) settings: Settings,
+    /// Real names that have a qualified module in `sys.modules`, with both keys
+    /// made once (activation looks them up on every enter and exit).
+    pub(crate) modules: BTreeMap<String, ModuleKeys>,
+    /// Other real-name keys holding this session's modules (`requests.packages.*`):
+    /// written by session code, captured out of the global namespace on exit.
+    pub(crate) extras: HashMap<String, Py<PyAny>>,
+    /// Activation frames of this session on any thread (ids, innermost last).
+    pub(crate) frames: Vec<u64>,
+    pub(crate) closed: bool,
+    /// Import graph and file stamps, for stale detection and dependency order.
+    pub(crate) tracking: Tracking,
+    /// The search path computed for a base path generation (see activation).
+    pub(crate) search_cache: Option<(u64, Py<PyList>)>,
+    /// The search path computed for a copy of the live `sys.path` (no block active).
+    pub(crate) live_cache: Option<(Py<PyList>, Py<PyList>)>,
+}
+
+pub(crate) struct ModuleKeys {
+    /// The real name, shared with activation's bookkeeping without copying.
+    pub(crate) name: Arc<str>,
+    pub(crate) real: Py<PyString>,
+    pub(crate) qualified: Py<PyString>,
+}
+
+#[pyclass(frozen, module = "subsession._core")]
+pub(crate) struct SessionCore {
+    pub(crate) prefix: String,
+    pub(crate) prefix_dot: String,
+    /// `prefix_dot` as a Python string, for allocation-free prefix checks.
+    pub(crate) prefix_dot_py: Py<PyString>,
+    pub(crate) name: Option<String>,
+    pub(crate) facade: Py<PyAny>,
+    /// The `__builtins__` of this session's code: `__import__` routes here.
+    pub(crate) builtins: Py<PyDict>,
+    /// Globals of `Session.exec`.
+    pub(crate) namespace: Py<PyDict>,
+    pub(crate) importlib_proxy: std::sync::OnceLock<Py<PyAny>>,
+    pub(crate) pkgutil_proxy: std::sync::OnceLock<Py<PyAny>>,
+    pub(crate) state: Mutex<State>,
+}
+
+impl SessionCore {
+    /// A fresh record: its own copy of the builtins (whose `__import__` the import
+    /// layer replaces) and an empty `exec` namespace.
+    pub(crate) fn new(
+        py: Python<'_>,
+        facade: Py<PyAny>,
+        name: Option<String>,
+        settings: Settings,
+        prefix: &str,
+    ) -> PyResult<SessionCore> {
+        let builtins = interp::get(py)?.builtins_dict.bind(py).copy()?;
+        let namespace = PyDict::new(py);
+        namespace.set_item("__name__", format!("{prefix}.__main__"))?;
+        namespace.set_item("__builtins__", &builtins)?;
+        Ok(SessionCore {
+            prefix_dot: format!("{prefix}."),
+            prefix_dot_py: PyString::intern(py, &format!("{prefix}.")).unbind(),
+            prefix: prefix.to_owned(),
+            name,
+            facade,
+            builtins: builtins.unbind(),
+            namespace: namespace.unbind(),
+            importlib_proxy: std::sync::OnceLock::new(),
+            pkgutil_proxy: std::sync::OnceLock::new(),
+            state: Mutex::new(State {
+                settings,
+                modules: BTreeMap::new(),
+                extras: HashMap::new(),
+                frames: Vec::new(),
+                closed: false,
+                tracking: Tracking::default(),
+                search_cache: None,
+                live_cache: None,
+            }),
+        })
+    }
+
+    pub(crate) fn lock(&self, py: Python<'_>) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn qualified(&self, real: &str) -> String {
+        format!("{}{}", self.prefix_dot, real)
+    }
+
+    /// `x` for `__subsession_toolA__.x`, `None` for names of other sessions or globals.
+    pub(crate) fn strip<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.prefix_dot.as_str())
+    }
+
+    pub(crate) fn is_shared(&self, py: Python<'_>, name: &str) -> bool {
+        policy::shared_by_everyone(name) || self.keeps_global(py, name)
+    }
+
+    /// Whether `name` is in this session's `keep_global` (the host's module is used).
+    pub(crate) fn keeps_global(&self, py: Python<'_>, name: &str) -> bool {
+        self.lock(py).settings.keep_global.matches(name)
+    }
+
+    /// The error for any use of a closed session (code still running from it included).
+    pub(crate) fn ensure_open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.lock(py).closed {
+            return Err(ClosedSessionError::new_err(format!(
+                "session {} is closed; re-create the tool in a new Session",
+                self.label()
+            )));
+        }
+        Ok(())
+    }
+
+    /// True for a module of this session (its `__name__` is qualified by our prefix).
+    pub(crate) fn owns(&self, obj: &Bound<'_, PyAny>) -> bool {
+        module_in(obj, self.prefix_dot_py.bind(obj.py()))
+    }
+
+    pub(crate) fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n:?}"),
+            None => self.prefix.clone(),
+        }
+    }
+
+    /// Notes a qualified module (`sys.modules` holds it under `prefix.real`).
+    /// `dict_key` is the very key object sys.modules holds, when known: looking the
+    /// module up with it compares pointers instead of characters.
+    pub(crate) fn note_module(
+        &self,
+        py: Python<'_>,
+        real: &str,
+        dict_key: Option<&Bound<'_, PyString>>,
+    ) {
+        let mut st = self.lock(py);
+        match st.modules.get_mut(real) {
+            Some(keys) => {
+                if let Some(k) = dict_key {
+                    keys.qualified = k.clone().unbind();
+                }
+            }
+            None => {
+                let qualified = match dict_key {
+                    Some(k) => k.clone().unbind(),
+                    None => PyString::new(py, &self.qualified(real)).unbind(),
+                };
+                let keys = ModuleKeys {
+                    name: Arc::from(real),
+                    real: PyString::intern(py, real).unbind(),
+                    qualified,
+                };
+                st.modules.insert(real.to_owned(), keys);
+            }
+        }
+    }
+
+    pub(crate) fn importlib_proxy(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.importlib_proxy
+            .get()
+            .map(|p| p.clone_ref(py))
+            .ok_or_else(|| PyValueError::new_err("session proxies are not initialised"))
+    }
+
+    pub(crate) fn pkgutil_proxy(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.pkgutil_proxy
+            .get()
+            .map(|p| p.clone_ref(py))
+            .ok_or_else(|| PyValueError::new_err("session proxies are not initialised"))
+    }
+}

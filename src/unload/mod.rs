@@ -1,0 +1,273 @@
+//! Unload (docs/contract.md §6): `close()` takes every module of the session out of
+//! `sys.modules`, forgets what the engine kept of it, releases what the standard
+//! library keeps process-wide for its code, collects, and reports each module that
+//! is still alive with who holds it ([`leaks`]).
+
+pub(crate) mod leaks;
+
+use std::collections::BTreeSet;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyModule};
+
+use crate::activation;
+use crate::base::errors::SessionError;
+use crate::base::interp;
+use crate::base::names::module_name;
+use crate::reload;
+use crate::state::{SessionCore, notify, registry};
+use crate::tracking::Tracking;
+
+/// True for an object defined by session code (a function, a class, or an instance of
+/// a session class), judged by `__module__`.
+fn defined_in_session(obj: &Bound<'_, PyAny>, prefix_dot: &str) -> bool {
+    let py = obj.py();
+    let module_of = |o: &Bound<'_, PyAny>| {
+        o.getattr(intern!(py, "__module__"))
+            .ok()
+            .and_then(|m| m.extract::<String>().ok())
+            .is_some_and(|m| m.starts_with(prefix_dot))
+    };
+    module_of(obj) || module_of(obj.get_type().as_any())
+}
+
+/// Deletes the entries of `dict` that `doomed` picks (collected first: no mutation
+/// while iterating).
+fn drop_entries(
+    dict: &Bound<'_, PyDict>,
+    doomed: impl Fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>) -> bool,
+) {
+    let keys: Vec<Bound<'_, PyAny>> = dict
+        .iter()
+        .filter(|(k, v)| doomed(k, v))
+        .map(|(k, _)| k)
+        .collect();
+    for k in keys {
+        let _ = dict.del_item(k);
+    }
+}
+
+/// Drops what the standard library keeps process-wide for a closing session's code:
+/// typing's caches (`List[Item]` keeps `Item`), typing's `@overload` registry, import
+/// hooks the session installed (six's meta-path importer) and its loggers. Without
+/// this nearly every closed session stays alive. Best effort: a failure only leaves a
+/// survivor for the report.
+fn release_process_wide(py: Python<'_>, prefix_dot: &str) {
+    let mods = interp::sys_modules(py);
+    let mut released: Vec<String> = Vec::new();
+    let typing = mods.get_item("typing").ok().flatten();
+    if let Some(typing) = &typing {
+        if let Ok(cleanups) = typing.getattr("_cleanups") {
+            for clear in cleanups.try_iter().into_iter().flatten().flatten() {
+                let _ = clear.call0();
+            }
+        }
+        if let Ok(registry) = typing
+            .getattr("_overload_registry")
+            .and_then(|r| r.cast_into::<PyDict>().map_err(PyErr::from))
+        {
+            drop_entries(&registry, |k, _| {
+                k.extract::<String>()
+                    .is_ok_and(|k| k.starts_with(prefix_dot))
+            });
+        }
+    }
+    let sys = interp::get(py).map(|it| it.sys.bind(py).clone());
+    if let Ok(sys) = sys {
+        for hooks in ["meta_path", "path_hooks"] {
+            let Ok(list) = sys
+                .getattr(hooks)
+                .and_then(|l| l.cast_into::<PyList>().map_err(PyErr::from))
+            else {
+                continue;
+            };
+            let ours: Vec<Bound<'_, PyAny>> = list
+                .iter()
+                .filter(|h| defined_in_session(h, prefix_dot))
+                .collect();
+            for hook in ours {
+                if list.call_method1("remove", (&hook,)).is_ok() {
+                    released.push(format!(
+                        "sys.{hooks} entry {}",
+                        hook.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        if let Ok(cache) = sys
+            .getattr("path_importer_cache")
+            .and_then(|c| c.cast_into::<PyDict>().map_err(PyErr::from))
+        {
+            drop_entries(&cache, |_, finder| defined_in_session(finder, prefix_dot));
+        }
+    }
+    if let Some(logging) = mods.get_item("logging").ok().flatten() {
+        let loggers = logging
+            .getattr("root")
+            .and_then(|r| r.getattr("manager"))
+            .and_then(|m| m.getattr("loggerDict"))
+            .and_then(|d| d.cast_into::<PyDict>().map_err(PyErr::from));
+        if let Ok(loggers) = loggers {
+            let root = prefix_dot.trim_end_matches('.');
+            // A placeholder for the prefix itself lists the session's loggers.
+            drop_entries(&loggers, |k, v| {
+                k.extract::<String>().is_ok_and(|k| {
+                    k.starts_with(prefix_dot)
+                        || (k == root && v.get_type().name().is_ok_and(|n| n == "PlaceHolder"))
+                })
+            });
+        }
+    }
+    for what in released {
+        log::info!(target: "subsession", "closing: removed the session's {what}");
+    }
+}
+
+/// `s.close()`: deactivated, modules forgotten, GC run; reports survivors.
+pub(crate) fn close<'py>(
+    core: &Bound<'py, SessionCore>,
+    force: bool,
+) -> PyResult<(String, Vec<String>, Bound<'py, PyDict>)> {
+    let py = core.py();
+    let session = core.get();
+    let label = session
+        .name
+        .clone()
+        .unwrap_or_else(|| session.prefix.clone());
+    {
+        // One step under the session's lock: `enter` claims a frame under the same
+        // lock, so a block can never begin once closing has (nor closing succeed
+        // while a block is beginning).
+        let mut st = session.lock(py);
+        if st.closed {
+            return Ok((label, Vec::new(), PyDict::new(py)));
+        }
+        if !st.frames.is_empty() {
+            return Err(SessionError::new_err(format!(
+                "session {} is active; close it after its with-block ends",
+                session.label()
+            )));
+        }
+        st.closed = true;
+    }
+    let mods = interp::sys_modules(py);
+    let gc = py.import("gc")?;
+    let weakref = py.import("weakref")?;
+    let probe_class = interp::get(py)?.loaders.bind(py).getattr("UnloadProbe")?;
+    // Find every key holding this session's modules: qualified names and extras.
+    let mut keys: Vec<String> = Vec::new();
+    for key in mods.keys() {
+        if let Ok(k) = key.extract::<String>() {
+            if k == session.prefix || k.starts_with(&session.prefix_dot) {
+                keys.push(k);
+            }
+        }
+    }
+    let adopted = reload::adopted(core);
+    keys.extend(adopted.iter().cloned());
+    let mut probes: Vec<(String, Bound<'_, PyAny>)> = Vec::new();
+    let mut unloaded = Vec::new();
+    for key in &keys {
+        let Some(module) = mods.get_item(key)? else {
+            continue;
+        };
+        mods.del_item(key)?;
+        let real = if adopted.binary_search(key).is_ok() {
+            key.clone()
+        } else if let Some(real) = session.strip(key) {
+            real.to_owned()
+        } else {
+            continue;
+        };
+        // A second key for the same module (a mirrored `requests.packages.*` name)
+        // is unloaded with it, not reported twice.
+        if module_name(&module).as_deref() != Some(key.as_str()) {
+            continue;
+        }
+        if let Ok(m) = module.cast::<PyModule>() {
+            // A module's globals outlive the module object when a function of it is
+            // still referenced (a Qt callback): watch the dict, through a probe in it.
+            let probe = probe_class.call0()?;
+            m.dict().set_item(leaks::PROBE_KEY, &probe)?;
+            probes.push((real.clone(), weakref.call_method1("ref", (probe,))?));
+        }
+        unloaded.push(real);
+    }
+    let extras: Vec<(String, Py<PyAny>)> = {
+        let mut st = session.lock(py);
+        st.closed = true;
+        st.modules.clear();
+        st.tracking = Tracking::default();
+        st.extras.drain().collect()
+    };
+    for (name, module) in extras {
+        if mods.get_item(&name)?.is_some_and(|m| m.is(module.bind(py))) {
+            mods.del_item(&name)?;
+        }
+    }
+    activation::forget_session(py, session, &unloaded);
+    registry::unregister(py, &session.prefix);
+    session.namespace.bind(py).clear();
+    release_process_wide(py, &session.prefix_dot);
+    gc.call_method0("collect")?;
+    let leaks = PyDict::new(py);
+    let mut survivors = Vec::new();
+    for (real, probe_ref) in &probes {
+        let probe = probe_ref.call0()?;
+        if !probe.is_none() {
+            survivors.push((real.clone(), probe));
+        }
+    }
+    let probes: Vec<Bound<'_, PyAny>> = survivors.iter().map(|(_, p)| p.clone()).collect();
+    let dicts = leaks::globals_of(py, &probes)?;
+    let found: Vec<(String, Bound<'_, PyDict>)> = survivors
+        .iter()
+        .zip(dicts)
+        .filter_map(|((real, _), d)| d.map(|d| (real.clone(), d)))
+        .collect();
+    let globals: Vec<Bound<'_, PyDict>> = found.iter().map(|(_, d)| d.clone()).collect();
+    let described = leaks::describe(py, &globals, &session.prefix_dot)?;
+    let it = interp::get(py)?;
+    for ((real, dict), mut holders) in found.iter().zip(described) {
+        let file: Option<String> = dict
+            .get_item(intern!(py, "__file__"))?
+            .and_then(|f| f.extract().ok());
+        if file.is_some_and(|f| it.is_extension_file(&f)) {
+            // CPython keeps every single-phase extension module's state for the life
+            // of the process: no holder in Python explains it.
+            holders.insert(0, leaks::EXTENSION_HOLDER.to_owned());
+        }
+        leaks.set_item(real, PyList::new(py, holders)?)?;
+        if force {
+            dict.clear();
+        }
+    }
+    // A survivor whose globals the collector cannot list (frozen with gc.freeze(),
+    // or held from C) is still a survivor.
+    for (real, _) in &survivors {
+        if !leaks.contains(real)? {
+            leaks.set_item(real, PyList::new(py, [leaks::UNSEEN_HOLDER])?)?;
+        }
+    }
+    drop(globals);
+    drop(found);
+    drop(survivors);
+    unloaded.sort();
+    let kept: BTreeSet<String> = leaks
+        .keys()
+        .iter()
+        .filter_map(|k| k.extract().ok())
+        .collect();
+    log::info!(
+        target: "subsession",
+        "closed session {label}: {} modules unloaded, {} still alive",
+        unloaded.len(),
+        kept.len()
+    );
+    notify::emit(py, "closed", session, &unloaded);
+    Ok((label, unloaded, leaks))
+}
