@@ -22,7 +22,7 @@ use super::table::{
 use crate::base::errors::SessionError;
 use crate::base::interp;
 use crate::base::names::{
-    is_extension, is_session_module, module_name_py, same, starts_with, top_level,
+    is_extension, is_session_module, same, top_level,
 };
 use crate::state::SessionCore;
 
@@ -592,45 +592,3 @@ pub(super) fn capture_changes(
     Ok(())
 }
 
-/// Makes `module` visible by real `name` if `session` is the innermost active session
-/// of this thread. Returns false when it is not.
-pub(crate) fn alias_if_active(
-    core: &Bound<'_, SessionCore>,
-    name: &str,
-    module: &Bound<'_, PyAny>,
-) -> PyResult<bool> {
-    let py = core.py();
-    let session = core.get();
-    let Some(id) = top_frame_of(session) else {
-        return Ok(false);
-    };
-    let mods = interp::sys_modules(py);
-    let key = PyString::new(py, name);
-    let qualified =
-        module_name_py(module).filter(|n| starts_with(n, session.prefix_dot_py.bind(py)));
-    let mut locked = lock(py)?;
-    let mut garbage = std::mem::take(&mut locked.garbage);
-    let st = locked.state();
-    st.in_flight = imports_in_flight(py);
-    let visible = mods.get_item(&key)?;
-    let owned = st.frames.get_mut(&id).and_then(|f| f.own.module(py, name));
-    let result = if !same(visible.as_ref(), Some(module)) || !same(owned.as_ref(), Some(module)) {
-        let name: Arc<str> = Arc::from(name);
-        st.push(
-            &mods,
-            id,
-            &name,
-            &key,
-            Some(module),
-            qualified.as_ref(),
-            false,
-            &mut garbage,
-        )
-    } else {
-        Ok(())
-    };
-    st.in_flight = None;
-    drop(locked);
-    drop(garbage);
-    result.map(|_| true)
-}

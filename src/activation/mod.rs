@@ -23,9 +23,9 @@ mod scan;
 mod stack;
 mod table;
 
-pub(crate) use frames::{alias_if_active, enter, exit};
+pub(crate) use frames::{enter, exit};
 pub(crate) use global_view::{global_view, with_global_view};
 pub(crate) use paths::{base_path, gate_open, live_path_of, search_path, search_path_list};
 pub(crate) use scan::{is_block_registration, mirror_registered_submodules, subtree_values};
 pub(crate) use stack::{ACTIVE, depth, epoch, is_active, top_session};
-pub(crate) use table::forget_session;
+pub(crate) use table::{alias_if_active, forget_session};

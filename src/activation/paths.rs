@@ -9,29 +9,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::stack::{is_active, top_frame_of, top_session};
-use super::table::{Aliases, lock};
+use super::table::{Aliases, Base, lock};
 use crate::base::names::PREFIX;
 use crate::base::{interp, policy};
 use crate::state::SessionCore;
-
-pub(super) struct Base {
-    pub(super) list: Py<PyList>,
-    pub(super) strings: Vec<String>,
-    /// Entries on the global sys.path: their gates stay open for everyone.
-    pub(super) legit: HashSet<String>,
-    pub(super) generation: u64,
-}
-
-impl Base {
-    pub(super) fn clone_ref(&self, py: Python<'_>) -> Base {
-        Base {
-            list: self.list.clone_ref(py),
-            strings: self.strings.clone(),
-            legit: self.legit.clone(),
-            generation: self.generation,
-        }
-    }
-}
 
 impl Aliases {
     /// Freezes the global sys.path for the time blocks are active (reusing the last

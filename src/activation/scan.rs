@@ -13,9 +13,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyString};
 
-use super::frames::alias_if_active;
 use super::stack::{STACK, innermost_frame_of, is_active, top_frame_of};
-use super::table::{Aliases, Claim, lock};
+use super::table::{Aliases, Claim, alias_if_active, lock};
 use crate::base::interp;
 use crate::base::names::{
     PREFIX, imported_module, is_session_module, module_name_py, prefix_py, starts_with, top_level,

@@ -6,7 +6,7 @@
 //! (lock order: this table, then the registry, then a session's own state —
 //! docs/design.md §3.4.1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, MutexGuard};
@@ -17,10 +17,10 @@ use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyList, PyModule, PyString};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::paths::Base;
 use crate::base::errors::SessionError;
 use crate::base::interp;
-use crate::base::names::{is_initializing, is_session_module};
+use super::stack::top_frame_of;
+use crate::base::names::{is_initializing, is_session_module, module_name_py, same, starts_with};
 use crate::state::SessionCore;
 
 /// Counts the times a block patched or restored `sys.path` and `os.environ` while a
@@ -149,6 +149,25 @@ pub(super) struct Aliases {
     /// from a block.
     pub(super) global_loads: u64,
     pub(super) loads_at_mark: u64,
+}
+
+pub(super) struct Base {
+    pub(super) list: Py<PyList>,
+    pub(super) strings: Vec<String>,
+    /// Entries on the global sys.path: their gates stay open for everyone.
+    pub(super) legit: HashSet<String>,
+    pub(super) generation: u64,
+}
+
+impl Base {
+    pub(super) fn clone_ref(&self, py: Python<'_>) -> Base {
+        Base {
+            list: self.list.clone_ref(py),
+            strings: self.strings.clone(),
+            legit: self.legit.clone(),
+            generation: self.generation,
+        }
+    }
 }
 
 pub(super) static ALIASES: Mutex<Option<Aliases>> = Mutex::new(None);
@@ -408,4 +427,47 @@ pub(crate) fn forget_session(py: Python<'_>, session: &SessionCore, names: &[Str
             st.owners.remove(name.as_str());
         }
     }
+}
+
+/// Makes `module` visible by real `name` if `session` is the innermost active session
+/// of this thread. Returns false when it is not.
+pub(crate) fn alias_if_active(
+    core: &Bound<'_, SessionCore>,
+    name: &str,
+    module: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let py = core.py();
+    let session = core.get();
+    let Some(id) = top_frame_of(session) else {
+        return Ok(false);
+    };
+    let mods = interp::sys_modules(py);
+    let key = PyString::new(py, name);
+    let qualified =
+        module_name_py(module).filter(|n| starts_with(n, session.prefix_dot_py.bind(py)));
+    let mut locked = lock(py)?;
+    let mut garbage = std::mem::take(&mut locked.garbage);
+    let st = locked.state();
+    st.in_flight = imports_in_flight(py);
+    let visible = mods.get_item(&key)?;
+    let owned = st.frames.get_mut(&id).and_then(|f| f.own.module(py, name));
+    let result = if !same(visible.as_ref(), Some(module)) || !same(owned.as_ref(), Some(module)) {
+        let name: Arc<str> = Arc::from(name);
+        st.push(
+            &mods,
+            id,
+            &name,
+            &key,
+            Some(module),
+            qualified.as_ref(),
+            false,
+            &mut garbage,
+        )
+    } else {
+        Ok(())
+    };
+    st.in_flight = None;
+    drop(locked);
+    drop(garbage);
+    result.map(|_| true)
 }
