@@ -21,9 +21,7 @@ use super::table::{
 };
 use crate::base::errors::SessionError;
 use crate::base::interp;
-use crate::base::names::{
-    is_extension, is_session_module, same, top_level,
-};
+use crate::base::names::{is_extension, is_session_module, same, top_level};
 use crate::state::SessionCore;
 
 // ---- enter / exit -----------------------------------------------------------------------
@@ -591,4 +589,3 @@ pub(super) fn capture_changes(
     st.live_cache = None;
     Ok(())
 }
-

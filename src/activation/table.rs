@@ -17,9 +17,9 @@ use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyList, PyModule, PyString};
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::stack::top_frame_of;
 use crate::base::errors::SessionError;
 use crate::base::interp;
-use super::stack::top_frame_of;
 use crate::base::names::{is_initializing, is_session_module, module_name_py, same, starts_with};
 use crate::state::SessionCore;
 

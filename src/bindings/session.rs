@@ -240,16 +240,6 @@ impl SessionCore {
         hooks::session_import_module(slf, name, package)
     }
 
-    /// `importlib.import_module` as the proxy given to session code calls it.
-    #[pyo3(name = "_import_module", signature = (name, package=None))]
-    fn import_module_proxy<'py>(
-        slf: &Bound<'py, Self>,
-        name: &str,
-        package: Option<&str>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        hooks::session_import_module(slf, name, package)
-    }
-
     /// Called by the session's loaders around a module's execution.
     #[pyo3(name = "_exec_module")]
     fn exec_module(

@@ -240,15 +240,8 @@ pub unsafe extern "C" fn subsession_exec(
 ) -> subsession_result {
     guard(|| {
         // SAFETY: forwarded contract.
-        let name = unsafe { str_arg(name, "name") }?;
-        // SAFETY: forwarded contract.
-        let source = unsafe { str_arg(source, "source") }?;
-        with_python(|py| {
-            session(py, name)?
-                .call_method1("exec", (source,))
-                .or_fail(py)?;
-            Ok(())
-        })
+        let (name, source) = unsafe { (str_arg(name, "name")?, str_arg(source, "source")?) };
+        with_python(|py| call_session(py, name, "exec", source))
     })
 }
 
@@ -265,15 +258,8 @@ pub unsafe extern "C" fn subsession_import(
 ) -> subsession_result {
     guard(|| {
         // SAFETY: forwarded contract.
-        let name = unsafe { str_arg(name, "name") }?;
-        // SAFETY: forwarded contract.
-        let module = unsafe { str_arg(module, "module") }?;
-        with_python(|py| {
-            session(py, name)?
-                .call_method1("import_module", (module,))
-                .or_fail(py)?;
-            Ok(())
-        })
+        let (name, module) = unsafe { (str_arg(name, "name")?, str_arg(module, "module")?) };
+        with_python(|py| call_session(py, name, "import_module", module))
     })
 }
 

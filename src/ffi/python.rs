@@ -237,6 +237,14 @@ pub(super) fn parse_config(py: Python<'_>, text: Option<&str>) -> Outcome<Sessio
     }
 }
 
+/// Calls one method of the named session with one string argument.
+pub(super) fn call_session(py: Python<'_>, name: &str, method: &str, arg: &str) -> Outcome<()> {
+    session(py, name)?
+        .call_method1(method, (arg,))
+        .or_fail(py)?;
+    Ok(())
+}
+
 /// The keyword arguments of `subsession.Session(...)` for the settings.
 pub(super) fn session_kwargs<'py>(
     py: Python<'py>,

@@ -228,7 +228,7 @@ const ENUM_OWN: &[&str] = &[
     "__new__",
 ];
 
-/// Updates an Enum in place (SPEC §3.4): members keep their identity
+/// Updates an Enum in place (docs/contract.md §5): members keep their identity
 /// (`Color.RED is old_red`) and take the new values and attributes, added members
 /// appear (re-classed to the old class), removed ones go, methods are updated like any
 /// class's.

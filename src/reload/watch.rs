@@ -1,4 +1,4 @@
-//! The file side of `Session.watch` (SPEC §3.7): which files changed since the
+//! The file side of `Session.watch` (docs/contract.md §7): which files changed since the
 //! watcher last looked, by stamp then content, without the GIL.
 //!
 //! A watcher keeps its own baseline per file, separate from what the session

@@ -3,7 +3,7 @@
 //! A file whose stamp (mtime + size) is unchanged is unchanged. A file whose stamp
 //! moved is read and compared by content with what was executed (a 64-bit hash kept
 //! at load time): an editor's touch or a checkout rewriting identical bytes is not a
-//! change (SPEC §3.4), and its new stamp is kept so it is not read again.
+//! change (docs/contract.md §5), and its new stamp is kept so it is not read again.
 //!
 //! A stat is mostly kernel path resolution, so files are grouped by folder and
 //! stat'ed relative to one open folder (`fstatat`), and large sessions are split

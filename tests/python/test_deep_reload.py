@@ -505,7 +505,7 @@ def test_frozen_dataclass_with_an_added_field(mod: Mod) -> None:
 
 
 def test_enum_members_keep_their_identity(mod: Mod, warnings_log: pytest.LogCaptureFixture) -> None:
-    """SPEC §3.4: ``Color.RED is old_red`` after a deep reload; changed values and
+    """docs/contract.md §5: ``Color.RED is old_red`` after a deep reload; changed values and
     methods apply; added members appear; removed members go."""
     m = mod.load(
         """

@@ -1,4 +1,4 @@
-"""SPEC §3.4 hooks, §3.7 watch (plain interpreter: ``process_pending``), §3.8 adopt.
+"""docs/contract.md §5.5 hooks, §7 watch (plain interpreter: ``process_pending``), §8 adopt.
 
 Files are really written; the watcher really polls them from its thread. Waiting is
 bounded (``wait_for``) so a broken watcher fails the test instead of hanging it.
@@ -61,7 +61,7 @@ def tool(pkgs: PkgFactory, tmp_path: Path) -> tuple[str, Path]:
     return name, root
 
 
-# -- hooks (SPEC §3.4) ----------------------------------------------------------------------
+# -- hooks (docs/contract.md §5) ----------------------------------------------------------------------
 
 
 def test_before_and_after_reload_hooks_pass_state_to_the_new_code(
@@ -176,7 +176,7 @@ def test_on_reload_on_close_and_before_unload(
         s.on_reload(42)
 
 
-# -- watch (SPEC §3.7), delivered by process_pending ----------------------------------------
+# -- watch (docs/contract.md §7), delivered by process_pending ----------------------------------------
 
 
 def test_watch_reloads_on_save_through_process_pending(
@@ -288,7 +288,7 @@ def test_watch_arguments_and_closed_sessions(new_session: Any) -> None:
         s.watch()
 
 
-# -- adopt (SPEC §3.8) ----------------------------------------------------------------------
+# -- adopt (docs/contract.md §8) ----------------------------------------------------------------------
 
 
 def test_adopt_takes_over_global_modules_in_place(

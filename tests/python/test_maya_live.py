@@ -1,4 +1,4 @@
-"""SPEC §4.3 (Maya registrations belong to the session) and the Maya side of §3.7
+"""docs/contract.md §9.3 (Maya registrations belong to the session) and the Maya side of §7
 (``-watch``, ``subsession.maya.watch``, reloads through ``executeDeferred``), against
 the fake Maya host (``tests/fake_maya``: scriptJob numbers and ``kill``, UI paths,
 ``exists`` queries, ``deleteUI``, ``MMessage.removeCallback``).

@@ -1,4 +1,4 @@
-"""Real Qt (offscreen): reload on save through the Qt event loop (SPEC §3.7), and
+"""Real Qt (offscreen): reload on save through the Qt event loop (docs/contract.md §7), and
 the unload report for what Qt holds from C++ (issue 13, item 5).
 
 Runs with the binding of the Maya that uses this Python, through subsession's Qt layer

@@ -134,7 +134,7 @@ def test_size_change_with_the_same_mtime_is_stale(tree: Tree, new_session: Any) 
 
 
 def test_a_touch_that_changes_nothing_is_not_stale(tree: Tree, new_session: Any) -> None:
-    """SPEC §3.4: content, not only mtime: a touch or identical rewrite never reloads."""
+    """docs/contract.md §5: content, not only mtime: a touch or identical rewrite never reloads."""
     tag = f"{tree.package}.touch"
     tree.write("a.py", counting(tag, "A = 1\n"))
     s = session_on(new_session, tree)

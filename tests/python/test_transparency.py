@@ -1,4 +1,4 @@
-"""Transparency to real code (SPEC §3.3.10): what pytest, monkeypatch, jinja2, compiled
+"""Transparency to real code (docs/contract.md §4.4): what pytest, monkeypatch, jinja2, compiled
 extensions, setuptools' editable installs and pickling do inside a session works as in
 a plain interpreter.
 

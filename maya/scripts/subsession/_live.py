@@ -1,4 +1,4 @@
-"""Module hooks and Maya registrations around reloads and ``close()`` (SPEC §3.4, §4.3).
+"""Module hooks and Maya registrations around reloads and ``close()`` (docs/contract.md §5.5, §9.3).
 
 The Rust core calls :func:`before_reload` and :func:`after_reload` around each
 module's re-execution; :meth:`subsession.Session.close` calls :func:`before_close`.

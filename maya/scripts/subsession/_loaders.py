@@ -354,7 +354,7 @@ class ImportlibProxy(types.ModuleType):
         return getattr(importlib, name)
 
     def import_module(self, name: str, package: str | None = None) -> types.ModuleType:
-        return self._session._import_module(name, package)  # type: ignore[no-any-return]
+        return self._session.import_module(name, package)  # type: ignore[no-any-return]
 
 
 class PkgutilProxy(types.ModuleType):
@@ -369,7 +369,7 @@ class PkgutilProxy(types.ModuleType):
         return getattr(pkgutil, name)
 
     def get_data(self, package: str, resource: str) -> bytes | None:
-        module = self._session._import_module(package, None)
+        module = self._session.import_module(package, None)
         spec = getattr(module, "__spec__", None)
         loader = getattr(spec, "loader", None)
         file = getattr(module, "__file__", None)

@@ -1,4 +1,4 @@
-"""Reload on save (SPEC §3.7): one polling thread for every watched session.
+"""Reload on save (docs/contract.md §7): one polling thread for every watched session.
 
 The thread only asks the Rust core which files changed (:class:`_core.Watch`: stats
 and content hashes, without the GIL) and wakes the host's main thread; it never runs
