@@ -2,6 +2,7 @@
 //! a thin call into the layer that does the work.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyModule, PyString};
 
@@ -62,6 +63,9 @@ impl SessionCore {
         let built = (|| {
             let core = Bound::new(py, SessionCore::new(py, facade, name, settings, &prefix)?)?;
             install::wire_session(&core)?;
+            // Other threads find the facade through the registry from the next line on:
+            // it must hold its core by then, not once this constructor has returned.
+            core.get().facade.bind(py).setattr(intern!(py, "_core"), &core)?;
             registry::register(py, &core);
             log::debug!("created session {} ({prefix})", core.get().label());
             Ok(core.unbind())

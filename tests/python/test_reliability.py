@@ -203,6 +203,36 @@ def test_same_name_created_by_two_threads(fast_switching: None) -> None:
     assert not zombies, zombies[:5]
 
 
+def test_reuse_on_two_threads_gives_both_the_same_session(fast_switching: None) -> None:
+    """``Session(name, reuse=True)`` is look-up-or-create: racing itself (or a plain
+    ``Session(name)``) it returns the one session, never SessionExistsError."""
+    problems: list[str] = []
+    for round_ in range(ROUNDS):
+        name = f"reuse_race_{round_}"
+        barrier = threading.Barrier(3)
+        got: list[Any] = []
+
+        def open_it() -> None:
+            barrier.wait()
+            try:
+                got.append(subsession.Session(name, reuse=True))
+            except Exception as e:  # noqa: BLE001 - any error is the failure reported
+                got.append(e)
+
+        threads = [threading.Thread(target=open_it) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        kinds = {type(g).__name__ for g in got}
+        if kinds != {"Session"} or len({id(g) for g in got}) != 1:
+            problems.append(f"round {round_}: {got}")
+        for s in subsession.sessions():
+            if s.name == name:
+                s.close()
+    assert not problems, problems[:5]
+
+
 def test_a_failed_construction_gives_the_name_back() -> None:
     with pytest.raises(ValueError):
         subsession.Session("giveback", env={"": "x"})

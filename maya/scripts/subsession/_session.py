@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar, Union
@@ -156,9 +157,22 @@ class Session:
         cls, name: str | None = None, *args: Any, reuse: bool = False, **kw: Any
     ) -> Session:
         if reuse and name is not None:
-            existing = _core.lookup(name)
-            if existing is not None:
-                return existing
+            # Look up or create, as one step for the caller: another thread may create
+            # the name between the two, and then its session is the answer once built.
+            deadline = time.monotonic() + 10.0
+            while True:
+                existing = _core.lookup(name)
+                if existing is not None:
+                    return existing
+                made = super().__new__(cls)
+                try:
+                    made.__init__(name, *args, **kw)  # type: ignore[misc]
+                except SessionExistsError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.0005)  # the other thread is still building it
+                    continue
+                return made
         return super().__new__(cls)
 
     def __init__(
