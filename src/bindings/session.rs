@@ -65,7 +65,10 @@ impl SessionCore {
             install::wire_session(&core)?;
             // Other threads find the facade through the registry from the next line on:
             // it must hold its core by then, not once this constructor has returned.
-            core.get().facade.bind(py).setattr(intern!(py, "_core"), &core)?;
+            core.get()
+                .facade
+                .bind(py)
+                .setattr(intern!(py, "_core"), &core)?;
             registry::register(py, &core);
             log::debug!("created session {} ({prefix})", core.get().label());
             Ok(core.unbind())

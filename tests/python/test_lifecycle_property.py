@@ -275,7 +275,7 @@ def build_machine(name: str, roots: dict[str, Path], before: GlobalState) -> typ
             reloaded = s.reload_stale(deep=deep)
             assert not any(r.startswith(SESSION_PREFIX) for r in reloaded)
             if imported and old == n:
-                # The same bytes as what runs: no change of content, no reload (docs/contract.md §5).
+                # Same bytes as what runs: no change of content, no reload (contract §5).
                 assert f"{name}.edit" not in reloaded
             elif imported:
                 assert f"{name}.edit" in reloaded

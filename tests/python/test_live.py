@@ -61,7 +61,7 @@ def tool(pkgs: PkgFactory, tmp_path: Path) -> tuple[str, Path]:
     return name, root
 
 
-# -- hooks (docs/contract.md §5) ----------------------------------------------------------------------
+# -- hooks (docs/contract.md §5) -----------------------------------------------------------
 
 
 def test_before_and_after_reload_hooks_pass_state_to_the_new_code(
@@ -176,7 +176,7 @@ def test_on_reload_on_close_and_before_unload(
         s.on_reload(42)
 
 
-# -- watch (docs/contract.md §7), delivered by process_pending ----------------------------------------
+# -- watch (docs/contract.md §7), delivered by process_pending -----------------------------
 
 
 def test_watch_reloads_on_save_through_process_pending(
@@ -288,7 +288,7 @@ def test_watch_arguments_and_closed_sessions(new_session: Any) -> None:
         s.watch()
 
 
-# -- adopt (docs/contract.md §8) ----------------------------------------------------------------------
+# -- adopt (docs/contract.md §8) -----------------------------------------------------------
 
 
 def test_adopt_takes_over_global_modules_in_place(

@@ -212,14 +212,14 @@ def test_reuse_on_two_threads_gives_both_the_same_session(fast_switching: None) 
         barrier = threading.Barrier(3)
         got: list[Any] = []
 
-        def open_it() -> None:
+        def open_it(name: str, barrier: threading.Barrier, got: list[Any]) -> None:
             barrier.wait()
             try:
                 got.append(subsession.Session(name, reuse=True))
             except Exception as e:  # noqa: BLE001 - any error is the failure reported
                 got.append(e)
 
-        threads = [threading.Thread(target=open_it) for _ in range(3)]
+        threads = [threading.Thread(target=open_it, args=(name, barrier, got)) for _ in range(3)]
         for t in threads:
             t.start()
         for t in threads:
