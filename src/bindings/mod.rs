@@ -162,6 +162,8 @@ mod _core {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         super::ensure_logger(m.py());
         // Made with `type()` (two bases), so it is added here rather than listed.
-        m.add("ConfigError", crate::base::errors::config_error(m.py())?)
+        m.add("ConfigError", crate::base::errors::config_error(m.py())?)?;
+        // The kinds `subscribe` takes, in the order a session lives through them.
+        m.add("CHANGE_KINDS", crate::state::notify::KINDS.to_vec())
     }
 }
