@@ -473,11 +473,14 @@ pub(super) fn leave_frame(
                     claim.qualified.is_some() && same(qualified_module()?.as_ref(), Some(m));
                 if !alias {
                     let mut ss = session.lock(py);
-                    if same(current.as_ref(), Some(m)) {
-                        ss.extras.insert(name.to_string(), m.clone().unbind());
+                    let dropped = if same(current.as_ref(), Some(m)) {
+                        ss.extras.insert(name.to_string(), m.clone().unbind())
                     } else {
-                        ss.extras.remove(name.as_ref());
-                    }
+                        ss.extras.remove(name.as_ref())
+                    };
+                    drop(ss);
+                    // Dropped once no lock is held: a finaliser may import.
+                    garbage.extend(dropped);
                 }
             }
             if let Some(cur) = &current {
@@ -486,10 +489,11 @@ pub(super) fn leave_frame(
                     && !same(Some(cur), qualified_module()?.as_ref());
                 if replaced {
                     // Block code replaced our entry in place: it stays the session's.
-                    session
+                    let dropped = session
                         .lock(py)
                         .extras
                         .insert(name.to_string(), cur.clone().unbind());
+                    garbage.extend(dropped);
                 }
             }
             st.pop(mods, id, &name, key, current, shown.as_ref(), garbage)

@@ -228,11 +228,14 @@ impl Aliases {
             }
             None => {
                 // Written outside any block: captured, never left global.
-                session
+                let replaced = session
                     .get()
                     .lock(py)
                     .extras
                     .insert(name.to_string(), value.clone().unbind());
+                // A replaced value is dropped once no lock is held (its finaliser may
+                // import through this very session).
+                garbage.extend(replaced);
                 garbage.push(value.unbind());
                 mods.del_item(key)?;
             }
