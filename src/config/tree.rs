@@ -6,10 +6,6 @@ use serde_json::value::RawValue;
 
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// A positioned tree, common to TOML and JSON
-// ---------------------------------------------------------------------------------------
-
 /// A parsed value with the byte offset where it starts.
 #[derive(Debug)]
 pub(super) struct Node {

@@ -9,10 +9,6 @@ use super::expand::*;
 use super::tree::*;
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// Validation and expansion
-// ---------------------------------------------------------------------------------------
-
 /// One config text being checked.
 pub(super) struct Source<'a> {
     pub(super) file: &'a str,

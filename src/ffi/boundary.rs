@@ -7,10 +7,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::*;
 
-// ---------------------------------------------------------------------------------
-// Failures and the thread-local last error
-// ---------------------------------------------------------------------------------
-
 /// A failed call: the code returned to C and the message kept for last_error().
 pub(super) struct Failure {
     pub(super) code: subsession_result,

@@ -1,8 +1,6 @@
 //! Reaching Python from C: attaching (only to a running interpreter), calling the
 //! `subsession` package, and turning Python exceptions into result codes.
 
-use std::ffi::{CStr, c_int};
-
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyType};
 
@@ -10,19 +8,17 @@ use super::*;
 use crate::bindings::config::settings_dict;
 use crate::config::{self, SessionSpec};
 
-// ---------------------------------------------------------------------------------
-// Python
-// ---------------------------------------------------------------------------------
-
 /// Looks up a libpython function in the process's global symbol scope, where
 /// extension modules (this library as `subsession._core` included) find it too.
 #[cfg(unix)]
-pub(super) fn python_symbol(name: &CStr) -> Option<unsafe extern "C" fn() -> c_int> {
+pub(super) fn python_symbol(
+    name: &std::ffi::CStr,
+) -> Option<unsafe extern "C" fn() -> std::ffi::c_int> {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name is always safe.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
     // SAFETY: the three symbols we look up are `int f(void)` in every CPython 3.x.
     (!p.is_null()).then(|| unsafe {
-        std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn() -> c_int>(p)
+        std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn() -> std::ffi::c_int>(p)
     })
 }
 
