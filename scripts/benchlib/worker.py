@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -126,13 +127,35 @@ def serve_enter_exit(cfg: dict[str, Any]) -> tuple[Samplers, dict[str, Any]]:
 
         return lambda: timed(loop) / batch / 1000  # µs per enter+exit
 
-    return {"0": run(empty), "200": run(full)}, {"sys_modules": len(sys.modules), "held": held}
+    # The floor: the same real-name sys.modules sets, then deletes, for the session's
+    # modules, from Rust with no bookkeeping (subsession._core._floor_swap).
+    from subsession import _core
+
+    held_modules = dict(full.modules)
+    names = list(held_modules)
+    modules = [held_modules[n] for n in names]
+    assert not any(n in sys.modules for n in names), "the floor must only add and delete"
+
+    def floor() -> float:
+        return timed(lambda: _core._floor_swap(names, modules, batch)) / batch / 1000
+
+    samplers = {"0": run(empty), "200": run(full), "floor": floor}
+    return samplers, {"sys_modules": len(sys.modules), "held": held}
 
 
 # -- (b) importing a 200-module package in a session vs plainly ----------------------------
 def task_import_pkg(cfg: dict[str, Any]) -> dict[str, Any]:
     build(cfg, 3000)
     sys.path.insert(0, str(Path(cfg["root"]) / "imp"))  # both variants find it first
+    if cfg.get("nobytecode"):
+        # PYTHONDONTWRITEBYTECODE=1 on a package that has no .pyc yet: every module is
+        # compiled on every run. An empty cache prefix hides the generated .pyc files.
+        sys.dont_write_bytecode = True
+        sys.pycache_prefix = tempfile.mkdtemp(prefix="bench-nopyc-")
+    else:
+        # As users have it: the .pyc files (written when the package was generated) are
+        # read, whatever PYTHONDONTWRITEBYTECODE says on this machine.
+        sys.dont_write_bytecode = False
     names = iter(cfg["imps"])
     counts: list[int] = []
 
@@ -468,6 +491,36 @@ def task_close(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"ms_close": median(samples[1:]) / 1e6, "held": min(held), "samples_ns": samples}
 
 
+# -- (k) a tool start-up at scale: a real stack of >= 1,500 modules, in a session or not ---
+def task_startup(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One sample in a fresh interpreter: ``cfg["imports"]`` from the folder ``cfg["stack"]``,
+    in a new session (its creation included) or plainly; bytecode caching on."""
+    build(cfg, 3000)
+    sys.dont_write_bytecode = False
+    folder = Path(cfg["stack"])
+    imports: list[str] = cfg["imports"]
+    before = set(sys.modules)
+    gc.collect()
+    if cfg["mode"] == "session":
+        held: list[Any] = []
+
+        def start() -> None:
+            s = session(cfg, folder)
+            with s:
+                for name in imports:
+                    importlib.import_module(name)
+            held.append(s)
+
+        ns = timed(start)
+        count = len(held[0].modules)
+        assert not any(n in sys.modules for n in imports), "the stack leaked out of the session"
+    else:
+        sys.path.insert(0, str(folder))
+        ns = timed(lambda: [importlib.import_module(name) for name in imports])
+        count = len(set(sys.modules) - before)
+    return {"ms": ns / 1e6, "modules": count}
+
+
 SERVED: dict[str, Callable[[dict[str, Any]], tuple[Samplers, dict[str, Any]]]] = {
     "enter_exit": serve_enter_exit,
     "hook_cost": serve_hook_cost,
@@ -481,6 +534,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "watch_cpu": task_watch_cpu,
     "deep": task_deep,
     "close": task_close,
+    "startup": task_startup,
 }
 
 

@@ -3,6 +3,7 @@
 //! over it is the `subsession` package (`_core.pyi` lists the same names).
 
 pub(crate) mod config;
+mod floor;
 mod session;
 
 use pyo3::prelude::*;
@@ -147,7 +148,9 @@ mod _core {
     // The studio config.
     #[pymodule_export]
     use super::config::{parse_config, py_parse_session_json};
-    // Diagnostics and logging.
+    // Diagnostics and logging; the benchmark's floor (scripts/bench).
+    #[pymodule_export]
+    use super::floor::floor_swap;
     #[pymodule_export]
     use super::{activation_counts, reset_log_cache};
     // Errors: one root, `SessionError` (a RuntimeError).
