@@ -283,7 +283,18 @@ pub(crate) fn is_block_registration(core: &Bound<'_, SessionCore>, real: &str) -
 /// before a session's extension `real` initialises.
 pub(crate) fn subtree_values(py: Python<'_>, real: &str) -> PyResult<Vec<(String, Py<PyAny>)>> {
     let dotted = format!("{real}.");
-    let keys: Vec<String> = lock(py)?
+    let mods = interp::sys_modules(py);
+    let mut locked = lock(py)?;
+    let mut garbage = std::mem::take(&mut locked.garbage);
+    // Indexes the keys added so far and moves the marker: `mirror_registered_submodules`
+    // then walks only the keys this extension's init adds, not every key added since
+    // the block began (O(modules imported in the block) per extension otherwise).
+    let scanned = if is_active() {
+        locked.state().scan(&mods, &mut garbage)
+    } else {
+        Ok(())
+    };
+    let keys: Vec<String> = locked
         .state()
         .by_top
         .get(top_level(real))
@@ -294,7 +305,9 @@ pub(crate) fn subtree_values(py: Python<'_>, real: &str) -> PyResult<Vec<(String
                 .collect()
         })
         .unwrap_or_default();
-    let mods = interp::sys_modules(py);
+    drop(locked);
+    drop(garbage);
+    scanned?;
     let mut out = Vec::with_capacity(keys.len());
     for k in keys {
         if let Some(v) = mods.get_item(&k)? {
