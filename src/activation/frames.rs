@@ -206,11 +206,38 @@ pub(super) fn enter_frame(
         let own = own_names.get_or_insert_with(|| names_of(&entries));
         for (n, key) in shown {
             if !own.contains(n.as_ref()) {
-                st.push(mods, id, &n, key.bind(py), None, None, true, garbage)?;
+                st.push(mods, id, &n, key.bind(py), None, None, true, false, garbage)?;
             }
         }
     }
+    // The session's top-level packages, each with whether the index (just scanned)
+    // holds global keys under it. A session holds few top-level packages: a linear
+    // list beats hashing every name, and a name under the previous entry's top needs
+    // no search for its dot.
+    let mut tops: Vec<(&str, bool)> = Vec::new();
+    let mut entry_tops: Vec<usize> = Vec::with_capacity(entries.len());
     for e in &entries {
+        let name: &str = &e.name;
+        let under_last = entry_tops.last().is_some_and(|&i| {
+            let top = tops[i].0;
+            name.starts_with(top) && name.as_bytes().get(top.len()).is_none_or(|&b| b == b'.')
+        });
+        if under_last {
+            entry_tops.push(*entry_tops.last().unwrap_or(&0));
+            continue;
+        }
+        let top = top_level(name);
+        let i = match tops.iter().position(|(t, _)| *t == top) {
+            Some(i) => i,
+            None => {
+                let globals = st.by_top.get(top).is_some_and(|k| !k.is_empty());
+                tops.push((top, globals));
+                tops.len() - 1
+            }
+        };
+        entry_tops.push(i);
+    }
+    for (e, &t) in entries.iter().zip(&entry_tops) {
         st.push(
             mods,
             id,
@@ -219,6 +246,7 @@ pub(super) fn enter_frame(
             Some(&e.module),
             Some(&e.qualified),
             true,
+            !tops[t].1,
             garbage,
         )?;
     }
@@ -233,18 +261,12 @@ pub(super) fn enter_frame(
             Some(m.bind(py)),
             None,
             false,
+            false,
             garbage,
         )?;
     }
-    // Hide the rest of every global package this session shadows. A session holds
-    // few top-level packages: a linear list beats hashing every name.
-    let mut tops: Vec<&str> = Vec::new();
-    for e in &entries {
-        let top = top_level(&e.name);
-        if !tops.contains(&top) {
-            tops.push(top);
-        }
-    }
+    // Hide the rest of every global package this session shadows.
+    let tops: Vec<&str> = tops.into_iter().map(|(t, _)| t).collect();
     let extra_names: FxHashSet<&str> = extras.iter().map(|(n, _)| n.as_str()).collect();
     for top in tops {
         let Some(keys) = st.by_top.get(top) else {
@@ -263,7 +285,7 @@ pub(super) fn enter_frame(
             };
             if !is_session_module(&g) && !is_extension(&g) && !session.is_shared(py, &k) {
                 let name: Arc<str> = Arc::from(k.as_str());
-                st.push(mods, id, &name, &key, None, None, false, garbage)?;
+                st.push(mods, id, &name, &key, None, None, false, false, garbage)?;
             }
         }
     }

@@ -224,7 +224,17 @@ impl Aliases {
             // Leaves sys.modules with that block.
             Some(frame) => {
                 let name: Arc<str> = Arc::from(name.as_ref());
-                self.push(mods, frame, &name, key, Some(&value), None, false, garbage)?
+                self.push(
+                    mods,
+                    frame,
+                    &name,
+                    key,
+                    Some(&value),
+                    None,
+                    false,
+                    false,
+                    garbage,
+                )?
             }
             None => {
                 // Written outside any block: captured, never left global.

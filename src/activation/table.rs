@@ -269,6 +269,8 @@ impl Aliases {
 
     /// Makes `frame` show `module` (or nothing) under `name`, hiding a global.
     /// `fresh`: the frame does not claim `name` yet (an activation's own names).
+    /// `no_global`: the just-scanned index holds no global key under `name`'s top-level
+    /// package, so with no owner the key is known to be absent (no lookup).
     #[allow(clippy::too_many_arguments)] // hot path: keys come ready-made from the caller
     pub(super) fn push(
         &mut self,
@@ -279,11 +281,16 @@ impl Aliases {
         module: Option<&Bound<'_, PyAny>>,
         qualified: Option<&Bound<'_, PyString>>,
         fresh: bool,
+        no_global: bool,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
         let py = mods.py();
-        let current = mods.get_item(key)?;
         let owners = self.owners.entry(name.clone()).or_default();
+        let current = if no_global && owners.is_empty() {
+            None
+        } else {
+            mods.get_item(key)?
+        };
         // A value is a global to hide unless it is a session module or the alias the
         // top owner set (an alias may hold a stdlib module: six.moves.http_client).
         let global = current.as_ref().filter(|cur| {
@@ -460,6 +467,7 @@ pub(crate) fn alias_if_active(
             &key,
             Some(module),
             qualified.as_ref(),
+            false,
             false,
             &mut garbage,
         )
