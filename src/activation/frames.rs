@@ -522,8 +522,17 @@ pub(super) fn leave_frame(
         })());
     }
     if let Some(frame) = st.frames.remove(&id) {
+        // Usually the block applied no environment of its own and its applied snapshot
+        // is its saved one: one comparison (O(variables)) answers both questions below.
+        let mut env_known: Option<bool> = None;
+        if frame.applied_env.bind(py).is(frame.saved_env.bind(py)) {
+            match env_unchanged(py, frame.saved_env.bind(py)) {
+                Ok(same) => env_known = Some(same),
+                Err(e) => keep(Err(e)),
+            }
+        }
         if frame.foreign_mark == FOREIGN_PATCHES.load(Ordering::Acquire) {
-            keep(capture_changes(py, session, &frame));
+            keep(capture_changes(py, session, &frame, env_known));
         } else {
             log::debug!(
                 "session {}: sys.path and environment edits of this block are not kept \
@@ -544,7 +553,11 @@ pub(super) fn leave_frame(
         st.path_owner = top_frame_id();
         keep((|| {
             let saved = frame.saved_env.bind(py);
-            if !env_unchanged(py, saved)? {
+            let unchanged = match env_known {
+                Some(same) => same,
+                None => env_unchanged(py, saved)?,
+            };
+            if !unchanged {
                 env_set(py, &env_decode(py, saved)?)?;
             }
             Ok(())
@@ -570,14 +583,20 @@ pub(super) fn leave_frame(
 }
 
 /// Changes the block made to the environment and `sys.path` belong to the session:
-/// they are seen again on its next activation.
+/// they are seen again on its next activation. `env_known`: whether the environment
+/// still equals the applied snapshot, when the caller compared already.
 pub(super) fn capture_changes(
     py: Python<'_>,
     session: &SessionCore,
     frame: &Frame,
+    env_known: Option<bool>,
 ) -> PyResult<()> {
     let applied_env = frame.applied_env.bind(py);
-    let env_changes = if applied_env.is_none() || env_unchanged(py, applied_env)? {
+    let unchanged = match env_known {
+        Some(same) => same,
+        None => applied_env.is_none() || env_unchanged(py, applied_env)?,
+    };
+    let env_changes = if unchanged {
         Vec::new()
     } else {
         env_changes(py, applied_env)?
