@@ -3,6 +3,7 @@
 //! session's folders from threads without that session active.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -21,7 +22,7 @@ impl Aliases {
         let py = sys_path.py();
         if let Some(last) = &self.last_base {
             if last.list.bind(py).eq(sys_path)? {
-                self.base = Some(last.clone_ref(py));
+                self.base = Some(last.clone());
                 return Ok(());
             }
         }
@@ -30,13 +31,13 @@ impl Aliases {
             .filter_map(|p| p.extract::<String>().ok())
             .collect();
         self.next_generation += 1;
-        let base = Base {
+        let base = Arc::new(Base {
             list: PyList::new(py, sys_path.iter())?.unbind(),
             legit: strings.iter().cloned().collect(),
             strings,
             generation: self.next_generation,
-        };
-        self.last_base = Some(base.clone_ref(py));
+        });
+        self.last_base = Some(base.clone());
         self.base = Some(base);
         Ok(())
     }

@@ -127,9 +127,10 @@ pub(super) struct Aliases {
     pub(super) frames: FxHashMap<u64, Frame>,
     /// sys.path before the first activation patched it: threads without an
     /// activation search this snapshot, not the list being mutated.
-    pub(super) base: Option<Base>,
-    /// The last base, reused while sys.path is unchanged between blocks.
-    pub(super) last_base: Option<Base>,
+    pub(super) base: Option<Arc<Base>>,
+    /// The last base, reused while sys.path is unchanged between blocks (shared: an
+    /// activation takes it without copying its strings).
+    pub(super) last_base: Option<Arc<Base>>,
     /// os.environ (encoded) before the first activation: what an outermost block
     /// restores when blocks of other threads overlap it.
     pub(super) base_env: Option<Py<PyAny>>,
@@ -157,17 +158,6 @@ pub(super) struct Base {
     /// Entries on the global sys.path: their gates stay open for everyone.
     pub(super) legit: HashSet<String>,
     pub(super) generation: u64,
-}
-
-impl Base {
-    pub(super) fn clone_ref(&self, py: Python<'_>) -> Base {
-        Base {
-            list: self.list.clone_ref(py),
-            strings: self.strings.clone(),
-            legit: self.legit.clone(),
-            generation: self.generation,
-        }
-    }
 }
 
 pub(super) static ALIASES: Mutex<Option<Aliases>> = Mutex::new(None);
