@@ -41,4 +41,4 @@ def ensure() -> Path:
     """The install folder of the stack, installing it on first use (raises
     ``realpkgs.FetchError`` saying how to fix it when pip cannot fetch)."""
     realpkgs.INSTALLS.setdefault(key(), _COMMON + (_NEW if sys.version_info >= (3, 10) else _OLD))
-    return Path(realpkgs.ensure(key(), verbose=True))
+    return Path(realpkgs.ensure(key()))
