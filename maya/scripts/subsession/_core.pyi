@@ -24,6 +24,7 @@ __all__ = [
     "SessionFinder",
     "SessionImport",
     "Watch",
+    "_floor_swap",
     "adopt_modules",
     "adopted_names",
     "activation_counts",
