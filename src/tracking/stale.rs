@@ -23,7 +23,10 @@ pub(crate) struct Stamp {
 
 /// The stamp of one file, or None if it cannot be read (deleted: counts as changed).
 pub(crate) fn stamp_of(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
+    stamp_of_meta(&std::fs::metadata(path).ok()?)
+}
+
+fn stamp_of_meta(meta: &std::fs::Metadata) -> Option<Stamp> {
     let mtime = meta.modified().ok()?;
     let mtime_ns = match mtime.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_nanos() as i128,
@@ -47,8 +50,16 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
 /// The content hash of a file whose stamp is still `stamp` after reading it (so the
 /// hash belongs to that stamp); None if it cannot be read or changed meanwhile.
 pub(crate) fn hash_if_stamp(path: &Path, stamp: Stamp) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
-    (stamp_of(path)? == stamp && bytes.len() as u64 == stamp.size).then(|| hash_bytes(&bytes))
+    use std::io::Read;
+    // open, one read of the expected size, fstat, close: `fs::read` + a path `stat`
+    // made six system calls (two of them path walks); this runs once per module import.
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::with_capacity(usize::try_from(stamp.size).ok()?);
+    let wanted = stamp.size;
+    (&mut file).take(wanted).read_to_end(&mut bytes).ok()?;
+    // The stamp of the file just read (same descriptor): the hash belongs to it.
+    (stamp_of_meta(&file.metadata().ok()?)? == stamp && bytes.len() as u64 == wanted)
+        .then(|| hash_bytes(&bytes))
 }
 
 /// The current content hash of a file, if it can be read.
