@@ -325,8 +325,9 @@ class Session:
     def __enter__(self) -> Session:
         """Activate this session on this thread (re-entrant, nestable).
 
-        Cost: ~40-65 µs per enter+exit of a 200-module session, ~3 µs for an empty one,
-        flat in the size of ``sys.modules`` (3,000 modules), measured by scripts/bench (a).
+        Cost: ~33-37 µs per enter+exit of a 200-module session (5.5x the bare ``sys.modules``
+        writes), ~3.7 µs for an empty one, flat in the size of ``sys.modules`` (1k-10k
+        modules), measured by scripts/bench (a).
         """
         token = self._core.enter()
         # The frame running the with-statement calls __exit__ too, even on another
@@ -375,9 +376,10 @@ class Session:
     def import_module(self, name: str) -> types.ModuleType:
         """Import ``name`` (a real name such as ``"requests.adapters"``) in this session.
 
-        Cost: a fresh 200-module package takes ~1.35-1.4x a plain import (63 ms vs
-        46 ms), measured by scripts/bench (b); an import statement of a loaded module
-        outside any block costs +42 ns with subsession loaded (bench (c)).
+        Cost: a fresh 200-module package takes ~1.36-1.45x a plain import with cached
+        bytecode (37 ms vs 26 ms), ~1.04x without, measured by scripts/bench (b); an
+        import statement of a loaded module outside any block costs +10-20 ns with
+        subsession loaded (bench (c)).
         """
         with self:
             return self._core.import_module(name)
@@ -438,8 +440,8 @@ class Session:
         """Real names of this session's modules whose source content changed on disk
         (a save that rewrote the same bytes is no change).
 
-        Cost: ~10 ms for 2,000 session modules, none stale, measured by scripts/bench
-        (e) on a busy 2-core VM; bound by the ``stat`` system call, run without the GIL.
+        Cost: ~1.4-2.6 ms for 2,000 session modules, none stale, measured by
+        scripts/bench (e) on a 2-core VM; bound by the ``stat`` system call, run without the GIL.
         """
         self._adopt_scan()
         return self._core.stale()
@@ -451,8 +453,8 @@ class Session:
         While the session is watched, the changes the watcher already found are used
         (no file is checked again); with none found, every file is checked.
 
-        Cost: ~1.7 ms for one changed leaf of a 200-module session (``importlib.reload``
-        of the same module: ~0.7 ms), measured by scripts/bench (f); ~1 ms watched.
+        Cost: ~1.5 ms for one changed leaf of a 200-module session (``importlib.reload``
+        of the same module: ~0.65 ms), measured by scripts/bench (f); ~1-1.25 ms watched.
         """
         self._adopt_scan()
         known = _watch.take_pending(self)
@@ -524,7 +526,7 @@ class Session:
         removed. ``force=True`` also clears the globals of modules that are still alive,
         which breaks whoever still uses them: a last resort for leaks you cannot fix.
 
-        Cost: ~40-95 ms for a 200-module session with 3,000 modules in ``sys.modules``,
+        Cost: ~12-20 ms for a 200-module session with 3,000 modules in ``sys.modules``,
         mostly its garbage-collection pass, measured by scripts/bench (h).
         """
         removed: list[str] = []
