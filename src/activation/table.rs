@@ -92,6 +92,8 @@ impl Owned {
     }
 }
 
+/// One open block: its session, what it saved and applied of `sys.path` and the
+/// environment, and the names it aliased or hid.
 pub(super) struct Frame {
     pub(super) session: Py<SessionCore>,
     /// The thread that entered it; another thread may leave it (see `exit`).
@@ -152,6 +154,8 @@ pub(super) struct Aliases {
     pub(super) loads_at_mark: u64,
 }
 
+/// The global `sys.path` frozen while blocks are active (threads without a block
+/// search it); `generation` names it for the search-path caches.
 pub(super) struct Base {
     pub(super) list: Py<PyList>,
     pub(super) strings: Vec<String>,
@@ -160,6 +164,7 @@ pub(super) struct Base {
     pub(super) generation: u64,
 }
 
+/// The one alias table of the process, taken with [`lock`].
 pub(super) static ALIASES: Mutex<Option<Aliases>> = Mutex::new(None);
 
 pub(super) struct Locked<'a> {
