@@ -70,11 +70,11 @@ fn set_host_modules(names: Vec<String>) -> PyResult<()> {
 #[pyfunction]
 fn add_host_modules(names: Vec<String>) -> PyResult<()> {
     let mut all = policy::host_modules();
-    all.extend(
-        names
-            .into_iter()
-            .filter(|n| !policy::host_modules().contains(n)),
-    );
+    for name in names {
+        if !all.contains(&name) {
+            all.push(name);
+        }
+    }
     policy::set_host_modules(&all).map_err(pyo3::exceptions::PyValueError::new_err)
 }
 

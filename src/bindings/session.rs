@@ -52,7 +52,6 @@ impl SessionCore {
         inherit_env: bool,
         inherit_paths: bool,
     ) -> PyResult<Py<SessionCore>> {
-        interp::get(py)?;
         if let Some(name) = &name {
             check_session_name(name).map_err(PyValueError::new_err)?;
         }

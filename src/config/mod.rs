@@ -62,7 +62,6 @@ use std::path::Path;
 
 use pyo3::prelude::*;
 
-use crate::base::names;
 pub(crate) use expand::absolute_path;
 use tree::*;
 use validate::*;
@@ -142,11 +141,6 @@ pub(crate) struct Config {
     pub host_modules: Vec<String>,
     /// Sessions in order of first definition.
     pub sessions: Vec<(String, SessionSpec)>,
-}
-
-/// Whether `name` is a valid session name (docs/contract.md §3.3).
-pub(crate) fn is_valid_session_name(name: &str) -> bool {
-    names::is_valid_session_name(name)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ use super::expand::*;
 use super::tree::*;
 use super::validate::*;
 use super::*;
+use crate::base::names::is_valid_session_name;
 use std::collections::HashMap;
 use std::path::PathBuf;
 

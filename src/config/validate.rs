@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use super::expand::*;
 use super::tree::*;
 use super::*;
+use crate::base::names::is_valid_session_name;
 
 /// One config text being checked.
 pub(super) struct Source<'a> {
