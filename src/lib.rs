@@ -7,15 +7,16 @@
 //! Layers, bottom up; a module uses only those listed before it:
 //!
 //! 1. [`base`]: names, the sharing policy, interpreter handles, errors.
-//! 2. [`config`]: the studio config (TOML/JSON, layered), pure Rust.
-//! 3. [`tracking`]: file stamps and the import graph, pure Rust.
-//! 4. [`state`]: one session's record, the registry of open sessions, settings,
+//! 2. [`native`]: loaded libraries' import tables (ELF, Mach-O, PE), pure Rust.
+//! 3. [`config`]: the studio config (TOML/JSON, layered), pure Rust.
+//! 4. [`tracking`]: file stamps and the import graph, pure Rust.
+//! 5. [`state`]: one session's record, the registry of open sessions, settings,
 //!    change notifications.
-//! 5. [`activation`]: entering and leaving a session (aliases, `sys.path`, env).
-//! 6. [`imports`]: the hooks, finder and loaders that send each import to the right
+//! 6. [`activation`]: entering and leaving a session (aliases, `sys.path`, env).
+//! 7. [`imports`]: the hooks, finder and loaders that send each import to the right
 //!    session, and what imports record for reload.
-//! 7. [`reload`] (in place, deep, on save) and [`unload`] (close, leak report).
-//! 8. [`bindings`]: the Python surface, one declarative `#[pymodule]`;
+//! 8. [`reload`] (in place, deep, on save) and [`unload`] (close, leak report).
+//! 9. [`bindings`]: the Python surface, one declarative `#[pymodule]`;
 //!    [`ffi`]: the C ABI over the same Python API.
 
 mod activation;
@@ -24,6 +25,7 @@ mod bindings;
 mod config;
 mod ffi;
 mod imports;
+mod native;
 mod reload;
 mod state;
 mod tracking;

@@ -1,0 +1,1 @@
+//! Mach-O (macOS): placeholder, filled by the Mach-O reader.

@@ -1,0 +1,46 @@
+//! Native code: where a loaded library's calls into the C API go.
+//!
+//! A library calls the functions of another through a table of pointers the dynamic
+//! loader fills at load (ELF: the GOT; Mach-O: symbol pointer sections; PE: the import
+//! address table). Overwriting one slot sends that library's calls, and only that
+//! library's, to another function. The readers below find the slots of the wanted
+//! symbols in an image (a loaded library in memory, or its file on disk for tests);
+//! [`patch`] writes them. Pure Rust: nothing here knows Python.
+//!
+//! - [`image`]: an address space to read (memory, or a file mapped as the loader would);
+//! - [`elf`], [`macho`], [`pe`]: the three formats' import tables;
+//! - [`patch`]: writing a slot (page protection switched and restored);
+//! - [`loaded`]: the libraries a load brought in (Linux, macOS, Windows).
+
+pub(crate) mod elf;
+pub(crate) mod image;
+pub(crate) mod loaded;
+pub(crate) mod macho;
+pub(crate) mod patch;
+pub(crate) mod pe;
+
+/// One slot of a library's import table that holds the address of a wanted symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ImportSlot {
+    /// The symbol's name as the C API spells it (no leading underscore on Mach-O).
+    pub(crate) symbol: String,
+    /// The slot's offset from the image's load address.
+    pub(crate) offset: usize,
+    /// The loader makes this slot's page read-only after filling it (ELF RELRO,
+    /// Mach-O `__DATA_CONST`, PE sections without write access).
+    pub(crate) read_only: bool,
+}
+
+/// Why an image's import table could not be read: the library is loaded unpatched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FormatError(pub(crate) String);
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) fn format_error(what: impl Into<String>) -> FormatError {
+    FormatError(what.into())
+}

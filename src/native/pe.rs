@@ -1,0 +1,1 @@
+//! PE (Windows): placeholder, filled by the PE reader.
