@@ -41,3 +41,18 @@ pub(crate) fn floor_swap(
     }
     Ok(())
 }
+
+/// `(symbol, offset, read_only)` for each slot of a redirected C-API function in the
+/// library file at `path` (ELF, Mach-O or PE, whatever this OS is): checks of real
+/// binaries built or downloaded for each OS. Raises OSError/ValueError.
+#[pyfunction]
+#[pyo3(name = "_import_slots")]
+pub(crate) fn import_slots(path: std::path::PathBuf) -> PyResult<Vec<(String, usize, bool)>> {
+    let data = std::fs::read(&path)?;
+    let slots = crate::native::file_slots(&data, &crate::native::REDIRECTED)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("{}: {e}", path.display())))?;
+    Ok(slots
+        .into_iter()
+        .map(|s| (s.symbol, s.offset, s.read_only))
+        .collect())
+}

@@ -148,9 +148,9 @@ mod _core {
     // The studio config.
     #[pymodule_export]
     use super::config::{parse_config, py_parse_session_json};
-    // Diagnostics and logging; the benchmark's floor (scripts/bench).
+    // Diagnostics and logging; the benchmark's floor (scripts/bench); import tables.
     #[pymodule_export]
-    use super::floor::floor_swap;
+    use super::floor::{floor_swap, import_slots};
     #[pymodule_export]
     use super::{activation_counts, reset_log_cache};
     // Errors: one root, `SessionError` (a RuntimeError).

@@ -44,3 +44,33 @@ impl std::fmt::Display for FormatError {
 pub(crate) fn format_error(what: impl Into<String>) -> FormatError {
     FormatError(what.into())
 }
+
+/// The import slots of `wanted` in a library file of any of the three formats (for
+/// checks of real binaries built or downloaded for another OS). A Mach-O universal
+/// file yields the slots of each architecture, tagged `arch:symbol`.
+pub(crate) fn file_slots(data: &[u8], wanted: &[&str]) -> Result<Vec<ImportSlot>, FormatError> {
+    match data.get(..4) {
+        Some(b"\x7fELF") => {
+            let (image, headers) = elf::file_image(data)?;
+            elf::import_slots(&image, &headers, 0, wanted)
+        }
+        Some([b'M', b'Z', ..]) => pe::file_slots(data, wanted),
+        Some(_) => macho::file_slots(data, wanted),
+        None => Err(format_error("not a library: too short")),
+    }
+}
+
+/// The C-API functions whose slots a session's libraries get redirected.
+pub(crate) const REDIRECTED: [&str; 11] = [
+    "PyImport_ImportModule",
+    "PyImport_ImportModuleNoBlock",
+    "PyImport_Import",
+    "PyImport_ImportModuleLevel",
+    "PyImport_ImportModuleLevelObject",
+    "PyImport_GetModule",
+    "PyImport_AddModule",
+    "PyImport_AddModuleObject",
+    "PyImport_AddModuleRef",
+    "PyCapsule_Import",
+    "PyThreadState_GetDict",
+];
