@@ -150,7 +150,7 @@ mod _core {
     use super::config::{parse_config, py_parse_session_json};
     // Diagnostics and logging; the benchmark's floor (scripts/bench); import tables.
     #[pymodule_export]
-    use super::floor::{floor_swap, import_slots};
+    use super::floor::{floor_swap, import_slots, redirect_stats};
     #[pymodule_export]
     use super::{activation_counts, reset_log_cache};
     // Errors: one root, `SessionError` (a RuntimeError).

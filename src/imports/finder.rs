@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::PyModule;
 
-use super::record;
+use super::{capi, record};
 use crate::activation::{self, is_active};
 use crate::base::names::{PREFIX, is_session_module, module_name, top_level};
 use crate::base::{interp, policy};
@@ -303,6 +303,13 @@ pub(crate) fn init_extension<'py>(
             .and_then(|n| n.extract().ok()),
     };
     let real = initialised.as_deref().and_then(|q| session.strip(q));
+    if arg.cast::<PyModule>().is_err() {
+        // Creating: the library is loaded and its C-API slots point at this session
+        // before its initialisation runs.
+        if let Ok(origin) = arg.getattr(intern!(py, "origin"))?.extract::<String>() {
+            capi::prepare_extension(slf, &origin)?;
+        }
+    }
     let before = match real {
         Some(r) => activation::subtree_values(py, r)?,
         None => Vec::new(),

@@ -22,6 +22,8 @@ const DT_REL: u64 = 17;
 const DT_RELSZ: u64 = 18;
 const DT_PLTREL: u64 = 20;
 const DT_JMPREL: u64 = 23;
+const DT_RELACOUNT: u64 = 0x6fff_fff9;
+const DT_RELCOUNT: u64 = 0x6fff_fffa;
 
 /// Relocation types whose slot holds exactly the symbol's address.
 const ADDRESS_RELOCATIONS: [u32; 6] = [
@@ -126,14 +128,23 @@ pub(crate) fn import_slots(
     };
     let strsz = size_of(DT_STRSZ)?;
     let mut tables = Vec::new();
+    // The linker sorts relative relocations (most of a big library's) first and
+    // counts them: no symbol there, so they are skipped unread.
+    let skip = |count: u64, entry: usize| size_of(count).map(|n| n.saturating_mul(entry));
     if let Some(at) = offset_of(DT_RELA)? {
-        tables.push((at, size_of(DT_RELASZ)?, 24));
+        let skipped = skip(DT_RELACOUNT, 24)?.min(size_of(DT_RELASZ)?);
+        tables.push((at + skipped, size_of(DT_RELASZ)? - skipped, 24));
     }
     if let Some(at) = offset_of(DT_REL)? {
-        tables.push((at, size_of(DT_RELSZ)?, 16));
+        let skipped = skip(DT_RELCOUNT, 16)?.min(size_of(DT_RELSZ)?);
+        tables.push((at + skipped, size_of(DT_RELSZ)? - skipped, 16));
     }
     if let Some(at) = offset_of(DT_JMPREL)? {
-        let entry = if tags.get(&DT_PLTREL) == Some(&DT_REL) { 16 } else { 24 };
+        let entry = if tags.get(&DT_PLTREL) == Some(&DT_REL) {
+            16
+        } else {
+            24
+        };
         tables.push((at, size_of(DT_PLTRELSZ)?, entry));
     }
     let mut names: HashMap<u32, Option<usize>> = HashMap::new();
@@ -179,12 +190,12 @@ fn dynamic_tags(
     size: usize,
 ) -> Result<HashMap<u64, u64>, FormatError> {
     let mut tags = HashMap::new();
-    for entry in image.bytes(at, size)?.chunks_exact(16) {
-        let tag = le_u64(entry, 0)?;
+    for entry in (at..at.saturating_add(size)).step_by(16).take(size / 16) {
+        let tag = image.u64(entry)?;
         if tag == DT_NULL {
             break;
         }
-        tags.entry(tag).or_insert(le_u64(entry, 8)?);
+        tags.entry(tag).or_insert(image.u64(entry + 8)?);
     }
     Ok(tags)
 }

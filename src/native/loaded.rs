@@ -13,16 +13,20 @@ pub(crate) struct LoadedImage {
     pub(crate) slots: Result<Vec<ImportSlot>, FormatError>,
 }
 
+/// What one load brought in.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub(crate) images: Vec<LoadedImage>,
+    /// Time spent listing the new images and reading their tables (not loading).
+    pub(crate) read_nanos: u64,
+}
+
 /// Loads the library at `path` as the interpreter will load it (Unix: with the
 /// interpreter's `dlopen` flags), and lists the libraries this load added to the
 /// process with the slots of `wanted` in each. The library stays loaded for the
 /// process's life, as CPython keeps extension modules; the interpreter's own load of
 /// the same path then finds it loaded, already patched.
-pub(crate) fn load(
-    path: &str,
-    flags: i32,
-    wanted: &[&str],
-) -> Result<Vec<LoadedImage>, FormatError> {
+pub(crate) fn load(path: &str, flags: i32, wanted: &[&str]) -> Result<Loaded, FormatError> {
     imp::load(path, flags, wanted)
 }
 
@@ -34,7 +38,7 @@ mod imp {
     use super::super::elf::{self, ProgramHeader};
     use super::super::format_error;
     use super::super::image::{Image, Segment};
-    use super::{FormatError, LoadedImage};
+    use super::{FormatError, Loaded, LoadedImage};
 
     struct Seen {
         base: usize,
@@ -70,7 +74,11 @@ mod imp {
                         offset: p.p_offset,
                         vaddr: p.p_vaddr,
                         filesz: p.p_filesz,
-                        memsz: if p.p_flags & libc::PF_R != 0 { p.p_memsz } else { 0 },
+                        memsz: if p.p_flags & libc::PF_R != 0 {
+                            p.p_memsz
+                        } else {
+                            0
+                        },
                     })
                     .collect()
             };
@@ -87,16 +95,14 @@ mod imp {
         out
     }
 
-    pub(super) fn load(
-        path: &str,
-        flags: i32,
-        wanted: &[&str],
-    ) -> Result<Vec<LoadedImage>, FormatError> {
+    pub(super) fn load(path: &str, flags: i32, wanted: &[&str]) -> Result<Loaded, FormatError> {
         let c_path = CString::new(path).map_err(|_| format_error("a path with a NUL byte"))?;
+        let started = std::time::Instant::now();
         let before: HashSet<(usize, String)> = loaded_objects()
             .into_iter()
             .map(|s| (s.base, s.path))
             .collect();
+        let listing = started.elapsed();
         // SAFETY: loading a library runs its initialisers, as the interpreter's own
         // load of it would a moment later.
         let handle = unsafe { libc::dlopen(c_path.as_ptr(), flags) };
@@ -106,24 +112,31 @@ mod imp {
             let why = if why.is_null() {
                 "unknown".to_owned()
             } else {
-                unsafe { CStr::from_ptr(why) }.to_string_lossy().into_owned()
+                unsafe { CStr::from_ptr(why) }
+                    .to_string_lossy()
+                    .into_owned()
             };
             return Err(format_error(format!("dlopen failed: {why}")));
         }
-        Ok(loaded_objects()
+        let started = std::time::Instant::now();
+        let images = loaded_objects()
             .into_iter()
             .filter(|s| !before.contains(&(s.base, s.path.clone())))
             .map(|s| {
-                let slots = memory_image(&s).and_then(|image| {
-                    elf::import_slots(&image, &s.headers, s.base, wanted)
-                });
+                let slots = memory_image(&s)
+                    .and_then(|image| elf::import_slots(&image, &s.headers, s.base, wanted));
                 LoadedImage {
                     path: s.path,
                     base: s.base,
                     slots,
                 }
             })
-            .collect())
+            .collect();
+        let read = listing + started.elapsed();
+        Ok(Loaded {
+            images,
+            read_nanos: u64::try_from(read.as_nanos()).unwrap_or(u64::MAX),
+        })
     }
 
     fn memory_image(seen: &Seen) -> Result<Image<'static>, FormatError> {
@@ -133,7 +146,8 @@ mod imp {
             let len = usize::try_from(h.memsz).map_err(|_| format_error("huge segment"))?;
             // SAFETY: a readable PT_LOAD segment of a loaded object stays mapped for
             // the process's life (the object is never unloaded: see `load`).
-            let bytes = unsafe { std::slice::from_raw_parts((seen.base + offset) as *const u8, len) };
+            let bytes =
+                unsafe { std::slice::from_raw_parts((seen.base + offset) as *const u8, len) };
             segments.push(Segment { offset, bytes });
         }
         Ok(Image::new(segments))
@@ -142,26 +156,18 @@ mod imp {
 
 #[cfg(target_os = "macos")]
 mod imp {
-    use super::{FormatError, LoadedImage};
+    use super::{FormatError, Loaded};
 
-    pub(super) fn load(
-        path: &str,
-        flags: i32,
-        wanted: &[&str],
-    ) -> Result<Vec<LoadedImage>, FormatError> {
+    pub(super) fn load(path: &str, flags: i32, wanted: &[&str]) -> Result<Loaded, FormatError> {
         super::super::macho::load(path, flags, wanted)
     }
 }
 
 #[cfg(windows)]
 mod imp {
-    use super::{FormatError, LoadedImage};
+    use super::{FormatError, Loaded};
 
-    pub(super) fn load(
-        path: &str,
-        flags: i32,
-        wanted: &[&str],
-    ) -> Result<Vec<LoadedImage>, FormatError> {
+    pub(super) fn load(path: &str, flags: i32, wanted: &[&str]) -> Result<Loaded, FormatError> {
         super::super::pe::load(path, flags, wanted)
     }
 }
@@ -169,13 +175,9 @@ mod imp {
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 mod imp {
     use super::super::format_error;
-    use super::{FormatError, LoadedImage};
+    use super::{FormatError, Loaded};
 
-    pub(super) fn load(
-        _path: &str,
-        _flags: i32,
-        _wanted: &[&str],
-    ) -> Result<Vec<LoadedImage>, FormatError> {
+    pub(super) fn load(_path: &str, _flags: i32, _wanted: &[&str]) -> Result<Loaded, FormatError> {
         Err(format_error("import tables are not read on this platform"))
     }
 }
