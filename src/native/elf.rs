@@ -147,7 +147,7 @@ pub(crate) fn import_slots(
         };
         tables.push((at, size_of(DT_PLTRELSZ)?, entry));
     }
-    let mut names: HashMap<u32, Option<usize>> = HashMap::new();
+    let longest = wanted.iter().map(|w| w.len()).max().unwrap_or(0);
     let mut slots = Vec::new();
     for (table, size, entry) in tables {
         let table = image.bytes(table, size)?;
@@ -162,14 +162,7 @@ pub(crate) fn import_slots(
             if entry == 24 && le_u64(rel, 16)? != 0 {
                 continue; // an address plus something: not a pointer to the function
             }
-            let index = match names.get(&sym) {
-                Some(known) => *known,
-                None => {
-                    let found = wanted_symbol(image, symtab, strtab, strsz, sym, wanted)?;
-                    names.insert(sym, found);
-                    found
-                }
-            };
+            let index = wanted_symbol(image, symtab, strtab, strsz, sym, wanted, longest)?;
             let Some(index) = index else { continue };
             let offset = to_usize(r_offset)?;
             slots.push(ImportSlot {
@@ -208,6 +201,7 @@ fn wanted_symbol(
     strsz: usize,
     sym: u32,
     wanted: &[&str],
+    longest: usize,
 ) -> Result<Option<usize>, FormatError> {
     let entry = (sym as usize)
         .checked_mul(24)
@@ -218,8 +212,21 @@ fn wanted_symbol(
     if section != 0 || (strsz != 0 && name_at >= strsz) {
         return Ok(None); // defined here: not an import
     }
-    let name = image.c_str(strtab + name_at, 256)?;
-    Ok(wanted.iter().position(|w| w.as_bytes() == name))
+    // A library imports hundreds of symbols: compare a bounded prefix, never scan.
+    let at = strtab + name_at;
+    let Ok(head) = image.bytes(at, 1) else {
+        return Ok(None);
+    };
+    if !wanted.iter().any(|w| w.as_bytes().first() == head.first()) {
+        return Ok(None);
+    }
+    let name = match image.bytes(at, longest + 1) {
+        Ok(bytes) => bytes,
+        Err(_) => image.c_str(at, longest)?,
+    };
+    Ok(wanted
+        .iter()
+        .position(|w| name.starts_with(w.as_bytes()) && name.get(w.len()).is_none_or(|&b| b == 0)))
 }
 
 #[cfg(test)]

@@ -32,7 +32,6 @@ pub(crate) fn load(path: &str, flags: i32, wanted: &[&str]) -> Result<Loaded, Fo
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::collections::HashSet;
     use std::ffi::{CStr, CString, c_int, c_void};
 
     use super::super::elf::{self, ProgramHeader};
@@ -46,14 +45,29 @@ mod imp {
         headers: Vec<ProgramHeader>,
     }
 
-    fn loaded_objects() -> Vec<Seen> {
+    /// What one walk of the loaded objects collects. An object is known by the address
+    /// of its program headers (unique while it is loaded; a load address alone is
+    /// not: the executable's may be 0).
+    struct Walk<'a> {
+        known: &'a [usize],
+        keys: Vec<usize>,
+        new: Vec<Seen>,
+    }
+
+    /// Keys of every loaded object, and the details of those not in `known` (sorted).
+    fn walk(known: &[usize]) -> Walk<'_> {
         unsafe extern "C" fn each(
             info: *mut libc::dl_phdr_info,
             _size: usize,
             data: *mut c_void,
         ) -> c_int {
-            // SAFETY: the loader passes a valid info; data is the Vec below.
-            let (info, out) = unsafe { (&*info, &mut *(data as *mut Vec<Seen>)) };
+            // SAFETY: the loader passes a valid info; data is the Walk below.
+            let (info, walk) = unsafe { (&*info, &mut *(data as *mut Walk<'_>)) };
+            let key = info.dlpi_phdr as usize;
+            walk.keys.push(key);
+            if walk.known.binary_search(&key).is_ok() || info.dlpi_phdr.is_null() {
+                return 0;
+            }
             let path = if info.dlpi_name.is_null() {
                 String::new()
             } else {
@@ -62,12 +76,9 @@ mod imp {
                     .to_string_lossy()
                     .into_owned()
             };
-            let count = usize::from(info.dlpi_phnum);
-            let headers = if info.dlpi_phdr.is_null() {
-                Vec::new()
-            } else {
-                // SAFETY: dlpi_phnum program headers at dlpi_phdr.
-                unsafe { std::slice::from_raw_parts(info.dlpi_phdr, count) }
+            // SAFETY: dlpi_phnum program headers at dlpi_phdr.
+            let headers =
+                unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
                     .iter()
                     .map(|p| ProgramHeader {
                         kind: p.p_type,
@@ -80,28 +91,29 @@ mod imp {
                             0
                         },
                     })
-                    .collect()
-            };
-            out.push(Seen {
+                    .collect();
+            walk.new.push(Seen {
                 base: info.dlpi_addr as usize,
                 path,
                 headers,
             });
             0
         }
-        let mut out: Vec<Seen> = Vec::new();
+        let mut walk = Walk {
+            known,
+            keys: Vec::new(),
+            new: Vec::new(),
+        };
         // SAFETY: the callback only reads what the loader hands it.
-        unsafe { libc::dl_iterate_phdr(Some(each), (&mut out as *mut Vec<Seen>).cast()) };
-        out
+        unsafe { libc::dl_iterate_phdr(Some(each), (&mut walk as *mut Walk<'_>).cast()) };
+        walk
     }
 
     pub(super) fn load(path: &str, flags: i32, wanted: &[&str]) -> Result<Loaded, FormatError> {
         let c_path = CString::new(path).map_err(|_| format_error("a path with a NUL byte"))?;
         let started = std::time::Instant::now();
-        let before: HashSet<(usize, String)> = loaded_objects()
-            .into_iter()
-            .map(|s| (s.base, s.path))
-            .collect();
+        let mut before = walk(&[]).keys;
+        before.sort_unstable();
         let listing = started.elapsed();
         // SAFETY: loading a library runs its initialisers, as the interpreter's own
         // load of it would a moment later.
@@ -119,9 +131,9 @@ mod imp {
             return Err(format_error(format!("dlopen failed: {why}")));
         }
         let started = std::time::Instant::now();
-        let images = loaded_objects()
+        let images: Vec<LoadedImage> = walk(&before)
+            .new
             .into_iter()
-            .filter(|s| !before.contains(&(s.base, s.path.clone())))
             .map(|s| {
                 let slots = memory_image(&s)
                     .and_then(|image| elf::import_slots(&image, &s.headers, s.base, wanted));
