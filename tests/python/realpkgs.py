@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["INSTALLS", "PAIRS", "FetchError", "cache_root", "ensure", "ensure_all"]
+__all__ = ["COMPILED", "INSTALLS", "PAIRS", "FetchError", "cache_root", "ensure", "ensure_all"]
 
 CERTIFI = "certifi==2024.8.30"
 
@@ -69,6 +69,49 @@ INSTALLS: dict[str, tuple[str, ...]] = {
     "click-7.1.2": ("click==7.1.2",),
     "click-8.1.7": ("click==8.1.7",),
 }
+
+
+def _compiled_installs() -> dict[str, tuple[str, ...]]:
+    """Compiled libraries in two versions each, pinned per CPython (binary wheels exist
+    for a version range): ``<lib>-old`` and ``<lib>-new`` for the two sessions/host."""
+    v = sys.version_info[:2]
+    numpy_old = "numpy==2.1.3" if v >= (3, 13) else "numpy==1.26.4"
+    numpy_new = "numpy==2.0.2" if v < (3, 10) else "numpy==2.2.6"
+    installs: dict[str, tuple[str, ...]] = {
+        "numpy-old": (numpy_old,),
+        "numpy-new": (numpy_new,),
+        "lxml-old": ("lxml==5.3.0",),
+        "lxml-new": ("lxml==6.0.2",),
+        "pyyaml-old": ("PyYAML==6.0.2",),
+        "pyyaml-new": ("PyYAML==6.0.3",),
+        "msgpack-old": ("msgpack==1.1.0",),
+        "msgpack-new": ("msgpack==1.1.2",),
+        "markupsafe-old": ("MarkupSafe==2.1.5" if v < (3, 13) else "MarkupSafe==3.0.1",),
+        "markupsafe-new": ("MarkupSafe==3.0.2",),
+        "orjson-old": ("orjson==3.10.7",),
+        "orjson-new": ("orjson==3.10.12",),
+        "pillow-old": ("Pillow==10.4.0",),
+        "pillow-new": ("Pillow==11.0.0",),
+        "protobuf-old": ("protobuf==4.25.5",),
+        "protobuf-new": ("protobuf==5.28.3",),
+    }
+    if v >= (3, 10):
+        # The real tool stack: pandas and scipy over numpy, one session's worth.
+        installs["pandas-scipy"] = (
+            "pandas==2.2.3",
+            "scipy==1.14.1",
+            numpy_new,
+            "python-dateutil==2.9.0.post0",
+            "pytz==2024.2",
+            "tzdata==2024.2",
+            "six==1.16.0",
+        )
+    return installs
+
+
+#: compiled libraries for tests/python/test_compiled.py (this interpreter's pins)
+COMPILED: dict[str, tuple[str, ...]] = _compiled_installs()
+INSTALLS.update(COMPILED)
 
 #: library -> (older install key, newer install key)
 PAIRS: dict[str, tuple[str, str]] = {
