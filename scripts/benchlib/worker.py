@@ -514,6 +514,16 @@ def task_startup(cfg: dict[str, Any]) -> dict[str, Any]:
         ns = timed(start)
         count = len(held[0].modules)
         assert not any(n in sys.modules for n in imports), "the stack leaked out of the session"
+        from subsession import _core
+
+        libraries, slots, redirect_ns = _core._redirect_stats()
+        return {
+            "ms": ns / 1e6,
+            "modules": count,
+            "redirected_libraries": libraries,
+            "redirected_slots": slots,
+            "redirect_ms": redirect_ns / 1e6,
+        }
     else:
         sys.path.insert(0, str(folder))
         ns = timed(lambda: [importlib.import_module(name) for name in imports])
