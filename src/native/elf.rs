@@ -249,6 +249,36 @@ mod tests {
         assert!(slots.iter().all(|s| s.symbol != "no_such_symbol"));
     }
 
+    /// Damaged tables give errors or nothing, never a panic or an endless walk.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn survives_damaged_files() {
+        let Some(data) = own_library() else { return };
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..64 {
+            let mut damaged = data.clone();
+            // Headers, program headers and whatever the dynamic section points at.
+            let span = if round % 2 == 0 { 4096 } else { damaged.len() };
+            for _ in 0..1 + round % 16 {
+                let at = (next() as usize) % span;
+                damaged[at] = next() as u8;
+            }
+            if round % 5 == 0 {
+                damaged.truncate((next() as usize) % data.len());
+            }
+            if let Ok((image, headers)) = file_image(&damaged) {
+                let _ = import_slots(&image, &headers, 0, &["malloc", "free"]);
+                let _ = import_slots(&image, &headers, 0x7f00_0000_0000, &["malloc"]);
+            }
+        }
+    }
+
     #[test]
     fn rejects_what_is_not_elf() {
         assert!(file_image(b"MZ\x90\x00").is_err());
