@@ -228,11 +228,11 @@ fn thunk_slots(
         slots.push(ImportSlot {
             symbol: wanted[index].to_owned(),
             offset,
-            read_only: !h
+            read_only: h
                 .sections
                 .iter()
                 .find(|s| s.holds(offset))
-                .is_some_and(|s| s.characteristics & IMAGE_SCN_MEM_WRITE != 0),
+                .is_none_or(|s| s.characteristics & IMAGE_SCN_MEM_WRITE == 0),
         });
     }
     Err(format_error(
