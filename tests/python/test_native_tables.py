@@ -22,9 +22,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 import realpkgs
-
 from subsession import _core
 
 PYTHON_VERSION = "3.11"
