@@ -113,6 +113,12 @@ fn big_u64(data: &[u8], at: usize) -> Result<u64, FormatError> {
     Ok(u64::from(big_u32(data, at)?) << 32 | u64::from(big_u32(data, at + 4)?))
 }
 
+/// `at + len`, for offsets taken from the file (a garbage one must not overflow).
+fn past(at: usize, len: usize) -> Result<usize, FormatError> {
+    at.checked_add(len)
+        .ok_or_else(|| format_error("Mach-O offset past the address space"))
+}
+
 fn arch_name(cputype: u32) -> Option<&'static str> {
     match cputype {
         CPU_TYPE_X86_64 => Some("x86_64"),
@@ -314,25 +320,25 @@ pub(crate) fn import_slots(
                         "Mach-O pointer past the indirect symbol table",
                     ));
                 }
-                let symbol = image.u32(indirect + 4 * index)?;
+                let symbol = image.u32(past(indirect, 4 * index)?)?;
                 if symbol & (INDIRECT_SYMBOL_LOCAL | INDIRECT_SYMBOL_ABS) != 0 {
                     continue; // bound at link time: no import behind it
                 }
                 if symbol >= nsyms {
                     return Err(format_error("Mach-O indirect symbol past the symbol table"));
                 }
-                let name_at = image.u32(symbols + NLIST_SIZE * symbol as usize)?;
+                let name_at = image.u32(past(symbols, NLIST_SIZE * symbol as usize)?)?;
                 if name_at >= strsize {
                     return Err(format_error("Mach-O symbol name past the string table"));
                 }
-                let name = image.c_str(strings + name_at as usize, MAX_NAME)?;
+                let name = image.c_str(past(strings, name_at as usize)?, MAX_NAME)?;
                 let name = name.strip_prefix(b"_").unwrap_or(name);
                 let Some(w) = wanted.iter().position(|w| w.as_bytes() == name) else {
                     continue;
                 };
                 slots.push(ImportSlot {
                     symbol: wanted[w].to_owned(),
-                    offset: start + 8 * slot,
+                    offset: past(start, 8 * slot)?,
                     read_only: segment.read_only(),
                 });
             }
@@ -413,8 +419,9 @@ unsafe fn memory_image(header: usize) -> Result<Image<'static>, FormatError> {
                 .ok_or_else(|| format_error("Mach-O segment below its header"))?,
         )?;
         let len = to_usize(s.vmsize)?;
+        let address = past(header, offset)?;
         // SAFETY: dyld maps every readable segment whole at header + offset.
-        let bytes = unsafe { std::slice::from_raw_parts((header + offset) as *const u8, len) };
+        let bytes = unsafe { std::slice::from_raw_parts(address as *const u8, len) };
         segments.push(Segment { offset, bytes });
     }
     Ok(Image::new(segments))
@@ -583,6 +590,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_loaded_image_reads_the_same_as_its_file() {
+        // dyld's layout: segments at vmaddr - __TEXT vmaddr, vmsize long (zero-filled
+        // past the file's bytes), __LINKEDIT found through its vmaddr.
+        let file = tiny_macho();
+        let mut text = file[..0x400].to_vec();
+        text.resize(0x4000, 0);
+        let mut data = file[0x400..0x800].to_vec();
+        data.resize(0x4000, 0);
+        let loaded = Image::new(vec![
+            Segment {
+                offset: 0,
+                bytes: &text,
+            },
+            Segment {
+                offset: 0x4000,
+                bytes: &data,
+            },
+            Segment {
+                offset: 0x8000,
+                bytes: &file[0x800..],
+            },
+        ]);
+        assert_eq!(
+            import_slots(&loaded, &WANTED),
+            file_slots(&file, &WANTED),
+            "same offsets from memory and from the file"
+        );
+    }
+
     /// A universal file of `slices` (cputype, bytes), 32-bit or 64-bit header.
     fn fat(slices: &[(u32, &[u8])], wide: bool) -> Vec<u8> {
         let mut file = if wide { FAT_MAGIC_64 } else { FAT_MAGIC }
@@ -661,6 +698,14 @@ mod tests {
         for at in 0x800..file.len() {
             let mut bad = file.clone();
             bad[at] = 0xff;
+            let _ = file_slots(&bad, &WANTED);
+        }
+        // Whole fields at their largest: offsets and sizes near the top of the space.
+        for at in (0..0x200).step_by(4) {
+            let mut bad = file.clone();
+            bad[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+            let _ = file_slots(&bad, &WANTED);
+            bad[at..at + 8].copy_from_slice(&(u64::MAX - 0xfff).to_le_bytes());
             let _ = file_slots(&bad, &WANTED);
         }
         let huge = fat(&[(CPU_TYPE_ARM64, &file)], true);

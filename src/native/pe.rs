@@ -483,6 +483,47 @@ mod tests {
     }
 
     #[test]
+    fn in_memory_the_names_come_from_the_lookup_table() {
+        let mut file = tiny_pe(&["Py_IncRef", "PyImport_Import"], false, true);
+        // The loader has replaced the IAT's name RVAs with addresses.
+        let iat = FILE_ALIGN + 2 * DESCRIPTOR_SIZE + 8 * 4;
+        for i in 0..3 {
+            let address = 0x7ffb_1234_0000u64 + 16 * i as u64;
+            file[iat + 8 * i..iat + 8 * i + 8].copy_from_slice(&address.to_le_bytes());
+        }
+        let loaded = Image::new(vec![
+            Segment {
+                offset: 0,
+                bytes: &file[..FILE_ALIGN],
+            },
+            Segment {
+                offset: SECTION_RVA,
+                bytes: &file[FILE_ALIGN..],
+            },
+        ]);
+        let slots = import_slots(&loaded, &["PyImport_Import"]).expect("readable");
+        assert_eq!(slots.len(), 1);
+        assert_eq!(
+            slots[0].offset,
+            SECTION_RVA + 2 * DESCRIPTOR_SIZE + 8 * 4 + 8
+        );
+        // Without a lookup table a loaded module's names are gone: no slot, no error.
+        let mut bare = file.clone();
+        bare[FILE_ALIGN..FILE_ALIGN + 4].copy_from_slice(&0u32.to_le_bytes());
+        let loaded = Image::new(vec![
+            Segment {
+                offset: 0,
+                bytes: &bare[..FILE_ALIGN],
+            },
+            Segment {
+                offset: SECTION_RVA,
+                bytes: &bare[FILE_ALIGN..],
+            },
+        ]);
+        assert_eq!(import_slots(&loaded, &["PyImport_Import"]), Ok(Vec::new()));
+    }
+
+    #[test]
     fn rejects_pe32_and_other_machines() {
         let mut file = tiny_pe(&["PyImport_Import"], false, true);
         file[0x44 + 20..0x44 + 22].copy_from_slice(&PE32_MAGIC.to_le_bytes());
@@ -512,6 +553,11 @@ mod tests {
                 bad[at] = value;
                 let _ = file_slots(&bad, &["PyImport_Import", "PyCapsule_Import"]);
             }
+        }
+        for at in (0..file.len() - 8).step_by(4) {
+            let mut bad = file.clone();
+            bad[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+            let _ = file_slots(&bad, &["PyImport_Import"]);
         }
         assert!(file_slots(b"MZ", &[]).is_err());
         assert!(file_slots(&[0xffu8; 4096], &[]).is_err());
