@@ -8,8 +8,9 @@
 //! `vmaddr - that vmaddr` in both a file image and a loaded one.
 //!
 //! Chained fixups (LC_DYLD_CHAINED_FIXUPS) change how dyld fills the pointers, not
-//! the indirect symbol table: linkers still name every `__got` entry there. Pointers
-//! to C-API functions stored in `__const`/`__data` are not call slots and are not read.
+//! the indirect symbol table ld64 writes for `__got` (fishhook relies on it too); the
+//! fixup chains themselves are not read. Pointers to C-API functions stored in
+//! `__const`/`__data` are not call slots and are not read either.
 
 use super::image::{Image, Segment, to_usize};
 use super::{FormatError, ImportSlot, format_error};
