@@ -233,6 +233,7 @@ fn wanted_symbol(
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
     fn own_library() -> Option<Vec<u8>> {
         // The test binary itself imports libc symbols through its GOT.
         std::fs::read("/proc/self/exe").ok()
