@@ -1,17 +1,7 @@
 //! Loading a library and listing what the load brought into the process: the library
 //! and the dependencies it pulled in, each with its import slots found in memory.
 
-use super::{FormatError, ImportSlot};
-
-/// One library a load brought in.
-#[derive(Debug)]
-pub(crate) struct LoadedImage {
-    pub(crate) path: String,
-    /// The load address the slots' offsets are relative to.
-    pub(crate) base: usize,
-    /// The slots of the wanted symbols, or why the import table could not be read.
-    pub(crate) slots: Result<Vec<ImportSlot>, FormatError>,
-}
+use super::{FormatError, LoadedImage};
 
 /// What one load brought in.
 #[derive(Debug, Default)]

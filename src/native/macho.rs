@@ -355,11 +355,11 @@ pub(crate) fn load(
     path: &str,
     flags: i32,
     wanted: &[&str],
-) -> Result<Vec<super::loaded::LoadedImage>, FormatError> {
+) -> Result<Vec<super::LoadedImage>, FormatError> {
     use std::collections::HashSet;
     use std::ffi::{CStr, CString};
 
-    use super::loaded::LoadedImage;
+    use super::LoadedImage;
 
     let c_path = CString::new(path).map_err(|_| format_error("a path with a NUL byte"))?;
     let before: HashSet<(usize, String)> = dyld::images().into_iter().collect();

@@ -31,6 +31,16 @@ pub(crate) struct ImportSlot {
     pub(crate) read_only: bool,
 }
 
+/// One library a load brought in.
+#[derive(Debug)]
+pub(crate) struct LoadedImage {
+    pub(crate) path: String,
+    /// The load address the slots' offsets are relative to.
+    pub(crate) base: usize,
+    /// The slots of the wanted symbols, or why the import table could not be read.
+    pub(crate) slots: Result<Vec<ImportSlot>, FormatError>,
+}
+
 /// Why an image's import table could not be read: the library is loaded unpatched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FormatError(pub(crate) String);

@@ -248,8 +248,8 @@ pub(crate) fn load(
     path: &str,
     _flags: i32,
     wanted: &[&str],
-) -> Result<Vec<super::loaded::LoadedImage>, FormatError> {
-    use super::loaded::LoadedImage;
+) -> Result<Vec<super::LoadedImage>, FormatError> {
+    use super::LoadedImage;
 
     let wide: Vec<u16> = path.encode_utf16().chain(std::iter::once(0)).collect();
     if wide[..wide.len() - 1].contains(&0) {
