@@ -58,7 +58,9 @@ def scenario(code: str, host: Path, a: Path, b: Path) -> str:
         env=env,
         timeout=600,
     )
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    )
     assert "OK" in proc.stdout.splitlines(), proc.stdout
     return proc.stdout
 
@@ -197,7 +199,8 @@ def test_msgpack_markupsafe_orjson(tmp_path: Path) -> None:
                 class P:
                     x: int
                 for m in (a, b, h):
-                    assert m.loads(m.dumps({{"p": P(1), "d": datetime.date(2024, 1, 2)}})) == {{"p": {{"x": 1}}, "d": "2024-01-02"}}
+                    data = m.dumps({{"p": P(1), "d": datetime.date(2024, 1, 2)}})
+                    assert m.loads(data) == {{"p": {{"x": 1}}, "d": "2024-01-02"}}
                     try:
                         m.loads(b"{{")
                     except m.JSONDecodeError:
@@ -275,7 +278,8 @@ def test_pydantic1_compiled_in_a_session_beside_host_pydantic2(tmp_path: Path) -
         p1 = sa.import_module("pydantic")
         assert p1.VERSION.startswith("1.") and p1.compiled and hp.VERSION.startswith("2.")
         m = mod.M(x="3")
-        assert m.dict() == {{"x": 3, "name": "a"}} and json.loads(m.json()) == {{"x": 3, "name": "a"}}
+        assert m.dict() == {{"x": 3, "name": "a"}}
+        assert json.loads(m.json()) == {{"x": 3, "name": "a"}}
         assert json.loads(mod.M.schema_json())["required"] == ["x"]
         try:
             mod.M(x="zz")
@@ -311,7 +315,8 @@ def test_pandas_scipy_tool_after_the_block_beside_host_numpy(tmp_path: Path) -> 
         assert df.sum().tolist() == [6.0, 15.6]
         assert repr(df).splitlines()[0].split() == ["a", "b"]
         assert df.describe().shape == (8, 2)
-        assert json.loads(df.to_json()) == {"a": {"0": 1, "1": 2, "2": 3}, "b": {"0": 4.0, "1": 5.5, "2": 6.1}}
+        expected = {"a": {"0": 1, "1": 2, "2": 3}, "b": {"0": 4.0, "1": 5.5, "2": 6.1}}
+        assert json.loads(df.to_json()) == expected
         assert pd.to_datetime(["2024-03-01"]).month.tolist() == [3]
         assert scipy.stats.norm.cdf(0) == 0.5
         assert df.groupby("a").b.mean().to_dict() == {1: 4.0, 2: 5.5, 3: 6.1}
