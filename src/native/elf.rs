@@ -12,6 +12,8 @@ const PT_DYNAMIC: u32 = 2;
 const PT_GNU_RELRO: u32 = 0x6474_e552;
 
 const DT_NULL: u64 = 0;
+const DT_NEEDED: u64 = 1;
+const DT_SONAME: u64 = 14;
 const DT_PLTRELSZ: u64 = 2;
 const DT_STRTAB: u64 = 5;
 const DT_SYMTAB: u64 = 6;
@@ -177,6 +179,53 @@ pub(crate) fn import_slots(
     Ok(slots)
 }
 
+/// A library's own name (`DT_SONAME`) and the names of the libraries it needs
+/// (`DT_NEEDED`), as the loader matches them.
+pub(crate) fn dependencies(
+    image: &Image<'_>,
+    headers: &[ProgramHeader],
+    base: usize,
+) -> Result<(Option<String>, Vec<String>), FormatError> {
+    let dynamic = headers
+        .iter()
+        .find(|h| h.kind == PT_DYNAMIC)
+        .ok_or_else(|| format_error("no dynamic section"))?;
+    let (at, size) = (to_usize(dynamic.vaddr)?, to_usize(dynamic.memsz)?);
+    let mut strtab = None;
+    let mut named: Vec<(u64, usize)> = Vec::new();
+    for entry in (at..at.saturating_add(size)).step_by(16).take(size / 16) {
+        let tag = image.u64(entry)?;
+        let value = to_usize(image.u64(entry + 8)?)?;
+        match tag {
+            DT_NULL => break,
+            DT_STRTAB => {
+                strtab = Some(if base != 0 && value >= base {
+                    value - base
+                } else {
+                    value
+                })
+            }
+            DT_NEEDED | DT_SONAME => named.push((tag, value)),
+            _ => {}
+        }
+    }
+    let strtab = strtab.ok_or_else(|| format_error("no dynamic string table"))?;
+    let mut soname = None;
+    let mut needed = Vec::new();
+    for (tag, offset) in named {
+        let at = strtab
+            .checked_add(offset)
+            .ok_or_else(|| format_error("a name past the address space"))?;
+        let name = String::from_utf8_lossy(image.c_str(at, 4096)?).into_owned();
+        if tag == DT_SONAME {
+            soname = Some(name);
+        } else {
+            needed.push(name);
+        }
+    }
+    Ok((soname, needed))
+}
+
 fn dynamic_tags(
     image: &Image<'_>,
     at: usize,
@@ -278,6 +327,18 @@ mod tests {
                 let _ = import_slots(&image, &headers, 0x7f00_0000_0000, &["malloc"]);
             }
         }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn names_the_libraries_the_test_binary_needs() {
+        let Some(data) = own_library() else { return };
+        let (image, headers) = file_image(&data).expect("the test binary is ELF");
+        let (_, needed) = dependencies(&image, &headers, 0).expect("a dynamic section");
+        assert!(
+            needed.iter().any(|n| n.starts_with("libc.so")),
+            "{needed:?}"
+        );
     }
 
     #[test]

@@ -121,8 +121,7 @@ mod imp {
             return Err(format_error(format!("dlopen failed: {why}")));
         }
         let started = std::time::Instant::now();
-        let images: Vec<LoadedImage> = walk(&before)
-            .new
+        let images: Vec<LoadedImage> = brought_in(path, walk(&before).new)
             .into_iter()
             .map(|s| {
                 let slots = memory_image(&s)
@@ -139,6 +138,50 @@ mod imp {
             images,
             read_nanos: u64::try_from(read.as_nanos()).unwrap_or(u64::MAX),
         })
+    }
+
+    /// Of the objects that appeared during the load, the library at `path` and what it
+    /// needs, directly or not. Another thread may load a library of its own meanwhile
+    /// (ctypes releases the GIL around `dlopen`): that one is not the session's.
+    fn brought_in(path: &str, new: Vec<Seen>) -> Vec<Seen> {
+        let names: Vec<(Option<String>, Vec<String>)> = new
+            .iter()
+            .map(|s| {
+                memory_image(s)
+                    .and_then(|image| elf::dependencies(&image, &s.headers, s.base))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let file_name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+        let mut taken: Vec<bool> = new.iter().map(|s| s.path == path).collect();
+        let mut wanted: Vec<String> = Vec::new();
+        for (i, (_, needed)) in names.iter().enumerate() {
+            if taken[i] {
+                wanted.extend(needed.iter().cloned());
+            }
+        }
+        // Each round takes at least one more object, so this ends.
+        loop {
+            let mut grew = false;
+            for (i, s) in new.iter().enumerate() {
+                if taken[i] {
+                    continue;
+                }
+                let own = [names[i].0.clone(), Some(file_name(&s.path))];
+                if own.iter().flatten().any(|n| wanted.contains(n)) {
+                    taken[i] = true;
+                    wanted.extend(names[i].1.iter().cloned());
+                    grew = true;
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        new.into_iter()
+            .zip(taken)
+            .filter_map(|(s, t)| t.then_some(s))
+            .collect()
     }
 
     fn memory_image(seen: &Seen) -> Result<Image<'static>, FormatError> {
