@@ -133,7 +133,11 @@ pub(crate) fn import_slots(
         tables.push((at, size_of(DT_RELSZ)?, 16));
     }
     if let Some(at) = offset_of(DT_JMPREL)? {
-        let entry = if tags.get(&DT_PLTREL) == Some(&DT_REL) { 16 } else { 24 };
+        let entry = if tags.get(&DT_PLTREL) == Some(&DT_REL) {
+            16
+        } else {
+            24
+        };
         tables.push((at, size_of(DT_PLTRELSZ)?, entry));
     }
     let mut names: HashMap<u32, Option<usize>> = HashMap::new();

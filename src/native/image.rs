@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn reads_inside_segments_only() {
         let a = [1u8, 0, 0, 0, b'h', b'i', 0];
-        let img = Image::new(vec![Segment { offset: 0x1000, bytes: &a }]);
+        let img = Image::new(vec![Segment {
+            offset: 0x1000,
+            bytes: &a,
+        }]);
         assert_eq!(img.u32(0x1000), Ok(1));
         assert_eq!(img.c_str(0x1004, 16), Ok(&b"hi"[..]));
         assert!(img.u32(0x1005).is_err());

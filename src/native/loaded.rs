@@ -70,7 +70,11 @@ mod imp {
                         offset: p.p_offset,
                         vaddr: p.p_vaddr,
                         filesz: p.p_filesz,
-                        memsz: if p.p_flags & libc::PF_R != 0 { p.p_memsz } else { 0 },
+                        memsz: if p.p_flags & libc::PF_R != 0 {
+                            p.p_memsz
+                        } else {
+                            0
+                        },
                     })
                     .collect()
             };
@@ -106,7 +110,9 @@ mod imp {
             let why = if why.is_null() {
                 "unknown".to_owned()
             } else {
-                unsafe { CStr::from_ptr(why) }.to_string_lossy().into_owned()
+                unsafe { CStr::from_ptr(why) }
+                    .to_string_lossy()
+                    .into_owned()
             };
             return Err(format_error(format!("dlopen failed: {why}")));
         }
@@ -114,9 +120,8 @@ mod imp {
             .into_iter()
             .filter(|s| !before.contains(&(s.base, s.path.clone())))
             .map(|s| {
-                let slots = memory_image(&s).and_then(|image| {
-                    elf::import_slots(&image, &s.headers, s.base, wanted)
-                });
+                let slots = memory_image(&s)
+                    .and_then(|image| elf::import_slots(&image, &s.headers, s.base, wanted));
                 LoadedImage {
                     path: s.path,
                     base: s.base,
@@ -133,7 +138,8 @@ mod imp {
             let len = usize::try_from(h.memsz).map_err(|_| format_error("huge segment"))?;
             // SAFETY: a readable PT_LOAD segment of a loaded object stays mapped for
             // the process's life (the object is never unloaded: see `load`).
-            let bytes = unsafe { std::slice::from_raw_parts((seen.base + offset) as *const u8, len) };
+            let bytes =
+                unsafe { std::slice::from_raw_parts((seen.base + offset) as *const u8, len) };
             segments.push(Segment { offset, bytes });
         }
         Ok(Image::new(segments))

@@ -17,7 +17,9 @@ pub(crate) unsafe fn write_slot(
     read_only: bool,
 ) -> Result<(), FormatError> {
     if address % std::mem::align_of::<usize>() != 0 {
-        return Err(format_error(format!("unaligned import slot at {address:#x}")));
+        return Err(format_error(format!(
+            "unaligned import slot at {address:#x}"
+        )));
     }
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -151,7 +153,9 @@ impl Drop for Writable {
 #[cfg(not(any(unix, windows)))]
 impl Writable {
     unsafe fn page_of(_address: usize, _read_only: bool) -> Result<Self, FormatError> {
-        Err(format_error("import slots cannot be written on this platform"))
+        Err(format_error(
+            "import slots cannot be written on this platform",
+        ))
     }
 }
 
