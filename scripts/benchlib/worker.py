@@ -143,6 +143,45 @@ def serve_enter_exit(cfg: dict[str, Any]) -> tuple[Samplers, dict[str, Any]]:
     return samplers, {"sys_modules": len(sys.modules), "held": held}
 
 
+# -- (l) enter+exit with a Maya-sized environment (served, like (a)) ------------------------
+ENV_SIZE = 300
+
+
+def serve_env(cfg: dict[str, Any]) -> tuple[Samplers, dict[str, Any]]:
+    """Sessions in a 3k-module interpreter whose environment holds 300 variables (Maya's
+    order): empty, one ``env`` entry, and the same with ``inherit_env=False``."""
+    build(cfg, 3000)
+    for i in range(ENV_SIZE - len(os.environ)):
+        os.environ[f"BENCH_MAYA_LIKE_{i:03d}"] = f"/studio/maya/2025/plug-ins/{i}"
+    from subsession import Session
+
+    batch = int(cfg["batch"])
+    sessions = {
+        "empty": Session(keep_global=cfg["hosts"]),
+        "one": Session(keep_global=cfg["hosts"], env={"BENCH_TOOL_VAR": "1"}),
+        "isolated": Session(
+            keep_global=cfg["hosts"], env={"BENCH_TOOL_VAR": "1"}, inherit_env=False
+        ),
+    }
+    before = dict(os.environ)
+
+    def run(s: Any) -> Callable[[], float]:
+        def loop() -> None:
+            for _ in range(batch):
+                with s:
+                    pass
+
+        def sample() -> float:
+            value = timed(loop) / batch / 1000  # µs per enter+exit
+            assert dict(os.environ) == before, "the environment was not restored"
+            return value
+
+        return sample
+
+    samplers = {name: run(s) for name, s in sessions.items()}
+    return samplers, {"environ": len(os.environ), "sys_modules": len(sys.modules)}
+
+
 # -- (b) importing a 200-module package in a session vs plainly ----------------------------
 def task_import_pkg(cfg: dict[str, Any]) -> dict[str, Any]:
     build(cfg, 3000)
@@ -524,6 +563,7 @@ def task_startup(cfg: dict[str, Any]) -> dict[str, Any]:
 SERVED: dict[str, Callable[[dict[str, Any]], tuple[Samplers, dict[str, Any]]]] = {
     "enter_exit": serve_enter_exit,
     "hook_cost": serve_hook_cost,
+    "env": serve_env,
 }
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "import_pkg": task_import_pkg,

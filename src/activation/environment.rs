@@ -58,12 +58,17 @@ fn journal() -> std::sync::MutexGuard<'static, Journal> {
     JOURNAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The original `os.putenv`, `os.unsetenv` and the hooks that replace them.
+/// The original `os.putenv`, `os.unsetenv`, the hooks that replace them, and
+/// `os.environ`'s data dict.
 struct Originals {
     putenv: Py<PyAny>,
     unsetenv: Py<PyAny>,
     put_hook: Py<PyAny>,
     unset_hook: Py<PyAny>,
+    data: Option<Py<PyDict>>,
+    /// `os.environ` encodes as UTF-8 bytes (POSIX with a UTF-8 file system encoding):
+    /// a Rust string's bytes are then its encoded form, no Python call needed.
+    utf8_bytes: bool,
 }
 
 static ORIGINALS: PyOnceLock<Originals> = PyOnceLock::new();
@@ -71,12 +76,34 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 fn originals(py: Python<'_>) -> PyResult<&Originals> {
     ORIGINALS.get_or_try_init(py, || {
-        let os = interp::get(py)?.os.bind(py);
+        let it = interp::get(py)?;
+        let os = it.os.bind(py);
+        let data = it
+            .environ
+            .bind(py)
+            .getattr(intern!(py, "_data"))
+            .ok()
+            .and_then(|d| d.cast_into::<PyDict>().ok());
+        let encoding: String = it
+            .sys
+            .bind(py)
+            .call_method0("getfilesystemencoding")?
+            .extract()?;
+        let utf8_bytes = cfg!(unix)
+            && matches!(encoding.to_ascii_lowercase().as_str(), "utf-8" | "utf8")
+            && data.as_ref().is_some_and(|d| {
+                d.keys()
+                    .iter()
+                    .next()
+                    .is_none_or(|k| k.is_instance_of::<PyBytes>())
+            });
         Ok(Originals {
             putenv: os.getattr("putenv")?.unbind(),
             unsetenv: os.getattr("unsetenv")?.unbind(),
             put_hook: wrap_pyfunction!(putenv, py)?.into_any().unbind(),
             unset_hook: wrap_pyfunction!(unsetenv, py)?.into_any().unbind(),
+            data: data.map(Bound::unbind),
+            utf8_bytes,
         })
     })
 }
@@ -199,13 +226,23 @@ pub(super) fn mark() -> u64 {
     journal().next
 }
 
-/// `os.environ`'s encoded data dict (live).
+/// `os.environ`'s encoded data dict (live; `os.environ` is never replaced).
 fn env_data(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
+    Ok(originals(py)?.data.as_ref().map(|d| d.bind(py).clone()))
+}
+
+/// `text` encoded as `os.environ` encodes keys (`key`) or values.
+fn encode<'py>(py: Python<'py>, text: &str, key: bool) -> PyResult<Bound<'py, PyAny>> {
+    if originals(py)?.utf8_bytes {
+        return Ok(PyBytes::new(py, text.as_bytes()).into_any());
+    }
     let environ = interp::get(py)?.environ.bind(py);
-    Ok(environ
-        .getattr(intern!(py, "_data"))
-        .ok()
-        .and_then(|d| d.cast_into::<PyDict>().ok()))
+    let method = if key {
+        intern!(py, "encodekey")
+    } else {
+        intern!(py, "encodevalue")
+    };
+    environ.call_method1(method, (text,))
 }
 
 /// A key and its values at some mark: (`_data` key, `_data` value, C value).
@@ -343,17 +380,11 @@ pub(super) fn apply_env(
     if let Some(since) = rebase {
         revert_since(py, since)?;
     }
-    let environ = interp::get(py)?.environ.bind(py);
     if !inherit {
         let keep: FxHashSet<Vec<u8>> = env
             .iter()
             .filter(|(_, v)| v.is_some())
-            .filter_map(|(k, _)| {
-                environ
-                    .call_method1(intern!(py, "encodekey"), (k,))
-                    .ok()
-                    .and_then(|k| ident_of(&k))
-            })
+            .filter_map(|(k, _)| encode(py, k, true).ok().and_then(|k| ident_of(&k)))
             .collect();
         let mut doomed: Vec<Bound<'_, PyAny>> = Vec::new();
         let mut listed: FxHashSet<Vec<u8>> = FxHashSet::default();
@@ -379,11 +410,11 @@ pub(super) fn apply_env(
         }
     }
     for (k, v) in env {
-        let key = environ.call_method1(intern!(py, "encodekey"), (k,))?;
+        let key = encode(py, k, true)?;
         match v {
             None => write(py, &key, None, None)?,
             Some(v) => {
-                let data = environ.call_method1(intern!(py, "encodevalue"), (v,))?;
+                let data = encode(py, v, false)?;
                 write(py, &key, Some(&data), Some(OsStr::new(v)))?;
             }
         }
