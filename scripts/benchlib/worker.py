@@ -560,6 +560,36 @@ def task_startup(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"ms": ns / 1e6, "modules": count}
 
 
+# -- (m) close() of the (k) real stack against one full collection with it loaded ---------
+def task_close_stack(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One fresh interpreter: the (k) stack imported in a session, then one timed
+    ``gc.collect()`` before and one after ``close()`` is timed, both with the stack's
+    survivors on the heap (the collection a close cannot avoid), then the report."""
+    build(cfg, 3000)
+    sys.dont_write_bytecode = False
+    s = session(cfg, Path(cfg["stack"]))
+    with s:
+        for name in cfg["imports"]:
+            importlib.import_module(name)
+    held = len(s.modules)
+    gc.collect()
+    gc_before = timed(gc.collect)
+    report: list[Any] = []
+    ns_close = timed(lambda: report.append(s.close()))
+    gc_after = timed(gc.collect)
+    r = report[0]
+    return {
+        "ms_close": ns_close / 1e6,
+        "ms_gc": min(gc_before, gc_after) / 1e6,
+        "ms_gc_before": gc_before / 1e6,
+        "ms_gc_after": gc_after / 1e6,
+        "held": held,
+        "alive": len(r.leaks),
+        "grouped": len(getattr(r, "held_by_extensions", ())),
+        "first_lines": str(r).splitlines()[:4],
+    }
+
+
 SERVED: dict[str, Callable[[dict[str, Any]], tuple[Samplers, dict[str, Any]]]] = {
     "enter_exit": serve_enter_exit,
     "hook_cost": serve_hook_cost,
@@ -575,6 +605,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "deep": task_deep,
     "close": task_close,
     "startup": task_startup,
+    "close_stack": task_close_stack,
 }
 
 

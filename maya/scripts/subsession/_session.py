@@ -133,7 +133,8 @@ class UnloadReport:
             lines = [f"session {self.session}: {len(self.leaks)} modules still alive:"]
         grouped = self.held_by_extensions
         if grouped:
-            shown = ", ".join(grouped[:_GROUP_SHOWN]) + (", …" if len(grouped) > _GROUP_SHOWN else "")
+            more = ", …" if len(grouped) > _GROUP_SHOWN else ""
+            shown = ", ".join(grouped[:_GROUP_SHOWN]) + more
             lines.append(
                 f"  {len(grouped)} modules are compiled extension modules or held by one, "
                 f"which CPython never unloads: {shown}"
