@@ -143,6 +143,45 @@ def serve_enter_exit(cfg: dict[str, Any]) -> tuple[Samplers, dict[str, Any]]:
     return samplers, {"sys_modules": len(sys.modules), "held": held}
 
 
+# -- (l) enter+exit with a Maya-sized environment (served, like (a)) ------------------------
+ENV_SIZE = 300
+
+
+def serve_env(cfg: dict[str, Any]) -> tuple[Samplers, dict[str, Any]]:
+    """Sessions in a 3k-module interpreter whose environment holds 300 variables (Maya's
+    order): empty, one ``env`` entry, and the same with ``inherit_env=False``."""
+    build(cfg, 3000)
+    for i in range(ENV_SIZE - len(os.environ)):
+        os.environ[f"BENCH_MAYA_LIKE_{i:03d}"] = f"/studio/maya/2025/plug-ins/{i}"
+    from subsession import Session
+
+    batch = int(cfg["batch"])
+    sessions = {
+        "empty": Session(keep_global=cfg["hosts"]),
+        "one": Session(keep_global=cfg["hosts"], env={"BENCH_TOOL_VAR": "1"}),
+        "isolated": Session(
+            keep_global=cfg["hosts"], env={"BENCH_TOOL_VAR": "1"}, inherit_env=False
+        ),
+    }
+    before = dict(os.environ)
+
+    def run(s: Any) -> Callable[[], float]:
+        def loop() -> None:
+            for _ in range(batch):
+                with s:
+                    pass
+
+        def sample() -> float:
+            value = timed(loop) / batch / 1000  # µs per enter+exit
+            assert dict(os.environ) == before, "the environment was not restored"
+            return value
+
+        return sample
+
+    samplers = {name: run(s) for name, s in sessions.items()}
+    return samplers, {"environ": len(os.environ), "sys_modules": len(sys.modules)}
+
+
 # -- (b) importing a 200-module package in a session vs plainly ----------------------------
 def task_import_pkg(cfg: dict[str, Any]) -> dict[str, Any]:
     build(cfg, 3000)
@@ -531,9 +570,40 @@ def task_startup(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"ms": ns / 1e6, "modules": count}
 
 
+# -- (m) close() of the (k) real stack against one full collection with it loaded ---------
+def task_close_stack(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One fresh interpreter: the (k) stack imported in a session, then one timed
+    ``gc.collect()`` before and one after ``close()`` is timed, both with the stack's
+    survivors on the heap (the collection a close cannot avoid), then the report."""
+    build(cfg, 3000)
+    sys.dont_write_bytecode = False
+    s = session(cfg, Path(cfg["stack"]))
+    with s:
+        for name in cfg["imports"]:
+            importlib.import_module(name)
+    held = len(s.modules)
+    gc.collect()
+    gc_before = timed(gc.collect)
+    report: list[Any] = []
+    ns_close = timed(lambda: report.append(s.close()))
+    gc_after = timed(gc.collect)
+    r = report[0]
+    return {
+        "ms_close": ns_close / 1e6,
+        "ms_gc": min(gc_before, gc_after) / 1e6,
+        "ms_gc_before": gc_before / 1e6,
+        "ms_gc_after": gc_after / 1e6,
+        "held": held,
+        "alive": len(r.leaks),
+        "grouped": len(getattr(r, "held_by_extensions", ())),
+        "first_lines": str(r).splitlines()[:4],
+    }
+
+
 SERVED: dict[str, Callable[[dict[str, Any]], tuple[Samplers, dict[str, Any]]]] = {
     "enter_exit": serve_enter_exit,
     "hook_cost": serve_hook_cost,
+    "env": serve_env,
 }
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "import_pkg": task_import_pkg,
@@ -545,6 +615,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "deep": task_deep,
     "close": task_close,
     "startup": task_startup,
+    "close_stack": task_close_stack,
 }
 
 

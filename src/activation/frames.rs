@@ -10,7 +10,7 @@ use pyo3::types::{PyDict, PyList, PyString};
 use rustc_hash::FxHashSet;
 
 use super::environment::{
-    apply_env, env_changes, env_decode, env_set, env_snapshot, env_unchanged,
+    apply_env, changes_since, clear_journal, compact, install_hooks, mark, revert_since,
 };
 use super::paths::{cache_finders, gate_paths, search_path_from};
 use super::stack::{
@@ -35,6 +35,7 @@ pub(crate) fn enter(core: &Bound<'_, SessionCore>) -> PyResult<u64> {
     if reentered.is_none() {
         let paths = session.lock(py).settings.paths.clone();
         cache_finders(py, &paths)?;
+        install_hooks(py)?;
     }
     let mut locked = lock(py)?;
     if let Some(id) = reentered {
@@ -77,6 +78,8 @@ pub(crate) fn enter(core: &Bound<'_, SessionCore>) -> PyResult<u64> {
                 session.lock(py).frames.retain(|f| *f != id);
                 if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
                     st.base = None;
+                    st.base_env = None;
+                    clear_journal();
                 }
             }
         }
@@ -99,7 +102,7 @@ pub(super) fn enter_frame(
     let sys_path = interp::sys_path(py)?;
     if first || st.base.is_none() {
         st.freeze_base(&sys_path)?;
-        st.base_env = Some(env_snapshot(py)?);
+        st.base_env = Some(mark());
     }
     st.scan(mods, garbage)?;
     let below = top_frame_id();
@@ -107,15 +110,11 @@ pub(super) fn enter_frame(
     // sys.path and os.environ are process-wide: with blocks of other threads
     // overlapping, the current values may be theirs, so an outermost frame saves
     // (and later restores) the global state from before the first activation.
-    let (saved_path, saved_env) = match (below, &st.base, &st.base_env) {
-        (None, Some(base), Some(env)) if !first => (
-            PyList::new(py, base.list.bind(py).iter())?.unbind(),
-            env.clone_ref(py),
-        ),
-        _ => (
-            PyList::new(py, sys_path.iter())?.unbind(),
-            env_snapshot(py)?,
-        ),
+    let (saved_path, saved_env) = match (below, &st.base, st.base_env) {
+        (None, Some(base), Some(env)) if !first => {
+            (PyList::new(py, base.list.bind(py).iter())?.unbind(), env)
+        }
+        _ => (PyList::new(py, sys_path.iter())?.unbind(), mark()),
     };
     let overlapped = below.is_none() && !first;
     st.frames.insert(
@@ -129,8 +128,7 @@ pub(super) fn enter_frame(
             saved_path,
             applied_path: PyList::empty(py).unbind(),
             saved_env,
-            applied_env: py.None(),
-            c_only: Vec::new(),
+            applied_env: saved_env,
             own: Owned::default(),
         },
     );
@@ -308,34 +306,22 @@ pub(super) fn enter_frame(
     gate_paths(py, st, &paths)?;
     sys_path.set_slice(0, isize::MAX as usize, search.bind(py))?;
     st.path_owner = Some(id);
-    let saved_outer = outermost
+    // A nested block applies its variables on the environment from before the
+    // outermost block, as does a block overlapping another thread's.
+    let rebase = outermost
         .and_then(|o| st.frames.get(&o))
-        .map(|f| f.saved_env.clone_ref(py))
+        .map(|f| f.saved_env)
         .or_else(|| {
             overlapped
-                .then(|| st.frames.get(&id).map(|f| f.saved_env.clone_ref(py)))
+                .then(|| st.frames.get(&id).map(|f| f.saved_env))
                 .flatten()
         });
-    let c_only = apply_env(
-        py,
-        &env,
-        inherit_env,
-        saved_outer.as_ref().map(|s| s.bind(py)),
-    )?;
-    let applied_env = if env.is_empty() && inherit_env && saved_outer.is_none() {
-        // Nothing changed: the saved snapshot is the applied one.
-        st.frames
-            .get(&id)
-            .map(|f| f.saved_env.clone_ref(py))
-            .unwrap_or(py.None())
-    } else {
-        env_snapshot(py)?
-    };
+    apply_env(py, &env, inherit_env, rebase)?;
+    let applied_env = mark();
     let applied_path = PyList::new(py, sys_path.iter())?.unbind();
     if let Some(f) = st.frames.get_mut(&id) {
         f.applied_path = applied_path;
         f.applied_env = applied_env;
-        f.c_only = c_only;
     }
     let me = std::thread::current().id();
     if other_threads_active(st, me) {
@@ -522,17 +508,8 @@ pub(super) fn leave_frame(
         })());
     }
     if let Some(frame) = st.frames.remove(&id) {
-        // Usually the block applied no environment of its own and its applied snapshot
-        // is its saved one: one comparison (O(variables)) answers both questions below.
-        let mut env_known: Option<bool> = None;
-        if frame.applied_env.bind(py).is(frame.saved_env.bind(py)) {
-            match env_unchanged(py, frame.saved_env.bind(py)) {
-                Ok(same) => env_known = Some(same),
-                Err(e) => keep(Err(e)),
-            }
-        }
         if frame.foreign_mark == FOREIGN_PATCHES.load(Ordering::Acquire) {
-            keep(capture_changes(py, session, &frame, env_known));
+            keep(capture_changes(py, session, &frame));
         } else {
             log::debug!(
                 "session {}: sys.path and environment edits of this block are not kept \
@@ -551,29 +528,21 @@ pub(super) fn leave_frame(
             Ok(())
         })());
         st.path_owner = top_frame_id();
-        keep((|| {
-            let saved = frame.saved_env.bind(py);
-            let unchanged = match env_known {
-                Some(same) => same,
-                None => env_unchanged(py, saved)?,
-            };
-            if !unchanged {
-                env_set(py, &env_decode(py, saved)?)?;
-            }
-            Ok(())
-        })());
-        keep((|| {
-            let os = interp::get(py)?.os.bind(py);
-            for (k, v) in &frame.c_only {
-                os.call_method1("putenv", (k, v))?;
-            }
-            Ok(())
-        })());
+        keep(revert_since(py, frame.saved_env));
         garbage.push(frame.session.into_any());
     }
     if ACTIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         st.base = None;
         st.base_env = None;
+        clear_journal();
+    } else {
+        let mut marks: Vec<u64> = st
+            .frames
+            .values()
+            .flat_map(|f| [f.saved_env, f.applied_env])
+            .chain(st.base_env)
+            .collect();
+        compact(&mut marks);
     }
     keep(st.move_marker(mods));
     match first_error {
@@ -583,24 +552,13 @@ pub(super) fn leave_frame(
 }
 
 /// Changes the block made to the environment and `sys.path` belong to the session:
-/// they are seen again on its next activation. `env_known`: whether the environment
-/// still equals the applied snapshot, when the caller compared already.
+/// they are seen again on its next activation.
 pub(super) fn capture_changes(
     py: Python<'_>,
     session: &SessionCore,
     frame: &Frame,
-    env_known: Option<bool>,
 ) -> PyResult<()> {
-    let applied_env = frame.applied_env.bind(py);
-    let unchanged = match env_known {
-        Some(same) => same,
-        None => applied_env.is_none() || env_unchanged(py, applied_env)?,
-    };
-    let env_changes = if unchanged {
-        Vec::new()
-    } else {
-        env_changes(py, applied_env)?
-    };
+    let env_changes = changes_since(py, frame.applied_env)?;
     let sys_path = interp::sys_path(py)?;
     let added: Vec<String> = if sys_path.eq(frame.applied_path.bind(py))? {
         Vec::new()

@@ -107,9 +107,10 @@ pub(super) struct Frame {
     pub(super) depth: u32,
     pub(super) saved_path: Py<PyList>,
     pub(super) applied_path: Py<PyList>,
-    pub(super) saved_env: Py<PyAny>,
-    pub(super) applied_env: Py<PyAny>,
-    pub(super) c_only: Vec<(String, String)>,
+    /// Environment journal marks: the environment this frame restores on exit, and
+    /// the one its code's edits are measured from (after its variables were applied).
+    pub(super) saved_env: u64,
+    pub(super) applied_env: u64,
     pub(super) own: Owned,
 }
 
@@ -133,9 +134,9 @@ pub(super) struct Aliases {
     /// The last base, reused while sys.path is unchanged between blocks (shared: an
     /// activation takes it without copying its strings).
     pub(super) last_base: Option<Arc<Base>>,
-    /// os.environ (encoded) before the first activation: what an outermost block
-    /// restores when blocks of other threads overlap it.
-    pub(super) base_env: Option<Py<PyAny>>,
+    /// The environment journal's mark before the first activation: what an outermost
+    /// block restores when blocks of other threads overlap it.
+    pub(super) base_env: Option<u64>,
     pub(super) next_generation: u64,
     pub(super) gates: HashMap<String, Py<PyAny>>,
     /// importlib's per-name import locks while some import is in flight: a real name

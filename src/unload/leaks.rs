@@ -3,10 +3,14 @@
 //! A module stays alive through its module object (someone kept `import x` around)
 //! or through its globals dict (a function of it is still referenced: a Qt callback,
 //! an instance of one of its classes). Holders are found by walking referrers up a
-//! few levels. Each level is ONE `gc.get_referrers` call for all objects of that
-//! level, so a report costs a handful of heap scans however many modules leaked.
+//! few levels. Each level is ONE pass over the heap for all objects of that level,
+//! matched against a hash set ([`referrers_of`]): `gc.get_referrers(*objs)` compares
+//! every reference with each of `objs` in turn, which made a report of hundreds of
+//! survivors cost modules × heap (seconds to minutes).
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashSet;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -23,9 +27,10 @@ const MAX_HOLDERS: usize = 4;
 /// Holder text longer than this is cut (a holder's repr can be huge).
 const MAX_TEXT: usize = 300;
 
-/// Why a C extension module of a closed session survives.
-pub(crate) const EXTENSION_HOLDER: &str =
-    "a C extension module: CPython keeps its state until the process exits";
+/// Why a C extension module of a closed session survives, and every module that only
+/// what such a module references keeps alive (one grouped line in the report).
+pub(crate) const EXTENSION_HOLDER: &str = "a C extension module, or held by one: CPython \
+     never unloads compiled extension modules (their state lives until the process exits)";
 
 /// A holder chain that ends in an object referenced from outside the collector's view.
 pub(crate) const C_HOLDER: &str = "held from C code, e.g. a Qt signal connection";
@@ -67,6 +72,129 @@ struct Scanner<'py> {
     own: HashSet<usize>,
 }
 
+/// Objects per `gc.get_referents` call of a heap pass: large enough that the calls
+/// cost little, small enough that finding the referrer inside a hit chunk is cheap.
+const CHUNK: usize = 128;
+
+/// The objects of the collector's heap that refer to any of `targets` (by address),
+/// frames included, without the objects in `own`: ONE pass over the heap, each
+/// reference looked up in a hash set, however many targets. Each object's references
+/// are visited through its type's `tp_traverse` (CPython 3.10 on); CPython 3.9 answers
+/// `PyType_GetSlot` for heap types only, so there the heap is read in chunks through
+/// `gc.get_referents` and a chunk with a hit is halved until the referrer is found.
+pub(crate) fn referrers_of<'py>(
+    gc: &Bound<'py, PyModule>,
+    targets: &FxHashSet<usize>,
+    own: &HashSet<usize>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let py = gc.py();
+    let mut found = Vec::new();
+    if targets.is_empty() {
+        return Ok(found);
+    }
+    let heap = gc
+        .call_method0(intern!(py, "get_objects"))?
+        .cast_into::<PyList>()?;
+    if py.version_info() >= (3, 10) {
+        let targets = Targets::new(targets);
+        for obj in heap.iter() {
+            if refers_to_any(&obj, &targets) && !own.contains(&addr(&obj)) {
+                found.push(obj);
+            }
+        }
+        return Ok(found);
+    }
+    let get_referents = gc.getattr(intern!(py, "get_referents"))?;
+    let hits = |lo: usize, hi: usize| -> PyResult<bool> {
+        let args = heap.get_slice(lo, hi).to_tuple();
+        let refs = get_referents.call1(args)?.cast_into::<PyList>()?;
+        Ok(refs.iter().any(|r| targets.contains(&addr(&r))))
+    };
+    let n = heap.len();
+    let mut pending: Vec<(usize, usize)> = (0..n)
+        .step_by(CHUNK)
+        .map(|lo| (lo, (lo + CHUNK).min(n)))
+        .rev()
+        .collect();
+    while let Some((lo, hi)) = pending.pop() {
+        if !hits(lo, hi)? {
+            continue;
+        }
+        if hi - lo == 1 {
+            let obj = heap.get_item(lo)?;
+            if !own.contains(&addr(&obj)) {
+                found.push(obj);
+            }
+            continue;
+        }
+        let mid = lo + (hi - lo) / 2;
+        pending.push((mid, hi));
+        pending.push((lo, mid));
+    }
+    Ok(found)
+}
+
+/// A set of addresses with a bitmap in front: a pass asks it about every reference
+/// of the heap, and nearly all answers are no, which the bitmap gives without hashing.
+struct Targets<'a> {
+    bits: Vec<u64>,
+    set: &'a FxHashSet<usize>,
+}
+
+/// Bits of the bitmap (128 KiB): sparse for the few thousand objects a level asks about.
+const BITMAP_BITS: usize = 1 << 20;
+
+impl<'a> Targets<'a> {
+    fn new(set: &'a FxHashSet<usize>) -> Self {
+        let mut bits = vec![0u64; BITMAP_BITS / 64];
+        for &a in set {
+            let b = Self::bit(a);
+            bits[b / 64] |= 1 << (b % 64);
+        }
+        Targets { bits, set }
+    }
+
+    /// Objects are 16-byte aligned: the low four bits say nothing.
+    fn bit(addr: usize) -> usize {
+        (addr >> 4) & (BITMAP_BITS - 1)
+    }
+
+    fn contains(&self, addr: usize) -> bool {
+        let b = Self::bit(addr);
+        self.bits[b / 64] & (1 << (b % 64)) != 0 && self.set.contains(&addr)
+    }
+}
+
+/// True when `obj`'s own references (its type's `tp_traverse`, as the collector and
+/// `gc.get_referrers` see them) include one of `targets`.
+fn refers_to_any(obj: &Bound<'_, PyAny>, targets: &Targets) -> bool {
+    use pyo3::ffi;
+    use std::os::raw::{c_int, c_void};
+
+    unsafe extern "C" fn visit(object: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the `&Targets` passed below, alive for the whole call.
+        let targets = unsafe { &*(arg as *const Targets) };
+        // Non-zero stops the traversal: one hit answers the question.
+        c_int::from(targets.contains(object as usize))
+    }
+
+    // SAFETY: `obj` is alive (we hold it) and the GIL is held. From CPython 3.10 on
+    // `PyType_GetSlot` answers for every type (the caller checks the version); a type
+    // without `tp_traverse` gives NULL. The traversal only reports references to
+    // `visit`, which reads nothing but the set.
+    unsafe {
+        let ty = ffi::Py_TYPE(obj.as_ptr());
+        let slot = ffi::PyType_GetSlot(ty, ffi::Py_tp_traverse);
+        if slot.is_null() {
+            ffi::PyErr_Clear();
+            return false;
+        }
+        let traverse: ffi::traverseproc = std::mem::transmute(slot);
+        let arg = targets as *const Targets as *mut c_void;
+        traverse(obj.as_ptr(), visit, arg) != 0
+    }
+}
+
 impl<'py> Scanner<'py> {
     /// Referrers of all `objs` in one heap scan, without our own containers.
     fn referrers(&mut self, objs: &[Bound<'py, PyAny>]) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -80,19 +208,8 @@ impl<'py> Scanner<'py> {
         &mut self,
         objs: &[Bound<'py, PyAny>],
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let args = PyTuple::new(self.py, objs)?;
-        self.own.insert(addr(args.as_any()));
-        let found = self
-            .gc
-            .getattr(intern!(self.py, "get_referrers"))?
-            .call1(&args)?;
-        self.own.insert(addr(&found));
-        let found = found.cast_into::<PyList>()?;
-        let out = found
-            .iter()
-            .filter(|r| !self.own.contains(&addr(r)))
-            .collect();
-        Ok(out)
+        let targets: FxHashSet<usize> = objs.iter().map(addr).collect();
+        referrers_of(&self.gc, &targets, &self.own)
     }
 
     /// What `obj` refers to, one entry per reference.
@@ -104,33 +221,6 @@ impl<'py> Scanner<'py> {
         let all = list.try_iter()?.flatten().map(|o| addr(&o)).collect();
         Ok(all)
     }
-}
-
-/// The globals dicts holding each probe (one heap scan).
-pub(crate) fn globals_of<'py>(
-    py: Python<'py>,
-    probes: &[Bound<'py, PyAny>],
-) -> PyResult<Vec<Option<Bound<'py, PyDict>>>> {
-    let mut out: Vec<Option<Bound<'py, PyDict>>> = vec![None; probes.len()];
-    if probes.is_empty() {
-        return Ok(out);
-    }
-    let index: HashMap<usize, usize> = probes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (addr(p), i))
-        .collect();
-    let gc = py.import("gc")?;
-    let found = gc.call_method1("get_referrers", PyTuple::new(py, probes)?)?;
-    for r in found.try_iter()?.flatten() {
-        let Ok(d) = r.cast::<PyDict>() else { continue };
-        if let Some(p) = d.get_item(PROBE_KEY)? {
-            if let Some(&i) = index.get(&addr(&p)) {
-                out[i] = Some(d.clone());
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// For each module globals dict, what holds it alive, in words a TD can act on.

@@ -5,11 +5,13 @@
 
 pub(crate) mod leaks;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+use rustc_hash::FxHashSet;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyModule};
+use pyo3::types::{PyDict, PyFunction, PyList, PyModule, PyType};
 
 use crate::activation;
 use crate::base::errors::SessionError;
@@ -127,6 +129,106 @@ fn release_process_wide(py: Python<'_>, prefix_dot: &str) {
     }
 }
 
+/// The survivors (indexes into `found`: real name, globals) that surviving extension
+/// modules keep alive: the extension modules themselves (CPython keeps every
+/// single-phase one, and C code keeps what it caches, until the process exits) and,
+/// transitively, the modules their globals refer to — a module object, or a function,
+/// class or instance of the module. A walk over the survivors' globals, never the heap.
+fn held_by_extensions(
+    py: Python<'_>,
+    found: &[(String, Bound<'_, PyDict>)],
+) -> PyResult<FxHashSet<usize>> {
+    let it = interp::get(py)?;
+    let by_name: HashMap<String, usize> = found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, d))| {
+            let name: String = d.get_item(intern!(py, "__name__")).ok()??.extract().ok()?;
+            Some((name, i))
+        })
+        .collect();
+    let mut kept: FxHashSet<usize> = FxHashSet::default();
+    let mut pending: Vec<usize> = Vec::new();
+    for (i, (_, dict)) in found.iter().enumerate() {
+        let file: Option<String> = dict
+            .get_item(intern!(py, "__file__"))?
+            .and_then(|f| f.extract().ok());
+        if file.is_some_and(|f| it.is_extension_file(&f)) && kept.insert(i) {
+            pending.push(i);
+        }
+    }
+    let by_dict: HashMap<usize, usize> = found
+        .iter()
+        .enumerate()
+        .map(|(i, (_, d))| (d.as_ptr() as usize, i))
+        .collect();
+    let named = |owner: &Bound<'_, PyAny>| -> Option<usize> {
+        let name: String = owner
+            .getattr(intern!(py, "__module__"))
+            .ok()?
+            .extract()
+            .ok()?;
+        by_name.get(&name).copied()
+    };
+    // A function keeps the globals it was defined in, whatever its `__module__` says
+    // (numpy renames its public classes' and functions' modules).
+    let defined_in = |f: &Bound<'_, PyAny>| -> Option<usize> {
+        let globals = f.getattr(intern!(py, "__globals__")).ok()?;
+        by_dict.get(&(globals.as_ptr() as usize)).copied()
+    };
+    let mut classes_seen: FxHashSet<usize> = FxHashSet::default();
+    let mut modules_of = |v: &Bound<'_, PyAny>, out: &mut Vec<usize>| {
+        if let Ok(m) = v.cast::<PyModule>() {
+            let name: Option<String> = m
+                .dict()
+                .get_item(intern!(py, "__name__"))
+                .ok()
+                .flatten()
+                .and_then(|n| n.extract().ok());
+            out.extend(name.and_then(|n| by_name.get(&n).copied()));
+            return;
+        }
+        if v.is_instance_of::<PyFunction>() {
+            out.extend(defined_in(v).or_else(|| named(v)));
+            return;
+        }
+        // Anything else by its class (never an instance's own attribute lookup, which
+        // may run its code); a class by its module and the functions it defines.
+        let class = if v.is_instance_of::<PyType>() {
+            v.clone()
+        } else {
+            v.get_type().into_any()
+        };
+        if !classes_seen.insert(class.as_ptr() as usize) {
+            return;
+        }
+        out.extend(named(&class));
+        if let Ok(attrs) = class.getattr(intern!(py, "__dict__")) {
+            if let Ok(values) = attrs.call_method0(intern!(py, "values")) {
+                for f in values.try_iter().into_iter().flatten().flatten() {
+                    if f.is_instance_of::<PyFunction>() {
+                        out.extend(defined_in(&f));
+                    }
+                }
+            }
+        }
+    };
+    let mut targets = Vec::new();
+    while let Some(i) = pending.pop() {
+        let dict = &found[i].1;
+        for (_, v) in dict.iter() {
+            targets.clear();
+            modules_of(&v, &mut targets);
+            for &j in &targets {
+                if kept.insert(j) {
+                    pending.push(j);
+                }
+            }
+        }
+    }
+    Ok(kept)
+}
+
 /// `s.close()`: deactivated, modules forgotten, GC run; reports survivors.
 pub(crate) fn close<'py>(
     core: &Bound<'py, SessionCore>,
@@ -191,7 +293,10 @@ pub(crate) fn close<'py>(
         if let Ok(m) = module.cast::<PyModule>() {
             // A module's globals outlive the module object when a function of it is
             // still referenced (a Qt callback): watch the dict, through a probe in it.
+            // The probe points back at the dict, so a survivor's globals are known
+            // without a heap search (the cycle alone keeps neither alive).
             let probe = probe_class.call0()?;
+            probe.setattr(intern!(py, "globals"), m.dict())?;
             m.dict().set_item(leaks::PROBE_KEY, &probe)?;
             probes.push((real.clone(), weakref.call_method1("ref", (probe,))?));
         }
@@ -222,27 +327,30 @@ pub(crate) fn close<'py>(
             survivors.push((real.clone(), probe));
         }
     }
-    let probes: Vec<Bound<'_, PyAny>> = survivors.iter().map(|(_, p)| p.clone()).collect();
-    let dicts = leaks::globals_of(py, &probes)?;
     let found: Vec<(String, Bound<'_, PyDict>)> = survivors
         .iter()
-        .zip(dicts)
-        .filter_map(|((real, _), d)| d.map(|d| (real.clone(), d)))
+        .filter_map(|(real, probe)| {
+            let globals = probe.getattr(intern!(py, "globals")).ok()?;
+            Some((real.clone(), globals.cast_into::<PyDict>().ok()?))
+        })
         .collect();
-    let globals: Vec<Bound<'_, PyDict>> = found.iter().map(|(_, d)| d.clone()).collect();
+    // What compiled extension modules keep is kept for the process's life: found once,
+    // reported as one group, never searched for holders one by one.
+    let kept = held_by_extensions(py, &found)?;
+    let (grouped, rest): (Vec<_>, Vec<_>) = found
+        .iter()
+        .enumerate()
+        .partition(|(i, _)| kept.contains(i));
+    let globals: Vec<Bound<'_, PyDict>> = rest.iter().map(|(_, (_, d))| d.clone()).collect();
     let described = leaks::describe(py, &globals, &session.prefix_dot)?;
-    let it = interp::get(py)?;
-    for ((real, dict), mut holders) in found.iter().zip(described) {
-        let file: Option<String> = dict
-            .get_item(intern!(py, "__file__"))?
-            .and_then(|f| f.extract().ok());
-        if file.is_some_and(|f| it.is_extension_file(&f)) {
-            // CPython keeps every single-phase extension module's state for the life
-            // of the process: no holder in Python explains it.
-            holders.insert(0, leaks::EXTENSION_HOLDER.to_owned());
-        }
+    for ((_, (real, _)), holders) in rest.iter().zip(described) {
         leaks.set_item(real, PyList::new(py, holders)?)?;
-        if force {
+    }
+    for (_, (real, _)) in &grouped {
+        leaks.set_item(real, PyList::new(py, [leaks::EXTENSION_HOLDER])?)?;
+    }
+    if force {
+        for (_, dict) in &found {
             dict.clear();
         }
     }

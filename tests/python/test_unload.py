@@ -419,6 +419,35 @@ def test_surviving_extension_module_is_named_as_such(
     assert all(len(texts) <= 4 for texts in report.leaks.values())
 
 
+def test_extension_survivors_are_one_grouped_line_and_real_leaks_stay_named(
+    tmp_path: Path, pkgs: PkgFactory, new_session: Callable[..., Any], holder: Any
+) -> None:
+    """What compiled extension modules keep is found once and reported as ONE line;
+    a real Python leak in the same session is still named with its holder."""
+    import shutil
+
+    import psutil
+
+    shutil.copytree(Path(psutil.__file__).parent, tmp_path / "psutil")
+    name = pkgs.unique("beside")
+    root = pkgs.make(name, files={"__init__.py": "def f():\n    return 1\n"})
+    s = new_session(paths=[tmp_path, root])
+    s.import_module("psutil")
+    holder.cb = s.import_module(name).f
+    report = s.close()
+    grouped = report.held_by_extensions
+    extensions = [n for n in grouped if n.startswith("psutil._ps")]
+    assert extensions, str(report)
+    assert name not in grouped
+    assert holders(report, name) == [f"a function (f) held in module {holder.__name__} as 'cb'"]
+    lines = str(report).splitlines()
+    group_lines = [ln for ln in lines if "never unloads" in ln]
+    assert len(group_lines) == 1, lines
+    assert group_lines[0].lstrip().startswith(f"{len(grouped)} modules"), group_lines
+    assert not any(ln.lstrip().startswith(f"{n}:") for n in grouped for ln in lines), lines
+    assert any(ln.lstrip().startswith(f"{name}:") for ln in lines), lines
+
+
 def test_report_names_only_real_holders(
     pkgs: PkgFactory, new_session: Callable[..., Any], holder: Any
 ) -> None:

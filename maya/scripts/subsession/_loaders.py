@@ -272,9 +272,10 @@ class SessionRootPath:
 
 class UnloadProbe:
     """Placed in a closing session's module globals: it dies with them, so a live
-    probe after a GC pass means something still holds the module's code."""
+    probe after a GC pass means something still holds the module's code. ``globals``
+    points back at the dict, so a live probe gives its module's globals at once."""
 
-    __slots__ = ("__weakref__",)
+    __slots__ = ("__weakref__", "globals")
 
 
 class DirGate:

@@ -76,6 +76,16 @@ def _site_dirs(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return [*paths, *extra], lines
 
 
+# The one holder text the core gives every survivor kept by compiled extension modules
+# (src/unload/leaks.rs, EXTENSION_HOLDER).
+_EXTENSION_HOLDER = (
+    "a C extension module, or held by one: CPython never unloads compiled extension "
+    "modules (their state lives until the process exits)"
+)
+# Names listed on the grouped line; the rest are in report.held_by_extensions.
+_GROUP_SHOWN = 12
+
+
 class UnloadReport:
     """What :meth:`Session.close` found: session modules still alive after a GC pass.
 
@@ -109,12 +119,29 @@ class UnloadReport:
             f"{len(self.leaks)} still alive>"
         )
 
+    @property
+    def held_by_extensions(self) -> list[str]:
+        """Survivors that compiled extension modules keep (the extension modules
+        themselves and what their globals refer to): CPython never unloads those, so
+        nothing in Python can free them; ``str(report)`` lists them on one line."""
+        return sorted(n for n, h in self.leaks.items() if h == [_EXTENSION_HOLDER])
+
     def __str__(self) -> str:
         if not self.leaks:
             lines = [f"session {self.session}: {len(self.unloaded)} modules unloaded, none alive"]
         else:
             lines = [f"session {self.session}: {len(self.leaks)} modules still alive:"]
+        grouped = self.held_by_extensions
+        if grouped:
+            more = ", …" if len(grouped) > _GROUP_SHOWN else ""
+            shown = ", ".join(grouped[:_GROUP_SHOWN]) + more
+            lines.append(
+                f"  {len(grouped)} modules are compiled extension modules or held by one, "
+                f"which CPython never unloads: {shown}"
+            )
         for name, holders in sorted(self.leaks.items()):
+            if holders == [_EXTENSION_HOLDER]:
+                continue
             lines.append(f"  {name}: " + "; ".join(holders or ["held by an unknown object"]))
         if self.removed:
             lines.append(f"  removed from Maya: {', '.join(self.removed)}")
