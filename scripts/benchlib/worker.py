@@ -582,6 +582,24 @@ def task_close_stack(cfg: dict[str, Any]) -> dict[str, Any]:
         for name in cfg["imports"]:
             importlib.import_module(name)
     held = len(s.modules)
+    # Enter+exit of the real stack's session vs an empty one, interleaved (ABBA).
+    empty = session(cfg)
+    reps = 200
+    stack_ns: list[float] = []
+    empty_ns: list[float] = []
+
+    def blocks(target: Any) -> float:
+        def run() -> None:
+            for _ in range(reps):
+                with target:
+                    pass
+
+        return timed(run) / reps
+
+    for i in range(8):
+        for which in (s, empty) if i % 2 else (empty, s):
+            (stack_ns if which is s else empty_ns).append(blocks(which))
+    empty.close()
     gc.collect()
     gc_before = timed(gc.collect)
     report: list[Any] = []
@@ -597,6 +615,8 @@ def task_close_stack(cfg: dict[str, Any]) -> dict[str, Any]:
         "alive": len(r.leaks),
         "grouped": len(getattr(r, "held_by_extensions", ())),
         "first_lines": str(r).splitlines()[:4],
+        "enter_exit_stack_ns": stack_ns,
+        "enter_exit_empty_ns": empty_ns,
     }
 
 
