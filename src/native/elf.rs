@@ -12,7 +12,10 @@ const PT_DYNAMIC: u32 = 2;
 const PT_GNU_RELRO: u32 = 0x6474_e552;
 
 const DT_NULL: u64 = 0;
+// Read at load time, on Linux only.
+#[cfg(target_os = "linux")]
 const DT_NEEDED: u64 = 1;
+#[cfg(target_os = "linux")]
 const DT_SONAME: u64 = 14;
 const DT_PLTRELSZ: u64 = 2;
 const DT_STRTAB: u64 = 5;
@@ -181,6 +184,7 @@ pub(crate) fn import_slots(
 
 /// A library's own name (`DT_SONAME`) and the names of the libraries it needs
 /// (`DT_NEEDED`), as the loader matches them.
+#[cfg(target_os = "linux")]
 pub(crate) fn dependencies(
     image: &Image<'_>,
     headers: &[ProgramHeader],
