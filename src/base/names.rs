@@ -10,7 +10,6 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyModule, PyString};
 
-
 /// Every session module's qualified name starts with this (`__subsession_toolA__.x`).
 pub(crate) const PREFIX: &str = "__subsession_";
 
