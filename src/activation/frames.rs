@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
-use rustc_hash::FxHashSet;
 
 use super::environment::{
     apply_env, changes_since, clear_journal, compact, install_hooks, mark, revert_since,
@@ -21,7 +20,7 @@ use super::table::{
 };
 use crate::base::errors::SessionError;
 use crate::base::interp;
-use crate::base::names::{is_extension, is_session_module, same, top_level};
+use crate::base::names::same;
 use crate::state::SessionCore;
 
 // ---- enter / exit -----------------------------------------------------------------------
@@ -132,31 +131,13 @@ pub(super) fn enter_frame(
             own: Owned::default(),
         },
     );
-    // The session's modules (dropping names whose module left sys.modules).
-    struct Entry<'py> {
-        name: Arc<str>,
-        key: Bound<'py, PyString>,
-        qualified: Bound<'py, PyString>,
-        module: Bound<'py, PyAny>,
-    }
-    let mut entries: Vec<Entry<'_>> = Vec::new();
+    // A block shows the session's modules under their real names lazily: each name
+    // when an import in the block resolves it (the hooks, the finder and the C-API
+    // handlers alias what they return), so entering costs the same for 10 modules or
+    // 1,600. Registrations the session's code made by real name (`extras`) are few and
+    // shown at once: nothing resolves them through an import.
     let (extras, paths, env, inherit_env, cached_search) = {
-        let mut ss = session.lock(py);
-        let mut gone = Vec::new();
-        for (real, keys) in &ss.modules {
-            match mods.get_item(keys.qualified.bind(py))? {
-                Some(m) => entries.push(Entry {
-                    name: keys.name.clone(),
-                    key: keys.real.bind(py).clone(),
-                    qualified: keys.qualified.bind(py).clone(),
-                    module: m,
-                }),
-                None => gone.push(real.clone()),
-            }
-        }
-        for g in gone {
-            ss.modules.remove(&g);
-        }
+        let ss = session.lock(py);
         let extras: Vec<(String, Py<PyAny>)> = ss
             .extras
             .iter()
@@ -176,18 +157,8 @@ pub(super) fn enter_frame(
             cached,
         )
     };
-    // Built only when a lookup needs it (nesting, shadowed global packages).
-    let mut own_names: Option<FxHashSet<&str>> = None;
-    pub(super) fn names_of<'a>(entries: &'a [Entry<'_>]) -> FxHashSet<&'a str> {
-        let mut set = FxHashSet::default();
-        set.reserve(entries.len());
-        set.extend(entries.iter().map(|e| e.name.as_ref()));
-        set
-    }
-    if let Some(f) = st.frames.get_mut(&id) {
-        f.own.reserve(entries.len() + extras.len());
-    }
-    // Hide what the frame below shows that this session lacks (A-B-A nesting).
+    // Hide what the frame below shows (A-B-A nesting): this block's imports show its
+    // own session's modules again, one by one.
     if let Some(below) = below {
         let shown: Vec<(Arc<str>, Py<PyString>)> = st
             .frames
@@ -201,52 +172,9 @@ pub(super) fn enter_frame(
                     .collect()
             })
             .unwrap_or_default();
-        let own = own_names.get_or_insert_with(|| names_of(&entries));
         for (n, key) in shown {
-            if !own.contains(n.as_ref()) {
-                st.push(mods, id, &n, key.bind(py), None, None, true, false, garbage)?;
-            }
+            st.push(mods, id, &n, key.bind(py), None, None, true, false, garbage)?;
         }
-    }
-    // The session's top-level packages, each with whether the index (just scanned)
-    // holds global keys under it. A session holds few top-level packages: a linear
-    // list beats hashing every name, and a name under the previous entry's top needs
-    // no search for its dot.
-    let mut tops: Vec<(&str, bool)> = Vec::new();
-    let mut entry_tops: Vec<usize> = Vec::with_capacity(entries.len());
-    for e in &entries {
-        let name: &str = &e.name;
-        let under_last = entry_tops.last().is_some_and(|&i| {
-            let top = tops[i].0;
-            name.starts_with(top) && name.as_bytes().get(top.len()).is_none_or(|&b| b == b'.')
-        });
-        if under_last {
-            entry_tops.push(*entry_tops.last().unwrap_or(&0));
-            continue;
-        }
-        let top = top_level(name);
-        let i = match tops.iter().position(|(t, _)| *t == top) {
-            Some(i) => i,
-            None => {
-                let globals = st.by_top.get(top).is_some_and(|k| !k.is_empty());
-                tops.push((top, globals));
-                tops.len() - 1
-            }
-        };
-        entry_tops.push(i);
-    }
-    for (e, &t) in entries.iter().zip(&entry_tops) {
-        st.push(
-            mods,
-            id,
-            &e.name,
-            &e.key,
-            Some(&e.module),
-            Some(&e.qualified),
-            true,
-            !tops[t].1,
-            garbage,
-        )?;
     }
     for (n, m) in &extras {
         let key = PyString::new(py, n);
@@ -263,32 +191,6 @@ pub(super) fn enter_frame(
             garbage,
         )?;
     }
-    // Hide the rest of every global package this session shadows.
-    let tops: Vec<&str> = tops.into_iter().map(|(t, _)| t).collect();
-    let extra_names: FxHashSet<&str> = extras.iter().map(|(n, _)| n.as_str()).collect();
-    for top in tops {
-        let Some(keys) = st.by_top.get(top) else {
-            continue;
-        };
-        let own = own_names.get_or_insert_with(|| names_of(&entries));
-        let candidates: Vec<String> = keys
-            .iter()
-            .filter(|k| !own.contains(k.as_str()) && !extra_names.contains(k.as_str()))
-            .cloned()
-            .collect();
-        for k in candidates {
-            let key = PyString::new(py, &k);
-            let Some(g) = mods.get_item(&key)? else {
-                continue;
-            };
-            if !is_session_module(&g) && !is_extension(&g) && !session.is_shared(py, &k) {
-                let name: Arc<str> = Arc::from(k.as_str());
-                st.push(mods, id, &name, &key, None, None, false, false, garbage)?;
-            }
-        }
-    }
-    drop(own_names);
-    drop(entries);
     let search = match cached_search {
         Some(list) => list,
         None => {

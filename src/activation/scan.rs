@@ -220,6 +220,14 @@ impl Aliases {
         if tracked {
             return Ok(());
         }
+        // A session module filed under its own real name (Cython modules register
+        // themselves so): an alias like those imports make, not an extra to show on
+        // every entry; the block's imports show it again when they need it.
+        let qualified = PyString::new(py, &session.get().qualified(&name));
+        let own = mods
+            .get_item(&qualified)?
+            .is_some_and(|m| m.is(&value))
+            .then_some(qualified);
         match self.frame_for(py, session.get()) {
             // Leaves sys.modules with that block.
             Some(frame) => {
@@ -230,11 +238,16 @@ impl Aliases {
                     &name,
                     key,
                     Some(&value),
-                    None,
+                    own.as_ref(),
                     false,
                     false,
                     garbage,
                 )?
+            }
+            None if own.is_some() => {
+                // Its own real name, outside any block: never left global.
+                garbage.push(value.unbind());
+                mods.del_item(key)?;
             }
             None => {
                 // Written outside any block: captured, never left global.

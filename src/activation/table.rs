@@ -51,10 +51,6 @@ pub(super) struct Owned {
 }
 
 impl Owned {
-    pub(super) fn reserve(&mut self, n: usize) {
-        self.claims.reserve(n);
-    }
-
     pub(super) fn index(&mut self) -> &mut FxHashMap<Arc<str>, usize> {
         let claims = &self.claims;
         self.index.get_or_insert_with(|| {

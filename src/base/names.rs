@@ -10,8 +10,6 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyModule, PyString};
 
-use super::interp;
-
 /// Every session module's qualified name starts with this (`__subsession_toolA__.x`).
 pub(crate) const PREFIX: &str = "__subsession_";
 
@@ -120,21 +118,6 @@ pub(crate) fn is_initializing(obj: &Bound<'_, PyAny>) -> bool {
         .filter(|s| !s.is_none())
         .and_then(|s| s.getattr(intern!(py, "_initializing")).ok())
         .is_some_and(|v| v.is_truthy().unwrap_or(false))
-}
-
-/// True for a compiled extension module (its spec's origin has an extension suffix).
-pub(crate) fn is_extension(obj: &Bound<'_, PyAny>) -> bool {
-    let py = obj.py();
-    let Ok(it) = interp::get(py) else {
-        return false;
-    };
-    let origin = obj
-        .getattr(intern!(py, "__spec__"))
-        .ok()
-        .filter(|s| !s.is_none())
-        .and_then(|s| s.getattr(intern!(py, "origin")).ok())
-        .and_then(|o| o.extract::<String>().ok());
-    origin.is_some_and(|o| it.is_extension_file(&o))
 }
 
 pub(crate) fn same(a: Option<&Bound<'_, PyAny>>, b: Option<&Bound<'_, PyAny>>) -> bool {

@@ -6,7 +6,7 @@
 //! its Python methods are in `bindings::session`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -32,8 +32,8 @@ pub(crate) struct Settings {
 /// Mutable state of one session.
 pub(crate) struct State {
     pub(crate) settings: Settings,
-    /// Real names that have a qualified module in `sys.modules`, with both keys
-    /// made once (activation looks them up on every enter and exit).
+    /// Real names that have a qualified module in `sys.modules`, with the qualified
+    /// key made once (lookups by it compare pointers).
     pub(crate) modules: BTreeMap<String, ModuleKeys>,
     /// Other real-name keys holding this session's modules (`requests.packages.*`):
     /// written by session code, captured out of the global namespace on exit.
@@ -50,9 +50,6 @@ pub(crate) struct State {
 }
 
 pub(crate) struct ModuleKeys {
-    /// The real name, shared with activation's bookkeeping without copying.
-    pub(crate) name: Arc<str>,
-    pub(crate) real: Py<PyString>,
     pub(crate) qualified: Py<PyString>,
 }
 
@@ -178,11 +175,7 @@ impl SessionCore {
                     Some(k) => k.clone().unbind(),
                     None => PyString::new(py, &self.qualified(real)).unbind(),
                 };
-                let keys = ModuleKeys {
-                    name: Arc::from(real),
-                    real: PyString::intern(py, real).unbind(),
-                    qualified,
-                };
+                let keys = ModuleKeys { qualified };
                 st.modules.insert(real.to_owned(), keys);
             }
         }
