@@ -44,6 +44,19 @@ static OWNERS: [OnceLock<Owner>; CAPACITY] = [const { OnceLock::new() }; CAPACIT
 /// The `SessionCore` behind each assigned slot, by address (kept alive by `OWNERS`).
 static ASSIGNED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
+/// The session each redirected extension file's C code imports in (its label), by path:
+/// a second session handed that loaded file is told whose modules its C code sees.
+static OWNER_OF_FILE: Mutex<Option<std::collections::HashMap<String, String>>> = Mutex::new(None);
+
+/// The label of the session whose handlers the loaded extension file at `origin` calls.
+pub(crate) fn owner_of_file(py: Python<'_>, origin: &str) -> Option<String> {
+    OWNER_OF_FILE
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(origin).cloned())
+}
+
 /// What redirection has done so far: libraries patched, slots written, nanoseconds
 /// spent reading tables and writing slots (the bench reports the cost per library).
 static LIBRARIES: AtomicUsize = AtomicUsize::new(0);
@@ -124,6 +137,13 @@ pub(crate) fn prepare_extension(core: &Bound<'_, SessionCore>, origin: &str) -> 
         };
         if slots.is_empty() {
             continue;
+        }
+        if image.path == origin {
+            OWNER_OF_FILE
+                .lock_py_attached(py)
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Default::default)
+                .insert(origin.to_owned(), core.get().label());
         }
         LIBRARIES.fetch_add(1, Ordering::Relaxed);
         for slot in slots {

@@ -220,13 +220,25 @@ fn warn_shared_extension(py: Python<'_>, session: &SessionCore, origin: &str) {
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashSet::new)
         .insert(origin.to_owned());
-    if first {
-        log::warn!(
+    if !first {
+        return;
+    }
+    match capi::owner_of_file(py, origin).filter(|owner| *owner != session.label()) {
+        Some(owner) => log::warn!(
+            target: "subsession",
+            "extension module {origin} is already loaded by session {owner} and cannot be \
+             initialised again; session {} shares it, and its C code imports in session \
+             {owner}: give session {} its own copy of the package (another folder) or \
+             keep it global (keep_global)",
+            session.label(),
+            session.label()
+        ),
+        None => log::warn!(
             target: "subsession",
             "extension module {origin} is already loaded and cannot be initialised again; \
              session {} shares the loaded module (its C state is process-wide)",
             session.label()
-        );
+        ),
     }
 }
 

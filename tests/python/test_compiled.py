@@ -329,3 +329,30 @@ def test_pandas_scipy_tool_after_the_block_beside_host_numpy(tmp_path: Path) -> 
         realpkgs.ensure("pandas-scipy"),
         tmp_path,
     )
+
+
+def test_one_extension_file_in_two_sessions_is_shared_and_named(tmp_path: Path) -> None:
+    folder = realpkgs.ensure("msgpack-new")
+    out = scenario(
+        """
+        import logging
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logging.getLogger("subsession").addHandler(handler)
+        sb.configure(paths=[A])  # the same folder: the same extension files
+        with sa:
+            import msgpack as ma
+        with sb:
+            import msgpack as mb
+        assert ma is not mb and mb.unpackb(mb.packb([1, "x"])) == [1, "x"]
+        text = [r.getMessage() for r in records if "already loaded by session" in r.getMessage()]
+        assert text and sa.prefix in text[0] and sb.prefix in text[0], text
+        print(text[0])
+        print("OK")
+        """,
+        folder,
+        folder,
+        tmp_path,
+    )
+    assert "its C code imports in session" in out
