@@ -95,17 +95,16 @@ def _compiled_installs() -> dict[str, tuple[str, ...]]:
         "protobuf-old": ("protobuf==4.25.5",),
         "protobuf-new": ("protobuf==5.28.3",),
     }
-    if v >= (3, 10):
-        # The real tool stack: pandas and scipy over numpy, one session's worth.
-        installs["pandas-scipy"] = (
-            "pandas==2.2.3",
-            "scipy==1.14.1",
-            numpy_new,
-            "python-dateutil==2.9.0.post0",
-            "pytz==2024.2",
-            "tzdata==2024.2",
-            "six==1.16.0",
-        )
+    # The real tool stack: pandas and scipy over numpy, one session's worth.
+    installs["pandas-scipy"] = (
+        "pandas==2.2.3",
+        "scipy==1.13.1" if v < (3, 10) else "scipy==1.14.1",
+        numpy_new,
+        "python-dateutil==2.9.0.post0",
+        "pytz==2024.2",
+        "tzdata==2024.2",
+        "six==1.16.0",
+    )
     return installs
 
 

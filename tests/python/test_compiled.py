@@ -18,7 +18,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import realpkgs
 import subsession
 
@@ -300,10 +299,6 @@ def test_pydantic1_compiled_in_a_session_beside_host_pydantic2(tmp_path: Path) -
     )
 
 
-@pytest.mark.skipif(
-    "pandas-scipy" not in realpkgs.COMPILED,
-    reason="pandas 2.2 + scipy 1.14 ship no wheels for CPython 3.9 (tested on 3.10+)",
-)
 def test_pandas_scipy_tool_after_the_block_beside_host_numpy(tmp_path: Path) -> None:
     scenario(
         """
