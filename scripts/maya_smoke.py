@@ -8,8 +8,9 @@ Run it with Maya's interpreter (it cannot run on this project's CI: no Maya ther
 Windows: ``"C:\\Program Files\\Autodesk\\Maya2025\\bin\\mayapy.exe" scripts\\maya_smoke.py``.
 It starts ``maya.standalone``, loads ``plug-ins/subSession.py`` from the module folder,
 creates two sessions holding two versions of a small library, runs code in each,
-queries modules, reloads a changed module, closes both, unloads the plug-in, and
-prints PASS or FAIL per step. Exit status 0 when every step passed.
+queries modules, reloads a changed module, closes both, checks that compiled code
+(Maya's own numpy, in a session) is routed to its session on this OS, unloads the
+plug-in, and prints PASS or FAIL per step. Exit status 0 when every step passed.
 """
 
 from __future__ import annotations
@@ -147,6 +148,42 @@ def main() -> int:
             expect(cmds.subSession(name, query=True, exists=True), False)
 
     smoke.step("close both (no module left alive)", close)
+
+    def import_tables() -> None:
+        from subsession import _core
+
+        found = {symbol for symbol, _, _ in _core._import_slots(_core.__file__)}
+        if "PyImport_Import" not in found:
+            raise AssertionError(f"this OS's reader found no PyImport_Import slot: {found}")
+
+    smoke.step("this OS's import-table reader reads the core itself", import_tables)
+
+    def compiled_after_the_block() -> None:
+        # Maya ships numpy: a session's own copy of it (fresh, its C-API calls pointed
+        # at the session) must work from host code after the block.
+        import importlib.util
+
+        if "numpy" in sys.modules or importlib.util.find_spec("numpy") is None:
+            print("      (skipped: numpy is not installed, or already imported and so shared)")
+            return
+        import subsession
+
+        numeric = subsession.Session("smokeNumpy")
+        with numeric:
+            import numpy
+
+            values = numpy.arange(10)
+        expect(float(values.mean()), 4.5)  # numpy's C code imports numpy._core lazily
+        expect(repr(values), "array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])")
+        libraries, slots, _ = subsession._core._redirect_stats()
+        if not libraries:
+            raise AssertionError("no compiled library had its C-API calls redirected")
+        print(f"      {libraries} libraries, {slots} C-API slots pointed at their session")
+        if "numpy" in sys.modules:
+            raise AssertionError("the session's numpy leaked into sys.modules")
+        numeric.close()
+
+    smoke.step("a session's numpy works from host code after the block", compiled_after_the_block)
 
     def unload() -> None:
         cmds.unloadPlugin("subSession")
