@@ -226,6 +226,12 @@ fn c_name<'py>(py: Python<'py>, name: *const c_char) -> PyResult<Bound<'py, PySt
     Ok(PyString::new(py, text))
 }
 
+/// A module name passed from C as an object (NULL is the caller's bug: SystemError).
+unsafe fn name_arg<'py>(py: Python<'py>, ptr: *mut ffi::PyObject) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: a valid borrowed reference or NULL, from the caller.
+    unsafe { borrowed(py, ptr) }.ok_or_else(|| PySystemError::new_err("NULL module name"))
+}
+
 /// A borrowed argument from C, `None` for NULL.
 unsafe fn borrowed<'py>(py: Python<'py>, ptr: *mut ffi::PyObject) -> Option<Bound<'py, PyAny>> {
     // SAFETY: a valid borrowed reference or NULL, from the caller.
@@ -267,8 +273,7 @@ unsafe extern "C" fn import_module<const K: usize>(name: *const c_char) -> *mut 
 unsafe extern "C" fn import<const K: usize>(name: *mut ffi::PyObject) -> *mut ffi::PyObject {
     unsafe {
         from_c(K, |core| {
-            let name = borrowed(core.py(), name)
-                .ok_or_else(|| PySystemError::new_err("NULL module name"))?;
+            let name = name_arg(core.py(), name)?;
             import_name(core, &name)
         })
     }
@@ -327,8 +332,7 @@ unsafe extern "C" fn import_level_object<const K: usize>(
 ) -> *mut ffi::PyObject {
     unsafe {
         from_c(K, |core| {
-            let name = borrowed(core.py(), name)
-                .ok_or_else(|| PySystemError::new_err("NULL module name"))?;
+            let name = name_arg(core.py(), name)?;
             import_level_impl(core, &name, globals, locals, fromlist, level)
         })
     }
@@ -337,8 +341,7 @@ unsafe extern "C" fn import_level_object<const K: usize>(
 unsafe extern "C" fn get_module<const K: usize>(name: *mut ffi::PyObject) -> *mut ffi::PyObject {
     unsafe {
         from_c(K, |core| {
-            let name = borrowed(core.py(), name)
-                .ok_or_else(|| PySystemError::new_err("NULL module name"))?;
+            let name = name_arg(core.py(), name)?;
             let key = session_key(core, &name)?;
             // New reference, or NULL with no error when the module is not there.
             Ok(ffi::PyImport_GetModule(key.as_ptr()))
@@ -373,8 +376,7 @@ unsafe extern "C" fn add_module_object<const K: usize>(
 ) -> *mut ffi::PyObject {
     unsafe {
         from_c(K, |core| {
-            let name = borrowed(core.py(), name)
-                .ok_or_else(|| PySystemError::new_err("NULL module name"))?;
+            let name = name_arg(core.py(), name)?;
             add_module_impl(core, &name)
         })
     }

@@ -22,7 +22,7 @@ pub(crate) fn load(path: &str, flags: i32, wanted: &[&str]) -> Result<Loaded, Fo
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::ffi::{CStr, CString, c_int, c_void};
+    use std::ffi::{CStr, c_int, c_void};
 
     use super::super::elf::{self, ProgramHeader};
     use super::super::format_error;
@@ -100,26 +100,11 @@ mod imp {
     }
 
     pub(super) fn load(path: &str, flags: i32, wanted: &[&str]) -> Result<Loaded, FormatError> {
-        let c_path = CString::new(path).map_err(|_| format_error("a path with a NUL byte"))?;
         let started = std::time::Instant::now();
         let mut before = walk(&[]).keys;
         before.sort_unstable();
         let listing = started.elapsed();
-        // SAFETY: loading a library runs its initialisers, as the interpreter's own
-        // load of it would a moment later.
-        let handle = unsafe { libc::dlopen(c_path.as_ptr(), flags) };
-        if handle.is_null() {
-            // SAFETY: dlerror returns a loader-owned string or NULL.
-            let why = unsafe { libc::dlerror() };
-            let why = if why.is_null() {
-                "unknown".to_owned()
-            } else {
-                unsafe { CStr::from_ptr(why) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
-            return Err(format_error(format!("dlopen failed: {why}")));
-        }
+        super::super::open_library(path, flags)?;
         let started = std::time::Instant::now();
         let images: Vec<LoadedImage> = brought_in(path, walk(&before).new)
             .into_iter()

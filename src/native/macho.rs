@@ -357,28 +357,11 @@ pub(crate) fn load(
     wanted: &[&str],
 ) -> Result<Vec<super::LoadedImage>, FormatError> {
     use std::collections::HashSet;
-    use std::ffi::{CStr, CString};
 
     use super::LoadedImage;
 
-    let c_path = CString::new(path).map_err(|_| format_error("a path with a NUL byte"))?;
     let before: HashSet<(usize, String)> = dyld::images().into_iter().collect();
-    // SAFETY: loading a library runs its initialisers, as the interpreter's own load
-    // of it would a moment later.
-    let handle = unsafe { libc::dlopen(c_path.as_ptr(), flags) };
-    if handle.is_null() {
-        // SAFETY: dlerror returns a loader-owned string or NULL.
-        let why = unsafe { libc::dlerror() };
-        let why = if why.is_null() {
-            "unknown".to_owned()
-        } else {
-            // SAFETY: a NUL-terminated string owned by the loader.
-            unsafe { CStr::from_ptr(why) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        return Err(format_error(format!("dlopen failed: {why}")));
-    }
+    super::open_library(path, flags)?;
     Ok(dyld::images()
         .into_iter()
         .filter(|image| !before.contains(image))

@@ -84,3 +84,27 @@ pub(crate) const REDIRECTED: [&str; 11] = [
     "PyCapsule_Import",
     "PyThreadState_GetDict",
 ];
+
+/// `dlopen`s the library at `path` with `flags` and keeps it loaded (its handle is
+/// never closed: CPython never unloads an extension either). The error is `dlerror`'s.
+#[cfg(unix)]
+pub(crate) fn open_library(path: &str, flags: i32) -> Result<(), FormatError> {
+    use std::ffi::{CStr, CString};
+    let c_path = CString::new(path).map_err(|_| format_error("a path with a NUL byte"))?;
+    // SAFETY: loading a library runs its initialisers, as the interpreter's own load
+    // of it would a moment later.
+    let handle = unsafe { libc::dlopen(c_path.as_ptr(), flags) };
+    if !handle.is_null() {
+        return Ok(());
+    }
+    // SAFETY: dlerror returns a loader-owned NUL-terminated string, or NULL.
+    let why = unsafe { libc::dlerror() };
+    let why = if why.is_null() {
+        "unknown".to_owned()
+    } else {
+        unsafe { CStr::from_ptr(why) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Err(format_error(format!("dlopen failed: {why}")))
+}
