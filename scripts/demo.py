@@ -1,4 +1,5 @@
-"""Two versions of one real library, side by side in one interpreter.
+"""Two versions of one real library, side by side in one interpreter; then a compiled
+library (PyYAML's C loader) in a session beside the host's own copy.
 
 Run through ``scripts/demo`` (which builds subsession and fetches the packages).
 """
@@ -18,7 +19,38 @@ def requirement(text):
 """
 
 
-def main(old_dir: str, new_dir: str) -> int:
+def compiled(host_dir: str, tool_dir: str) -> dict[str, bool]:
+    """PyYAML's C loader in a session beside the host's own PyYAML, used after the block."""
+    sys.path.insert(0, host_dir)
+    import yaml as host_yaml  # the host's copy, imported first, as Maya's start-up would
+
+    sys.path.remove(host_dir)
+    tool = subsession.Session("yaml_tool", paths=[tool_dir])
+    with tool:
+        import yaml as tool_yaml
+    doc = "shots: [sh010, sh020]\nfps: 24\n"
+    # Host code, after the block: each copy's C loader builds its own copy's objects.
+    loaded = {y.__version__: y.load(doc, Loader=y.CSafeLoader) for y in (host_yaml, tool_yaml)}
+    for version, data in loaded.items():
+        print(f"PyYAML {version} (C loader) read {data}")
+    errors = []
+    for y in (host_yaml, tool_yaml):
+        try:
+            y.load("x: !!python/name:os.system ''", Loader=y.CSafeLoader)
+        except y.constructor.ConstructorError as error:
+            errors.append(type(error))
+    print(f"yaml_tool's compiled code imports in its session: {tool_yaml._yaml.__name__}")
+    return {
+        "two PyYAML versions, both with their C loader": host_yaml.__version__
+        != tool_yaml.__version__
+        and bool(host_yaml.__with_libyaml__ and tool_yaml.__with_libyaml__),
+        "each C loader raised its own copy's error class": len(errors) == 2
+        and errors[0] is not errors[1],
+        "the host's yaml is still the global one": sys.modules["yaml"] is host_yaml,
+    }
+
+
+def main(old_dir: str, new_dir: str, yaml_host: str, yaml_tool: str) -> int:
     old = subsession.Session("legacy_tool", paths=[old_dir])
     new = subsession.Session("modern_tool", paths=[new_dir])
 
@@ -56,6 +88,7 @@ def main(old_dir: str, new_dir: str) -> int:
         "pyparsing only in the legacy session": "pyparsing" in old.modules
         and "pyparsing" not in new.modules,
     }
+    checks.update(compiled(yaml_host, yaml_tool))
     for check, ok in checks.items():
         print(f"  [{'ok' if ok else 'FAILED'}] {check}")
     for session in (old, new):
@@ -65,4 +98,4 @@ def main(old_dir: str, new_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*sys.argv[1:5]))
