@@ -95,11 +95,15 @@ fn slot_of(core: &Bound<'_, SessionCore>) -> Option<usize> {
 pub(crate) fn prepare_extension(core: &Bound<'_, SessionCore>, origin: &str) -> PyResult<()> {
     let py = core.py();
     let Some(k) = slot_of(core) else {
-        log::warn!(
-            target: "subsession",
-            "{origin}: more than {CAPACITY} sessions loaded compiled libraries in this \
-             process; its C code imports by real name, as outside a session"
-        );
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                target: "subsession",
+                "{origin}: more than {CAPACITY} sessions loaded compiled libraries in this \
+                 process; the compiled code of the later ones (this library first) imports \
+                 by real name, as outside a session"
+            );
+        }
         return Ok(());
     };
     let flags: i32 = if cfg!(unix) {
