@@ -14,7 +14,9 @@ from __future__ import annotations
 import builtins
 import itertools
 import os
+import shutil
 import sys
+import sysconfig
 import textwrap
 import types
 import uuid
@@ -309,3 +311,12 @@ def env_guard() -> Iterator[None]:
 
 def module_file(mod: types.ModuleType) -> str:
     return str(getattr(mod, "__file__", "") or "")
+
+
+def compiler() -> str:
+    """The C compiler for tests that build an extension module of their own."""
+    configured = (sysconfig.get_config_var("CC") or "").split()
+    for cand in configured[:1] + ["cc", "gcc"]:
+        if shutil.which(cand):
+            return cand
+    raise AssertionError("a C compiler is required for this test (cc or gcc on PATH)")

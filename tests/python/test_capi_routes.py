@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.machinery
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import subsession
+from conftest import compiler
 
 C_SOURCE = r"""
 #include <Python.h>
@@ -84,14 +84,6 @@ PyMODINIT_FUNC PyInit_native(void) {
     return m;
 }
 """
-
-
-def compiler() -> str:
-    configured = (sysconfig.get_config_var("CC") or "").split()
-    for cand in configured[:1] + ["cc", "gcc"]:
-        if shutil.which(cand):
-            return cand
-    raise AssertionError("a C compiler is required for this test (cc or gcc on PATH)")
 
 
 def build(root: Path, package: str, version: str) -> Path:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
-import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 from typing import Any, Callable
 
-from conftest import SESSION_PREFIX, PkgFactory
+from conftest import SESSION_PREFIX, PkgFactory, compiler
 
 C_SOURCE = """\
 #include <Python.h>
@@ -38,14 +37,6 @@ static struct PyModuleDef def = {
 
 PyMODINIT_FUNC PyInit_native(void) { return PyModule_Create(&def); }
 """
-
-
-def compiler() -> str:
-    configured = (sysconfig.get_config_var("CC") or "").split()
-    for cand in configured[:1] + ["cc", "gcc"]:
-        if shutil.which(cand):
-            return cand
-    raise AssertionError("a C compiler is required for this test (cc or gcc on PATH)")
 
 
 def build(pkgs: PkgFactory, package: str, version: str, tmp: Path) -> Path:
