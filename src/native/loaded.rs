@@ -106,16 +106,21 @@ mod imp {
         let listing = started.elapsed();
         super::super::open_library(path, flags)?;
         let started = std::time::Instant::now();
-        let images: Vec<LoadedImage> = brought_in(path, walk(&before).new)
+        let new = walk(&before).new;
+        // Each object's image is laid out once, for its dependencies and its slots.
+        let mapped: Vec<Result<Image<'static>, FormatError>> =
+            new.iter().map(memory_image).collect();
+        let taken = brought_in(path, &new, &mapped);
+        let images: Vec<LoadedImage> = new
             .into_iter()
-            .map(|s| {
-                let slots = memory_image(&s)
-                    .and_then(|image| elf::import_slots(&image, &s.headers, s.base, wanted));
-                LoadedImage {
+            .zip(mapped)
+            .zip(taken)
+            .filter_map(|((s, image), taken)| {
+                taken.then(|| LoadedImage {
+                    slots: image.and_then(|i| elf::import_slots(&i, &s.headers, s.base, wanted)),
                     path: s.path,
                     base: s.base,
-                    slots,
-                }
+                })
             })
             .collect();
         let read = listing + started.elapsed();
@@ -128,12 +133,20 @@ mod imp {
     /// Of the objects that appeared during the load, the library at `path` and what it
     /// needs, directly or not. Another thread may load a library of its own meanwhile
     /// (ctypes releases the GIL around `dlopen`): that one is not the session's.
-    fn brought_in(path: &str, new: Vec<Seen>) -> Vec<Seen> {
+    /// Returns, per object of `new`, whether it is one of them.
+    fn brought_in(
+        path: &str,
+        new: &[Seen],
+        mapped: &[Result<Image<'static>, FormatError>],
+    ) -> Vec<bool> {
         let names: Vec<(Option<String>, Vec<String>)> = new
             .iter()
-            .map(|s| {
-                memory_image(s)
-                    .and_then(|image| elf::dependencies(&image, &s.headers, s.base))
+            .zip(mapped)
+            .map(|(s, image)| {
+                image
+                    .as_ref()
+                    .ok()
+                    .and_then(|image| elf::dependencies(image, &s.headers, s.base).ok())
                     .unwrap_or_default()
             })
             .collect();
@@ -163,10 +176,7 @@ mod imp {
                 break;
             }
         }
-        new.into_iter()
-            .zip(taken)
-            .filter_map(|(s, t)| t.then_some(s))
-            .collect()
+        taken
     }
 
     fn memory_image(seen: &Seen) -> Result<Image<'static>, FormatError> {
