@@ -1,17 +1,17 @@
 //! What an import records for reload: the file each session module ran from (with
-//! the stamp its code was validated with and a hash of what ran) and the import
+//! the stamp its code was validated with and a fingerprint of what ran) and the import
 //! edges of session code, for dependency order.
 
 use std::path::PathBuf;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule};
+use pyo3::types::{PyBytes, PyDict, PyModule};
 
 use crate::base::interp;
 use crate::base::names::module_name;
 use crate::state::SessionCore;
-use crate::tracking::stale::{self, stamp_of};
+use crate::tracking::stale::{self, Fingerprint, stamp_of};
 
 /// True once a module's file is tracked (reloads update the stamp themselves, after
 /// the whole batch succeeded).
@@ -30,35 +30,53 @@ pub(crate) fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bo
         .and_then(|f| f.extract::<String>().ok());
     if let Some(file) = file {
         let path = PathBuf::from(file);
-        // The session's source loader kept the stat it validated the code with.
-        let seen = module
+        let loader = module
             .getattr(intern!(py, "__spec__"))
             .and_then(|s| s.getattr(intern!(py, "loader")))
-            .and_then(|l| l.getattr(intern!(py, "_stamp")))
-            .and_then(|t| t.extract::<(i128, u64)>())
             .ok();
+        // The session's source loader kept the stat it validated the code with.
+        let seen = loader
+            .as_ref()
+            .and_then(|l| l.getattr(intern!(py, "_stamp")).ok())
+            .and_then(|t| t.extract::<(i128, u64)>().ok());
         let stamp = match seen {
             Some((mtime_ns, size)) => Some(stale::Stamp { mtime_ns, size }),
             None => stamp_of(&path),
         };
-        // The content that was executed, for telling an edit from a touch: hashed only
-        // if the file still has the stamp the code was validated with. Not for an
-        // extension module: it cannot be initialised again, so any new stamp reports
-        // it (hashing its library at import read ~90 MB for a numpy/scipy/pandas stack,
-        // ~40 % of that start-up's overhead in a session).
+        // What was executed, for telling an edit from a touch, from the bytes the
+        // session's loader read (`_ran`): the source it compiled is hashed; code from
+        // the `.pyc` needs nothing (its header names the stamp). Another loader (an
+        // adopted module's) leaves the file to be read here. Not for an extension
+        // module: it cannot be initialised again, so any new stamp reports it
+        // (hashing its library at import read ~90 MB for a numpy/scipy/pandas stack).
         let extension = path
             .to_str()
             .is_some_and(|p| interp::get(py).is_ok_and(|it| it.is_extension_file(p)));
-        let hash = if extension {
+        let ran = loader
+            .as_ref()
+            .and_then(|l| l.getattr(intern!(py, "_ran")).ok())
+            .filter(|r| !r.is_none());
+        let print = if extension {
             None
+        } else if let Some(ran) = ran {
+            if let Some(l) = &loader {
+                // The bytes are not needed any more: do not keep a source per module.
+                let _ = l.setattr(intern!(py, "_ran"), py.None());
+            }
+            match ran.cast::<PyBytes>() {
+                Ok(source) => Some(Fingerprint::Source(stale::hash_bytes(source.as_bytes()))),
+                Err(_) => Some(Fingerprint::Pyc),
+            }
         } else {
-            stamp.and_then(|s| py.detach(|| stale::hash_if_stamp(&path, s)))
+            stamp
+                .and_then(|s| py.detach(|| stale::hash_if_stamp(&path, s)))
+                .map(Fingerprint::Source)
         };
         core.get()
             .lock(py)
             .tracking
             .files
-            .record(real, path, stamp, hash);
+            .record(real, path, stamp, print);
     }
 }
 

@@ -7,6 +7,7 @@
 //! (`imports::record`); `stale` compares stamps without holding the GIL.
 
 pub(crate) mod deep;
+pub(crate) mod same_code;
 pub(crate) mod watch;
 
 use std::collections::HashSet;
@@ -47,18 +48,29 @@ pub(crate) fn stale(core: &Bound<'_, SessionCore>) -> PyResult<Vec<String>> {
     // The file system calls run without the GIL: other threads (Maya's UI) go on.
     let verdicts = py.detach(move || stale::changed(&groups));
     let mut changed = Vec::new();
-    {
-        let mut st = core.get().lock(py);
-        for verdict in verdicts {
-            match verdict {
-                stale::Verdict::Changed(name) => {
-                    if st.modules.contains_key(&name) || st.tracking.adopted.contains(&name) {
-                        changed.push(name);
-                    }
+    let mut touched = Vec::new();
+    for verdict in verdicts {
+        match verdict {
+            stale::Verdict::Changed(name) => changed.push(name),
+            stale::Verdict::Touched(name, stamp) => touched.push((name, stamp, None)),
+            // Compiling runs Python: outside the session's lock.
+            stale::Verdict::Unsure(entry, now) => {
+                let found = same_code::resolve(py, &entry.path, entry.stamp, now);
+                let print = found.source_hash.map(stale::Fingerprint::Source);
+                if found.same {
+                    touched.push((entry.name, now, print));
+                } else {
+                    changed.push(entry.name);
                 }
-                stale::Verdict::Touched(name, stamp) => st.tracking.files.touch(&name, stamp),
             }
         }
+    }
+    {
+        let mut st = core.get().lock(py);
+        for (name, stamp, print) in touched {
+            st.tracking.files.touch(&name, stamp, print);
+        }
+        changed.retain(|name| st.modules.contains_key(name) || st.tracking.adopted.contains(name));
     }
     changed.sort();
     Ok(changed)

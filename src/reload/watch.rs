@@ -4,25 +4,28 @@
 //! A watcher keeps its own baseline per file, separate from what the session
 //! executed: a save whose reload fails is "seen" and not reported again until the
 //! next save (the old code keeps running; `stale()` still lists the module). It
-//! never runs Python: the thread that polls (`subsession._watch`) only calls
-//! [`Watch::poll`], and reloads run on the host's main thread.
+//! runs no Python code: the thread that polls (`subsession._watch`) only calls
+//! [`Watch::poll`], and reloads run on the host's main thread. (A touched file whose
+//! code came from its `.pyc` is compiled to compare it with that code: a builtin,
+//! no module code runs.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
 
+use super::same_code;
 use crate::state::SessionCore;
-use crate::tracking::stale::{self, Stamp};
+use crate::tracking::stale::{self, Entry, Fingerprint, Stamp};
 
-/// What the watcher saw of one file: its stamp and content hash.
-type Seen = (Option<Stamp>, Option<u64>);
+/// What the watcher saw of one file: its stamp and fingerprint.
+type Seen = (Option<Stamp>, Option<Fingerprint>);
 
 /// A polling watcher of one session's module files.
 #[pyclass(frozen, module = "subsession._core")]
 pub(crate) struct Watch {
     core: Py<SessionCore>,
-    /// Per real name: the stamp and content hash the watcher saw last, when that
+    /// Per real name: the stamp and fingerprint the watcher saw last, when that
     /// differs from what the session executed.
     seen: Mutex<HashMap<String, Seen>>,
 }
@@ -51,9 +54,10 @@ impl Watch {
             st.tracking.files.snapshot()
         };
         let seen = &self.seen;
-        let mut changed = py.detach(|| {
+        let (mut changed, unsure) = py.detach(|| {
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             let mut changed = Vec::new();
+            let mut unsure: Vec<(Entry, Stamp)> = Vec::new();
             for group in groups.iter() {
                 stale::scan_group(group, |entry, now| {
                     if now == entry.stamp {
@@ -63,25 +67,45 @@ impl Watch {
                         }
                         return;
                     }
-                    let (was, hash) = seen
+                    let (was, print) = seen
                         .get(&entry.name)
                         .copied()
-                        .unwrap_or((entry.stamp, entry.hash));
+                        .unwrap_or((entry.stamp, entry.print));
                     if now == was {
                         return;
                     }
-                    let current = now.and_then(|_| stale::hash_file(&entry.path));
-                    if current.is_some() && current == hash {
+                    if let (Some(now), Some(was), Some(Fingerprint::Pyc)) = (now, was, print) {
+                        if now.size == was.size {
+                            // Judged below, with the GIL.
+                            let mut probe = entry.clone();
+                            probe.stamp = Some(was);
+                            unsure.push((probe, now));
+                            return;
+                        }
+                    }
+                    let current = now
+                        .and_then(|_| stale::hash_file(&entry.path))
+                        .map(Fingerprint::Source);
+                    if current.is_some() && current == print {
                         // A touch: same bytes under a new stamp.
-                        seen.insert(entry.name.clone(), (now, hash));
+                        seen.insert(entry.name.clone(), (now, print));
                         return;
                     }
                     seen.insert(entry.name.clone(), (now, current));
                     changed.push(entry.name.clone());
                 });
             }
-            changed
+            (changed, unsure)
         });
+        for (entry, now) in unsure {
+            let found = same_code::resolve(py, &entry.path, entry.stamp, now);
+            let print = found.source_hash.map(Fingerprint::Source);
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.insert(entry.name.clone(), (Some(now), print));
+            if !found.same {
+                changed.push(entry.name);
+            }
+        }
         let st = session.lock(py);
         changed.retain(|n| st.modules.contains_key(n) || st.tracking.adopted.contains(n));
         changed.sort();

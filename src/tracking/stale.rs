@@ -1,9 +1,12 @@
 //! Which files changed since a module was executed, without the GIL.
 //!
 //! A file whose stamp (mtime + size) is unchanged is unchanged. A file whose stamp
-//! moved is read and compared by content with what was executed (a 64-bit hash kept
-//! at load time): an editor's touch or a checkout rewriting identical bytes is not a
-//! change (docs/contract.md §5), and its new stamp is kept so it is not read again.
+//! moved is compared with what was executed: an editor's touch or a checkout
+//! rewriting identical bytes is not a change (docs/contract.md §5), and its new stamp
+//! is kept so it is not read again. What was executed is fingerprinted from bytes the
+//! import already had ([`Fingerprint`]), so an import reads nothing a plain import
+//! does not; a module whose code came from its `.pyc` is judged with the GIL
+//! (`reload::same_code`), here it is only [`Verdict::Unsure`].
 //!
 //! A stat is mostly kernel path resolution, so files are grouped by folder and
 //! stat'ed relative to one open folder (`fstatat`), and large sessions are split
@@ -47,19 +50,24 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The content hash of a file whose stamp is still `stamp` after reading it (so the
-/// hash belongs to that stamp); None if it cannot be read or changed meanwhile.
-pub(crate) fn hash_if_stamp(path: &Path, stamp: Stamp) -> Option<u64> {
+/// The bytes of a file whose stamp is still `stamp` after reading it (so they belong
+/// to that stamp); None if it cannot be read or changed meanwhile.
+pub(crate) fn read_if_stamp(path: &Path, stamp: Stamp) -> Option<Vec<u8>> {
     use std::io::Read;
     // open, one read of the expected size, fstat, close: `fs::read` + a path `stat`
-    // made six system calls (two of them path walks); this runs once per module import.
+    // made six system calls (two of them path walks).
     let mut file = std::fs::File::open(path).ok()?;
     let mut bytes = Vec::with_capacity(usize::try_from(stamp.size).ok()?);
     let wanted = stamp.size;
     (&mut file).take(wanted).read_to_end(&mut bytes).ok()?;
-    // The stamp of the file just read (same descriptor): the hash belongs to it.
+    // The stamp of the file just read (same descriptor): the bytes belong to it.
     (stamp_of_meta(&file.metadata().ok()?)? == stamp && bytes.len() as u64 == wanted)
-        .then(|| hash_bytes(&bytes))
+        .then_some(bytes)
+}
+
+/// The content hash of a file whose stamp is still `stamp` after reading it.
+pub(crate) fn hash_if_stamp(path: &Path, stamp: Stamp) -> Option<u64> {
+    read_if_stamp(path, stamp).map(|b| hash_bytes(&b))
 }
 
 /// The current content hash of a file, if it can be read.
@@ -71,14 +79,24 @@ pub(crate) fn hash_file(path: &Path) -> Option<u64> {
 const PARALLEL_FROM: usize = 512;
 const MAX_THREADS: usize = 4;
 
-/// One tracked file: the module's real name, its path, the stamp and content hash of
+/// What was executed, from bytes the import already had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fingerprint {
+    /// The hash of the source that was compiled.
+    Source(u64),
+    /// The code came from the `.pyc`, whose header names the stamp it was validated
+    /// with: the `.pyc` itself is the record of what ran, so nothing is kept.
+    Pyc,
+}
+
+/// One tracked file: the module's real name, its path, the stamp and fingerprint of
 /// what was executed.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) name: String,
     pub(crate) path: PathBuf,
     pub(crate) stamp: Option<Stamp>,
-    pub(crate) hash: Option<u64>,
+    pub(crate) print: Option<Fingerprint>,
 }
 
 /// What a stale check found for one file whose stamp moved.
@@ -88,6 +106,9 @@ pub(crate) enum Verdict {
     Changed(String),
     /// Same bytes under a new stamp: remember the stamp, not a change.
     Touched(String, Stamp),
+    /// Code that came from a `.pyc`, under a new stamp of the same size: compiling
+    /// the new source tells (with the GIL: `reload::same_code`).
+    Unsure(Entry, Stamp),
 }
 
 /// The files of one folder, with the C strings `fstatat` needs made once per snapshot.
@@ -114,7 +135,7 @@ fn c_names(dir: &Path, files: &[Entry]) -> Option<(std::ffi::CString, Vec<std::f
 /// (a stale check then only clones an `Arc`).
 #[derive(Default)]
 pub(crate) struct FileIndex {
-    files: HashMap<String, (PathBuf, Option<Stamp>, Option<u64>)>,
+    files: HashMap<String, (PathBuf, Option<Stamp>, Option<Fingerprint>)>,
     snapshot: Option<Arc<Vec<DirGroup>>>,
     /// Where each name sits in the snapshot: a reload updates its stamp in place.
     slots: HashMap<String, (usize, usize)>,
@@ -130,12 +151,12 @@ impl FileIndex {
         name: &str,
         path: PathBuf,
         stamp: Option<Stamp>,
-        hash: Option<u64>,
+        print: Option<Fingerprint>,
     ) {
-        if let Some((known, recorded, recorded_hash)) = self.files.get_mut(name) {
+        if let Some((known, recorded, recorded_print)) = self.files.get_mut(name) {
             if *known == path {
                 *recorded = stamp;
-                *recorded_hash = hash;
+                *recorded_print = print;
                 if let (Some(snapshot), Some(&(group, file))) =
                     (self.snapshot.as_mut(), self.slots.get(name))
                 {
@@ -145,7 +166,7 @@ impl FileIndex {
                         .and_then(|g| g.files.get_mut(file))
                     {
                         entry.stamp = stamp;
-                        entry.hash = hash;
+                        entry.print = print;
                         return;
                     }
                 }
@@ -153,14 +174,15 @@ impl FileIndex {
                 return;
             }
         }
-        self.files.insert(name.to_owned(), (path, stamp, hash));
+        self.files.insert(name.to_owned(), (path, stamp, print));
         self.snapshot = None;
     }
 
-    /// A file was touched without a change of content: keep its new stamp.
-    pub(crate) fn touch(&mut self, name: &str, stamp: Stamp) {
-        if let Some((path, _, hash)) = self.files.get(name).cloned() {
-            self.record(name, path, Some(stamp), hash);
+    /// A file was touched without a change of content: keep its new stamp, and a
+    /// new fingerprint if the old one was tied to the old stamp.
+    pub(crate) fn touch(&mut self, name: &str, stamp: Stamp, print: Option<Fingerprint>) {
+        if let Some((path, _, old)) = self.files.get(name).cloned() {
+            self.record(name, path, Some(stamp), print.or(old));
         }
     }
 
@@ -169,13 +191,13 @@ impl FileIndex {
             return s.clone();
         }
         let mut by_dir: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
-        for (name, (path, stamp, hash)) in &self.files {
+        for (name, (path, stamp, print)) in &self.files {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             by_dir.entry(dir).or_default().push(Entry {
                 name: name.clone(),
                 path: path.clone(),
                 stamp: *stamp,
-                hash: *hash,
+                print: *print,
             });
         }
         let mut groups: Vec<DirGroup> = by_dir
@@ -215,9 +237,16 @@ pub(crate) fn judge(entry: &Entry, now: Option<Stamp>) -> Option<Verdict> {
     if now == entry.stamp {
         return None;
     }
-    if let (Some(now), Some(was), Some(hash)) = (now, entry.stamp, entry.hash) {
-        if now.size == was.size && hash_if_stamp(&entry.path, now) == Some(hash) {
-            return Some(Verdict::Touched(entry.name.clone(), now));
+    if let (Some(now), Some(was), Some(print)) = (now, entry.stamp, entry.print) {
+        // Same bytes need the same size: only then is the content worth a look.
+        if now.size == was.size {
+            match print {
+                Fingerprint::Source(hash) if hash_if_stamp(&entry.path, now) == Some(hash) => {
+                    return Some(Verdict::Touched(entry.name.clone(), now));
+                }
+                Fingerprint::Pyc => return Some(Verdict::Unsure(entry.clone(), now)),
+                Fingerprint::Source(_) => {}
+            }
         }
     }
     Some(Verdict::Changed(entry.name.clone()))
@@ -323,7 +352,8 @@ mod tests {
     use super::*;
 
     fn rec(index: &mut FileIndex, name: &str, path: &Path) {
-        index.record(name, path.to_path_buf(), stamp_of(path), hash_file(path));
+        let print = hash_file(path).map(Fingerprint::Source);
+        index.record(name, path.to_path_buf(), stamp_of(path), print);
     }
 
     fn changed_names(groups: &[DirGroup]) -> Vec<String> {
@@ -331,7 +361,7 @@ mod tests {
             .into_iter()
             .filter_map(|v| match v {
                 Verdict::Changed(n) => Some(n),
-                Verdict::Touched(..) => None,
+                Verdict::Touched(..) | Verdict::Unsure(..) => None,
             })
             .collect()
     }
@@ -388,6 +418,33 @@ mod tests {
             .set_modified(later)
             .unwrap();
         assert!(changed_names(&index.snapshot()).contains(&"m11".to_owned()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn code_from_a_pyc_is_unsure_only_under_a_stamp_of_the_same_size() {
+        let dir = temp_dir("pyc");
+        let path = dir.join("p.py");
+        std::fs::write(&path, "x = 1\n").unwrap();
+        let mut index = FileIndex::default();
+        index.record("p", path.clone(), stamp_of(&path), Some(Fingerprint::Pyc));
+        assert!(changed(&index.snapshot()).is_empty());
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(later).unwrap();
+        match changed(&index.snapshot()).as_slice() {
+            [Verdict::Unsure(entry, now)] => {
+                assert_eq!(entry.name, "p");
+                assert_eq!(Some(*now), stamp_of(&path));
+            }
+            other => panic!("expected one Unsure verdict, got {other:?}"),
+        }
+        // A touch resolved elsewhere keeps the new stamp and the fingerprint given.
+        let now = stamp_of(&path).unwrap();
+        index.touch("p", now, Some(Fingerprint::Source(7)));
+        assert!(changed(&index.snapshot()).is_empty());
+        std::fs::write(&path, "x = 12\n").unwrap();
+        assert_eq!(changed_names(&index.snapshot()), ["p"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -49,12 +49,23 @@ class SessionSourceLoader(machinery.SourceFileLoader):
 
     _session: Any = None
     _stamp: tuple[int, int] | None = None
+    # What the code came from, for stale(): the source bytes compiled, or True for a
+    # .pyc. The core takes it once the module ran and clears it.
+    _ran: bytes | bool | None = None
 
     def path_stats(self, path: str) -> dict[str, Any]:
         # The stat that validates the code is also the module's stamp for stale().
         st = os.stat(path)
         self._stamp = (st.st_mtime_ns, st.st_size)
         return {"mtime": st.st_mtime, "size": st.st_size}
+
+    def get_data(self, path: str) -> bytes:
+        data = super().get_data(path)
+        if path == self.path:
+            self._ran = data
+        elif path.endswith(".pyc"):
+            self._ran = True
+        return data
 
     def exec_module(self, module: types.ModuleType) -> None:
         self._session._exec_module(module, super().exec_module)
