@@ -21,9 +21,15 @@ class Settings(TypedDict):
 
 
 class SessionSettings(Settings):
-    """One configured session: its :class:`Settings` and the ``startup`` module."""
+    """One configured session: its :class:`Settings`, the ``startup`` module, and what
+    ``python -m subsession lock`` reads (docs/config.md "Requirements")."""
 
     startup: Optional[str]
+    requirements: list[str]
+    index_url: Optional[str]
+    find_links: list[str]
+    pythons: list[str]
+    platforms: list[str]
 
 
 class ParsedConfig(TypedDict):
