@@ -164,8 +164,7 @@ def find_uv() -> str:
     except (ImportError, FileNotFoundError, AttributeError):
         pass
     raise RequirementsError(
-        "uv is not installed: run `python -m pip install uv` (or put uv on PATH), "
-        "then lock again"
+        "uv is not installed: run `python -m pip install uv` (or put uv on PATH), then lock again"
     )
 
 
@@ -197,13 +196,10 @@ def lock(
     }
     if not wanted:
         raise RequirementsError(
-            "no session names requirements: add requirements = [...] to a session "
-            "(docs/config.md)"
+            "no session names requirements: add requirements = [...] to a session (docs/config.md)"
         )
     binary = uv or find_uv()
-    jobs_list = [
-        (name, target) for name in sorted(wanted) for target in targets_of(wanted[name])
-    ]
+    jobs_list = [(name, target) for name in sorted(wanted) for target in targets_of(wanted[name])]
     results: dict[tuple[str, str], list[Wheel]] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {

@@ -39,7 +39,6 @@ from subsession._requirements import (
     current_target,
     lock_path,
     read_lock,
-    targets_of,
 )
 from subsession._types import ParsedConfig, SessionSettings
 

@@ -147,7 +147,9 @@ def versions() -> list[LoadedDistribution]:
             roots = list(session.paths) + path_roots
         except Exception:  # closed meanwhile
             continue
-        owners.append((session.name or session.prefix, _collect(index, session.name, modules, roots)))
+        owners.append(
+            (session.name or session.prefix, _collect(index, session.name, modules, roots))
+        )
     host_modules = {
         name: module
         for name, module in list(sys.modules.items())

@@ -37,7 +37,9 @@ class VersionsView(QtWidgets.QWidget):
         head = QtWidgets.QHBoxLayout()
         self.summary = QtWidgets.QLabel("")
         self.only_conflicts = QtWidgets.QCheckBox("Only conflicts")
-        self.only_conflicts.setToolTip("Only distributions loaded at two versions or sharing C code")
+        self.only_conflicts.setToolTip(
+            "Only distributions loaded at two versions or sharing C code"
+        )
         self.only_conflicts.toggled.connect(lambda *_: self._fill())
         refresh = QtWidgets.QPushButton("Refresh")
         refresh.setToolTip("Look again at what every session and the host loaded")
