@@ -48,6 +48,13 @@ pub(crate) fn settings_dict<'py>(
 fn spec_to_dict<'py>(py: Python<'py>, spec: &SessionSpec) -> PyResult<Bound<'py, PyDict>> {
     let dict = settings_dict(py, spec)?;
     dict.set_item("startup", spec.startup.as_deref())?;
+    Ok(dict)
+}
+
+/// A config file's session: [`spec_to_dict`] and the keys `python -m subsession lock`
+/// reads (the C ABI's one-session JSON cannot have them).
+fn config_spec_to_dict<'py>(py: Python<'py>, spec: &SessionSpec) -> PyResult<Bound<'py, PyDict>> {
+    let dict = spec_to_dict(py, spec)?;
     dict.set_item("requirements", &spec.requirements)?;
     dict.set_item("index_url", spec.index_url.as_deref())?;
     dict.set_item("find_links", &spec.find_links)?;
@@ -60,7 +67,8 @@ fn spec_to_dict<'py>(py: Python<'py>, spec: &SessionSpec) -> PyResult<Bound<'py,
 ///
 /// Reads and layers config files (first = studio, last = user). Returns
 /// ``{"host_modules": [...], "sessions": {name: {paths, env, keep_global, inherit_env,
-/// inherit_paths, startup}}}``. Raises ConfigError naming file, line, column and key.
+/// inherit_paths, startup, requirements, index_url, find_links, pythons, platforms}}}``.
+/// Raises ConfigError naming file, line, column and key.
 #[pyfunction]
 pub(crate) fn parse_config<'py>(
     py: Python<'py>,
@@ -74,7 +82,7 @@ pub(crate) fn parse_config<'py>(
         .map_err(|e| to_py_err(py, &e))?;
     let sessions = PyDict::new(py);
     for (name, spec) in &config.sessions {
-        sessions.set_item(name, spec_to_dict(py, spec)?)?;
+        sessions.set_item(name, config_spec_to_dict(py, spec)?)?;
     }
     let result = PyDict::new(py);
     result.set_item("host_modules", &config.host_modules)?;

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from subsession import _core
-from subsession._types import SessionSettings
+from subsession._types import ConfiguredSession
 
 __all__ = [
     "LOCK_ENV",
@@ -106,7 +106,7 @@ def target_key(python: str, platform_name: str) -> str:
     return f"{python}-{platform_name}"
 
 
-def targets_of(settings: SessionSettings) -> list[str]:
+def targets_of(settings: ConfiguredSession) -> list[str]:
     """The targets of a session, in the canonical order (Python, then platform)."""
     pythons = settings.get("pythons") or list(PYTHONS)
     platforms = settings.get("platforms") or list(PLATFORMS)
@@ -227,7 +227,7 @@ def lock(
 def _resolve(
     uv: str,
     session: str,
-    settings: SessionSettings,
+    settings: ConfiguredSession,
     target: str,
     *,
     no_index: bool,

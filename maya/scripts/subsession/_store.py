@@ -40,7 +40,7 @@ from subsession._requirements import (
     lock_path,
     read_lock,
 )
-from subsession._types import ParsedConfig, SessionSettings
+from subsession._types import ConfiguredSession, ParsedConfig
 
 __all__ = [
     "STORE_ENV",
@@ -222,7 +222,7 @@ def sync(
 
 
 def _locked_wheels(
-    lock: Lock, name: str, settings: SessionSettings, target: str, files: list[str]
+    lock: Lock, name: str, settings: ConfiguredSession, target: str, files: list[str]
 ) -> list[Wheel]:
     locked = lock.sessions.get(name)
     if locked is None or locked.requirements != settings["requirements"]:
@@ -238,7 +238,7 @@ def _locked_wheels(
     return locked.wheels.get(target, [])
 
 
-def _source(wheel: Wheel, settings: SessionSettings) -> str:
+def _source(wheel: Wheel, settings: ConfiguredSession) -> str:
     """Where to get ``wheel``: a find_links folder holding it, else its index URL."""
     for link in settings["find_links"]:
         candidate = os.path.join(link, wheel.file)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional, TypedDict
 
-__all__ = ["ParsedConfig", "SessionSettings", "Settings"]
+__all__ = ["ConfiguredSession", "ParsedConfig", "SessionSettings", "Settings"]
 
 
 class Settings(TypedDict):
@@ -21,10 +21,15 @@ class Settings(TypedDict):
 
 
 class SessionSettings(Settings):
-    """One configured session: its :class:`Settings`, the ``startup`` module, and what
-    ``python -m subsession lock`` reads (docs/config.md "Requirements")."""
+    """One configured session: its :class:`Settings` and the ``startup`` module."""
 
     startup: Optional[str]
+
+
+class ConfiguredSession(SessionSettings):
+    """A config file's session: :class:`SessionSettings` and what ``python -m
+    subsession lock`` reads (docs/config.md "Requirements")."""
+
     requirements: list[str]
     index_url: Optional[str]
     find_links: list[str]
@@ -36,4 +41,4 @@ class ParsedConfig(TypedDict):
     """The layered studio config: extra host modules and sessions in definition order."""
 
     host_modules: list[str]
-    sessions: dict[str, SessionSettings]
+    sessions: dict[str, ConfiguredSession]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Callable, Optional, Union, cast
 
 from subsession import _core
@@ -170,7 +170,9 @@ def _settings(spec: SessionSettings) -> Settings:
     return cast(Settings, settings)
 
 
-def _apply_sessions(sessions: dict[str, SessionSettings], host_modules: list[str]) -> list[Session]:
+def _apply_sessions(
+    sessions: Mapping[str, SessionSettings], host_modules: list[str]
+) -> list[Session]:
     """Configure every session, then add the host modules: all of it or nothing."""
     created: list[Session] = []
     changed: list[tuple[Session, Settings]] = []
