@@ -33,9 +33,12 @@ pub(super) fn check_requirement(text: &str) -> Result<(), String> {
         let Some((extras, tail)) = after.split_once(']') else {
             return Err("unclosed `[` of extras".to_owned());
         };
-        for extra in extras.split(',').map(str::trim) {
-            if !(extra.is_empty() && extras.trim().is_empty()) && !is_name(extra) {
-                return Err(format!("invalid extra {extra:?}"));
+        // `name[]` is valid PEP 508: no extras at all.
+        if !extras.trim().is_empty() {
+            for extra in extras.split(',').map(str::trim) {
+                if !is_name(extra) {
+                    return Err(format!("invalid extra {extra:?}"));
+                }
             }
         }
         rest = tail.trim_start();
