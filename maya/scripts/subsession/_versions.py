@@ -98,6 +98,16 @@ class _Index:
         return None
 
 
+def _root_of(name: str, file: str) -> str:
+    """The folder ``name`` was imported from: ``/r`` for ``a.b`` at ``/r/a/b.py`` or
+    ``/r/a/b/__init__.py``, even when ``/r`` has left ``sys.path`` since."""
+    root = os.path.dirname(file)
+    depth = name.count(".") + (os.path.basename(file).startswith("__init__.") and 1)
+    for _ in range(depth):
+        root = os.path.dirname(root)
+    return root
+
+
 def _is_extension(file: str) -> bool:
     return file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
@@ -114,7 +124,7 @@ def _collect(
         file = getattr(module, "__file__", None)
         if not isinstance(file, str):
             continue
-        hit = index.lookup(file, roots)
+        hit = index.lookup(file, [_root_of(real, file), *roots])
         if hit is None:
             continue
         name, version, location = hit
