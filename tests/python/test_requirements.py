@@ -450,3 +450,28 @@ def test_manager_versions_view(
     finally:
         manager.close()
         manager.deleteLater()
+
+
+def test_versions_of_hand_made_installs(tmp_path: Path, new_session: Any) -> None:
+    """Distributions whose RECORD is empty are still found (top_level.txt); modules
+    nobody imported are not listed."""
+    from conftest import make_dist_info, write_files
+
+    roots = {}
+    for version in ("1.0", "2.0"):
+        root = tmp_path / version
+        write_files(root, {"studio_lib_x/__init__.py": f"V = {version!r}\n", "unused_x.py": ""})
+        make_dist_info(root, "studio-lib-x", version, top_level="studio_lib_x")
+        make_dist_info(root, "unused-x", version, top_level="unused_x")
+        roots[version] = root
+    one = new_session("libOne", paths=[str(roots["1.0"])])
+    two = new_session("libTwo", paths=[str(roots["2.0"])])
+    one.import_module("studio_lib_x")
+    two.import_module("studio_lib_x")
+    records = [r for r in subsession.versions() if r.key in ("studio-lib-x", "unused-x")]
+    assert [(r.name, r.version, r.session, r.conflict) for r in records] == [
+        ("studio-lib-x", "1.0", "libOne", True),
+        ("studio-lib-x", "2.0", "libTwo", True),
+    ]
+    assert records[0].modules == ("studio_lib_x",)
+    assert records[0].location == str(roots["1.0"])

@@ -62,11 +62,16 @@ class _Index:
 
     def __init__(self) -> None:
         self._roots: dict[str, dict[str, tuple[str, str, str]]] = {}
+        # Top-level module -> distribution from top_level.txt, for a distribution whose
+        # RECORD does not list the file (hand-made or partial installs).
+        self._tops: dict[str, dict[str, tuple[str, str, str]]] = {}
 
     def _root(self, root: str) -> dict[str, tuple[str, str, str]]:
         found = self._roots.get(root)
         if found is None:
             found = {}
+            tops: dict[str, tuple[str, str, str]] = {}
+            self._tops[root] = tops
             try:
                 dists = list(importlib.metadata.distributions(path=[root]))
             except Exception:  # an unreadable folder lists nothing, not an error
@@ -79,20 +84,27 @@ class _Index:
                     continue
                 if not name:
                     continue
+                try:
+                    top_level = dist.read_text("top_level.txt") or ""
+                except Exception:
+                    top_level = ""
+                for top in top_level.split():
+                    tops.setdefault(top, (name, version, root))
                 for entry in files:
                     path = _norm(str(dist.locate_file(entry)))
                     found.setdefault(path, (name, version, root))
             self._roots[root] = found
         return found
 
-    def lookup(self, file: str, roots: Iterable[str]) -> Optional[tuple[str, str, str]]:
+    def lookup(self, name: str, file: str, roots: Iterable[str]) -> Optional[tuple[str, str, str]]:
         normalized = _norm(file)
+        top = name.split(".", 1)[0]
         for root in roots:
             if not root or not os.path.isdir(root):
                 continue
             if not normalized.startswith(_norm(root) + os.sep):
                 continue
-            hit = self._root(root).get(normalized)
+            hit = self._root(root).get(normalized) or self._tops[root].get(top)
             if hit is not None:
                 return hit
         return None
@@ -124,7 +136,7 @@ def _collect(
         file = getattr(module, "__file__", None)
         if not isinstance(file, str):
             continue
-        hit = index.lookup(file, [_root_of(real, file), *roots])
+        hit = index.lookup(real, file, [_root_of(real, file), *roots])
         if hit is None:
             continue
         name, version, location = hit
