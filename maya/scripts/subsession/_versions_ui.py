@@ -4,6 +4,7 @@ with the host flagged (:func:`subsession.versions`)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 import subsession
@@ -110,7 +111,7 @@ class VersionsView(QtWidgets.QWidget):
             if conflict:
                 note.append(f"loaded at {len(versions)} versions")
             if shared:
-                note.append("compiled file shared with the host")
+                note.append("C code shared with the host")
             top = QtWidgets.QTreeWidgetItem(
                 [
                     members[0].name,
@@ -129,15 +130,16 @@ class VersionsView(QtWidgets.QWidget):
                         _owner(child_record),
                         str(len(child_record.modules)),
                         child_record.location,
-                        ", ".join(child_record.shared_with_host),
+                        _shared_note(child_record),
                     ]
                 )
                 child.setToolTip(3, "\n".join(child_record.modules[:40]))
                 if child_record.shared_with_host:
                     child.setToolTip(
                         5,
-                        "One loaded file has one C state: the session and the host share it. "
-                        "Give the session its own copy or keep the package global.",
+                        "\n".join(child_record.shared_with_host)
+                        + "\nOne loaded file has one C state: the session and the host share "
+                        "it. Give the session its own copy or keep the package global.",
                     )
                     _paint(child, SHARED_COLOR)
                 top.addChild(child)
@@ -157,6 +159,11 @@ class VersionsView(QtWidgets.QWidget):
             f"{count} distributions loaded; {len(self.conflicts())} at two or more versions; "
             f"{len(self.shared())} compiled files shared with the host"
         )
+
+
+def _shared_note(record: LoadedDistribution) -> str:
+    names = [os.path.basename(f) for f in record.shared_with_host]
+    return f"shares {', '.join(names)} with the host" if names else ""
 
 
 def _owner(record: LoadedDistribution) -> str:
