@@ -163,6 +163,26 @@ def test_missing_uv_says_how_to_install_it(tmp_path: Path, house: Path) -> None:
     assert not (tmp_path / "subsession.lock").exists()
 
 
+def test_uv_from_the_python_package(tmp_path: Path, uv: str, house: Path, store: Path) -> None:
+    """No uv on PATH, but the ``uv`` package importable: its binary is used."""
+    config = studio(tmp_path, house)
+    package_dir = str(Path(uv).parents[1])  # <target>/bin/uv -> <target> holds uv/
+    env = dict(
+        os.environ,
+        PATH=str(tmp_path / "empty"),
+        PYTHONPATH=os.pathsep.join([str(PACKAGE_ROOT), package_dir]),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "subsession", "lock", "--no-index", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "subsession.lock").is_file()
+
+
 def test_lock_against_pypi_for_every_target(tmp_path: Path, uv: str, store: Path) -> None:
     """The default targets: CPython 3.9-3.13 on Linux, Windows and both macOS arches."""
     config = tmp_path / "studio.toml"
@@ -188,6 +208,9 @@ def test_lock_against_pypi_for_every_target(tmp_path: Path, uv: str, store: Path
         assert any(e in compiled.file for e in expected), (target, compiled.file)
         assert compiled.url and compiled.url.endswith("/" + compiled.file)
     print(f"locked 20 targets against PyPI in {seconds:.1f}s")
+    # and the wheels of this Python come from PyPI's URLs, hash-checked
+    report = _store.sync([str(config)])
+    assert sorted(report.installed) == sorted(w.file for w in locked.wheels[str(TARGET)])
 
 
 # -- sync and start-up --------------------------------------------------------------------

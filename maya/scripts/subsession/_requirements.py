@@ -286,9 +286,17 @@ def _resolve(
                 f"sessions.{session}.requirements cannot be locked for {target}: "
                 f"{_one_line(done.stderr or done.stdout)}"
             )
-        with open(output, encoding="utf-8") as f:
-            pylock = _core.parse_toml(f.read(), output)
-    return _wheels(pylock, session, target)
+        try:
+            with open(output, encoding="utf-8") as f:
+                pylock = _core.parse_toml(f.read(), output)
+            return _wheels(pylock, session, target)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            if isinstance(error, RequirementsError):
+                raise
+            raise RequirementsError(
+                f"sessions.{session}.requirements: uv's resolution for {target} is unreadable "
+                f"({error}); is uv older than 0.6.15 (pylock.toml output)?"
+            ) from None
 
 
 def _one_line(text: str) -> str:
