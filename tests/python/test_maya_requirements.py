@@ -51,7 +51,7 @@ def test_setup_reports_the_missing_wheels_then_uses_the_store(
     assert len(warnings) == 2, _host.state.messages
     for name, text in zip(["oldTool", "newTool"], warnings):
         assert f"session {name}: " in text and "\n" not in text
-        assert text.endswith(f"run `python -m subsession sync {config}`")
+        assert text.endswith(f"run `python -m subsession sync {config} --target {TARGET}`")
     assert not store.exists()  # nothing was downloaded
     assert {"oldTool", "newTool"} <= {s.name for s in subsession.sessions()}
 

@@ -273,9 +273,9 @@ def _clean_stale_tmp(root: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def command(verb: str, files: Sequence[str]) -> str:
+def command(verb: str, files: Sequence[str], *extra: str) -> str:
     """The command line that fixes it, quoted for this OS's shell."""
-    args = ["python", "-m", "subsession", verb, *[os.path.abspath(f) for f in files]]
+    args = ["python", "-m", "subsession", verb, *[os.path.abspath(f) for f in files], *extra]
     if sys.platform == "win32":
         return subprocess.list2cmdline(args)
     import shlex
@@ -323,6 +323,8 @@ def session_paths(
         if missing:
             problems.append(
                 f"session {name}: {len(missing)} locked wheel(s) for {target} not in the "
-                f"store {root} ({', '.join(missing)}): run `{command('sync', files)}`"
+                f"store {root} ({', '.join(missing)}): run "
+                # --target: the Python that runs the command need not be the host's (Maya's)
+                f"`{command('sync', files, '--target', target)}`"
             )
     return folders, problems

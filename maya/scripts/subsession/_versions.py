@@ -57,6 +57,12 @@ def _norm(path: str) -> str:
     return os.path.normcase(os.path.abspath(path))
 
 
+# Per folder, its (mtime, file map, top-level map): installing or removing a
+# distribution changes the folder's mtime (its dist-info appears or goes), so the
+# Versions view refreshing after every import rereads no RECORD that did not change.
+_CACHE: dict[str, tuple[int, dict[str, tuple[str, str, str]], dict[str, tuple[str, str, str]]]] = {}
+
+
 class _Index:
     """File -> distribution, built lazily per search folder (one RECORD read each)."""
 
@@ -69,6 +75,14 @@ class _Index:
     def _root(self, root: str) -> dict[str, tuple[str, str, str]]:
         found = self._roots.get(root)
         if found is None:
+            try:
+                mtime = os.stat(root).st_mtime_ns
+            except OSError:
+                mtime = -1
+            cached = _CACHE.get(root)
+            if cached is not None and cached[0] == mtime:
+                self._roots[root], self._tops[root] = cached[1], cached[2]
+                return cached[1]
             found = {}
             tops: dict[str, tuple[str, str, str]] = {}
             self._tops[root] = tops
@@ -94,6 +108,7 @@ class _Index:
                     path = _norm(str(dist.locate_file(entry)))
                     found.setdefault(path, (name, version, root))
             self._roots[root] = found
+            _CACHE[root] = (mtime, found, tops)
         return found
 
     def lookup(self, name: str, file: str, roots: Iterable[str]) -> Optional[tuple[str, str, str]]:
