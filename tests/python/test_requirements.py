@@ -498,3 +498,9 @@ def test_versions_of_hand_made_installs(tmp_path: Path, new_session: Any) -> Non
     ]
     assert records[0].modules == ("studio_lib_x",)
     assert records[0].location == str(roots["1.0"])
+    # installed into the same folder after the first look: seen (the folder changed)
+    write_files(roots["1.0"], {"late_x.py": ""})
+    make_dist_info(roots["1.0"], "late-x", "0.3", top_level="late_x")
+    one.import_module("late_x")
+    late = [(r.name, r.version, r.session) for r in subsession.versions() if r.key == "late-x"]
+    assert late == [("late-x", "0.3", "libOne")]
