@@ -1,11 +1,13 @@
 """Two versions of one real library, side by side in one interpreter; then a compiled
 library (PyYAML's C loader) in a session beside the host's own copy.
 
-Run through ``scripts/demo`` (which builds subsession and fetches the packages).
+Run through ``scripts/demo``, which builds subsession and writes, locks and syncs the
+studio config whose sessions this loads: ``demo.py CONFIG HOST_PYYAML_DIR``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import subsession
@@ -19,13 +21,12 @@ def requirement(text):
 """
 
 
-def compiled(host_dir: str, tool_dir: str) -> dict[str, bool]:
+def compiled(host_dir: str, tool: subsession.Session) -> dict[str, bool]:
     """PyYAML's C loader in a session beside the host's own PyYAML, used after the block."""
     sys.path.insert(0, host_dir)
     import yaml as host_yaml  # the host's copy, imported first, as Maya's start-up would
 
     sys.path.remove(host_dir)
-    tool = subsession.Session("yaml_tool", paths=[tool_dir])
     with tool:
         import yaml as tool_yaml
     doc = "shots: [sh010, sh020]\nfps: 24\n"
@@ -50,9 +51,11 @@ def compiled(host_dir: str, tool_dir: str) -> dict[str, bool]:
     }
 
 
-def main(old_dir: str, new_dir: str, yaml_host: str, yaml_tool: str) -> int:
-    old = subsession.Session("legacy_tool", paths=[old_dir])
-    new = subsession.Session("modern_tool", paths=[new_dir])
+def main(config: str, yaml_host: str) -> int:
+    # The sessions the config names; their paths are the synced wheels' store folders.
+    old, new, yaml_tool = subsession.load_config(config)
+    for session in (old, new, yaml_tool):
+        print(f"{session.name}: {', '.join(os.path.basename(p) for p in session.paths)}")
 
     with old:
         import packaging.version as old_version  # packaging 20.9 (+ pyparsing)
@@ -89,13 +92,16 @@ def main(old_dir: str, new_dir: str, yaml_host: str, yaml_tool: str) -> int:
         and "pyparsing" not in new.modules,
     }
     checks.update(compiled(yaml_host, yaml_tool))
+    for record in subsession.versions():
+        if record.conflict:
+            print(f"versions(): {record.name} {record.version} in {record.session or 'the host'}")
     for check, ok in checks.items():
         print(f"  [{'ok' if ok else 'FAILED'}] {check}")
-    for session in (old, new):
+    for session in (old, new, yaml_tool):
         report = session.close()
         print(f"closed {session.name}: {len(report.unloaded)} modules unloaded")
     return 0 if all(checks.values()) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:5]))
+    sys.exit(main(*sys.argv[1:3]))

@@ -147,7 +147,7 @@ mod _core {
     use crate::reload::watch::Watch;
     // The studio config.
     #[pymodule_export]
-    use super::config::{parse_config, py_parse_session_json};
+    use super::config::{parse_config, parse_toml, py_parse_session_json};
     // Diagnostics and logging; the benchmark's floor (scripts/bench); import tables.
     #[pymodule_export]
     use super::floor::{floor_swap, import_slots, redirect_stats};

@@ -52,6 +52,7 @@
 //!   characters, both from 1).
 
 mod expand;
+mod requirement;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -64,16 +65,38 @@ use pyo3::prelude::*;
 
 pub(crate) use expand::absolute_path;
 use tree::*;
+pub(crate) use validate::line_column;
 use validate::*;
 
 /// The keys a session (or `defaults`) may have.
-pub(crate) const SESSION_KEYS: [&str; 6] = [
+pub(crate) const SESSION_KEYS: [&str; 11] = [
     "paths",
     "env",
     "keep_global",
     "inherit_env",
     "inherit_paths",
     "startup",
+    "requirements",
+    "index_url",
+    "find_links",
+    "pythons",
+    "platforms",
+];
+/// The keys only `python -m subsession lock` reads (docs/config.md "Requirements").
+pub(super) const LOCK_KEYS: [&str; 5] = [
+    "requirements",
+    "index_url",
+    "find_links",
+    "pythons",
+    "platforms",
+];
+/// The Maya Pythons a lock serves, and the platforms, when the config names none.
+pub(super) const PYTHONS: [&str; 5] = ["3.9", "3.10", "3.11", "3.12", "3.13"];
+pub(super) const PLATFORMS: [&str; 4] = [
+    "linux_x86_64",
+    "windows_x86_64",
+    "macos_arm64",
+    "macos_x86_64",
 ];
 pub(super) const TOP_KEYS: [&str; 3] = ["defaults", "sessions", "host_modules"];
 
@@ -120,6 +143,15 @@ pub(crate) struct SessionSpec {
     pub inherit_paths: bool,
     /// A module to import in the session once it is configured.
     pub startup: Option<String>,
+    /// PEP 508 requirements `python -m subsession lock` resolves for the session.
+    pub requirements: Vec<String>,
+    /// The package index to resolve against (`None`: uv's default, PyPI).
+    pub index_url: Option<String>,
+    /// Wheel folders (absolute) or URLs searched beside the index.
+    pub find_links: Vec<String>,
+    /// Target Pythons ("3.11") and platforms; empty means all of them.
+    pub pythons: Vec<String>,
+    pub platforms: Vec<String>,
 }
 
 impl Default for SessionSpec {
@@ -131,6 +163,11 @@ impl Default for SessionSpec {
             inherit_env: true,
             inherit_paths: true,
             startup: None,
+            requirements: Vec::new(),
+            index_url: None,
+            find_links: Vec::new(),
+            pythons: Vec::new(),
+            platforms: Vec::new(),
         }
     }
 }
@@ -246,6 +283,7 @@ pub(super) fn parse_session_json_with(
         format: Format::Json,
         dir: base.to_path_buf(),
         vars,
+        lock_keys: false,
     };
     let root = src.parse()?;
     let partial = src.session(&root, "")?;
@@ -288,6 +326,7 @@ pub(super) fn read_file(path: &Path, vars: &dyn Vars) -> Result<Layer, ConfigErr
         format,
         dir,
         vars,
+        lock_keys: true,
     };
     let root = src.parse()?;
     src.layer(&root)
@@ -319,6 +358,11 @@ pub(super) struct Partial {
     pub(super) inherit_env: Option<bool>,
     pub(super) inherit_paths: Option<bool>,
     pub(super) startup: Option<String>,
+    pub(super) requirements: Option<Vec<String>>,
+    pub(super) index_url: Option<String>,
+    pub(super) find_links: Option<Vec<String>>,
+    pub(super) pythons: Option<Vec<String>>,
+    pub(super) platforms: Option<Vec<String>>,
 }
 
 impl Partial {
@@ -333,6 +377,11 @@ impl Partial {
         self.inherit_env = later.inherit_env.or(self.inherit_env);
         self.inherit_paths = later.inherit_paths.or(self.inherit_paths);
         self.startup = later.startup.or(self.startup);
+        self.requirements = later.requirements.or(self.requirements);
+        self.index_url = later.index_url.or(self.index_url);
+        self.find_links = later.find_links.or(self.find_links);
+        self.pythons = later.pythons.or(self.pythons);
+        self.platforms = later.platforms.or(self.platforms);
         for (key, value) in later.env {
             set_env(&mut self.env, key, value);
         }
@@ -348,6 +397,11 @@ impl Partial {
             inherit_env: self.inherit_env.unwrap_or(base.inherit_env),
             inherit_paths: self.inherit_paths.unwrap_or(base.inherit_paths),
             startup: self.startup,
+            requirements: self.requirements.unwrap_or_default(),
+            index_url: self.index_url,
+            find_links: self.find_links.unwrap_or_default(),
+            pythons: self.pythons.unwrap_or_default(),
+            platforms: self.platforms.unwrap_or_default(),
         }
     }
 }

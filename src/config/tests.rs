@@ -48,6 +48,7 @@ fn parse_many(files: &[(&str, &str)]) -> Result<Config, ConfigError> {
             },
             dir: base(),
             vars: &vars,
+            lock_keys: true,
         };
         layers.push(src.layer(&src.parse()?)?);
     }
@@ -310,7 +311,8 @@ fn error_unknown_key() {
     assert_eq!(
         err("studio.toml", text),
         "studio.toml:3:5: sessions.toolA.paht: unknown key (expected one of: paths, env, \
-         keep_global, inherit_env, inherit_paths, startup); did you mean paths?"
+         keep_global, inherit_env, inherit_paths, startup, requirements, index_url, find_links, pythons, \
+         platforms); did you mean paths?"
     );
     assert_eq!(
         err("studio.toml", "version = 2\n"),
@@ -323,7 +325,8 @@ fn error_unknown_key() {
             "{\"sessions\": {\"t\": {\n  \"paths\": [],\n  \"colour\": 1}}}"
         ),
         "a.json:3:3: sessions.t.colour: unknown key (expected one of: paths, env, \
-         keep_global, inherit_env, inherit_paths, startup)"
+         keep_global, inherit_env, inherit_paths, startup, requirements, index_url, \
+         find_links, pythons, platforms)"
     );
 }
 
@@ -491,7 +494,8 @@ fn session_json() {
     assert_eq!(
         e,
         "<C ABI>:1:2: path: unknown key (expected one of: paths, env, keep_global, \
-         inherit_env, inherit_paths, startup); did you mean paths?"
+         inherit_env, inherit_paths, startup, requirements, index_url, find_links, pythons, \
+         platforms); did you mean paths?"
     );
     let e = parse_session_json_with("", "<C ABI>", &base(), &env()).unwrap_err();
     assert!(
@@ -555,4 +559,63 @@ fn session_names() {
     assert!(!is_valid_session_name(""));
     assert!(!is_valid_session_name("a b"));
     assert!(!is_valid_session_name("é"));
+}
+
+#[test]
+fn lock_keys_layer_and_validate() {
+    let studio = "[defaults]\npythons = [\"3.10\", \"3.11\"]\nindex_url = \"https://pypi.studio/simple\"\n\
+                  [sessions.toolA]\nrequirements = [\"packaging==20.9\"]\nfind_links = [\"wheels\"]\n";
+    let user = "[sessions.toolA]\nrequirements = [\" packaging==24.2 \", \"six\"]\nplatforms = [\"linux_x86_64\"]\n";
+    let config = parse_many(&[("studio.toml", studio), ("user.toml", user)]).unwrap();
+    let spec = &config.sessions[0].1;
+    // Lists are replaced whole by a later file; defaults sit under the session.
+    assert_eq!(spec.requirements, ["packaging==24.2", "six"]);
+    assert_eq!(spec.find_links, [abs("wheels")]);
+    assert_eq!(
+        spec.index_url.as_deref(),
+        Some("https://pypi.studio/simple")
+    );
+    assert_eq!(spec.pythons, ["3.10", "3.11"]);
+    assert_eq!(spec.platforms, ["linux_x86_64"]);
+    // Not set anywhere: empty, meaning every target.
+    let plain = parse("s.toml", "[sessions.b]\npaths = []\n").unwrap();
+    assert!(plain.sessions[0].1.requirements.is_empty() && plain.sessions[0].1.pythons.is_empty());
+}
+
+#[test]
+fn lock_key_errors_are_located() {
+    assert_eq!(
+        err(
+            "s.toml",
+            "[sessions.a]\nrequirements = [\"ok\", \"requests>=\"]\n"
+        ),
+        "s.toml:2:23: sessions.a.requirements: \"requests>=\" is not a PEP 508 requirement: \
+         expected a version after `>=`"
+    );
+    assert_eq!(
+        err("s.toml", "[sessions.a]\npythons = [\"3.8\"]\n"),
+        "s.toml:2:12: sessions.a.pythons: \"3.8\" is not one of: 3.9, 3.10, 3.11, 3.12, 3.13"
+    );
+    assert_eq!(
+        err("s.toml", "[sessions.a]\nplatforms = [\"win64\"]\n"),
+        "s.toml:2:14: sessions.a.platforms: \"win64\" is not one of: linux_x86_64, \
+         windows_x86_64, macos_arm64, macos_x86_64"
+    );
+    assert_eq!(
+        err("s.toml", "[sessions.a]\nindex_url = \"pypi.org\"\n"),
+        "s.toml:2:13: sessions.a.index_url: \"pypi.org\" is not an index URL: write \
+         https://... (or file://...)"
+    );
+    assert_eq!(
+        err("s.toml", "[sessions.a]\nrequirements = \"six\"\n"),
+        "s.toml:2:16: sessions.a.requirements: expected a list of strings, found a string"
+    );
+    // The C ABI's one-session JSON has no lock: the keys are refused there.
+    let e = parse_session_json_with(r#"{"requirements": ["six"]}"#, "<C ABI>", &base(), &env())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("<C ABI>:1:2: requirements: only a config file"),
+        "{e}"
+    );
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde_json::value::RawValue;
 
 use super::expand::*;
+use super::requirement::check_requirement;
 use super::tree::*;
 use super::*;
 use crate::base::names::is_valid_session_name;
@@ -18,6 +19,9 @@ pub(super) struct Source<'a> {
     /// Folder relative paths resolve against.
     pub(super) dir: PathBuf,
     pub(super) vars: &'a dyn Vars,
+    /// Whether the lock keys (`requirements`...) are allowed: in config files, not in
+    /// the C ABI's one-session JSON, which has no lock to read them.
+    pub(super) lock_keys: bool,
 }
 
 impl Source<'_> {
@@ -232,6 +236,14 @@ impl Source<'_> {
         for entry in self.table(node, at)? {
             let key = join_key(at, &entry.key);
             let value = &entry.value;
+            if !self.lock_keys && LOCK_KEYS.contains(&entry.key.as_str()) {
+                return Err(self.error(
+                    entry.key_pos,
+                    &key,
+                    "only a config file may name requirements: `python -m subsession lock` \
+                     reads them from there",
+                ));
+            }
             match entry.key.as_str() {
                 "paths" => {
                     let mut paths = Vec::new();
@@ -282,6 +294,33 @@ impl Source<'_> {
                     self.module_name(value.pos, &key, &name)?;
                     partial.startup = Some(name);
                 }
+                "requirements" => {
+                    let mut requirements = Vec::new();
+                    for (pos, raw) in self.strings(value, &key)? {
+                        check_requirement(&raw).map_err(|m| {
+                            self.error(
+                                pos,
+                                &key,
+                                format!("{raw:?} is not a PEP 508 requirement: {m}"),
+                            )
+                        })?;
+                        requirements.push(raw.trim().to_owned());
+                    }
+                    partial.requirements = Some(requirements);
+                }
+                "index_url" => {
+                    let raw = self.string(value, &key)?;
+                    partial.index_url = Some(self.location(value.pos, &key, &raw)?);
+                }
+                "find_links" => {
+                    let mut links = Vec::new();
+                    for (pos, raw) in self.strings(value, &key)? {
+                        links.push(self.location(pos, &key, &raw)?);
+                    }
+                    partial.find_links = Some(links);
+                }
+                "pythons" => partial.pythons = Some(self.one_of(value, &key, &PYTHONS)?),
+                "platforms" => partial.platforms = Some(self.one_of(value, &key, &PLATFORMS)?),
                 _ => return Err(self.unknown_key(entry, &key, &SESSION_KEYS)),
             }
         }
@@ -297,6 +336,51 @@ impl Source<'_> {
                 format!("expected a string, found {}", self.kind_name(other)),
             )),
         }
+    }
+
+    /// A URL as written (after `${VAR}`), or a folder made absolute like `paths`.
+    pub(super) fn location(&self, pos: usize, key: &str, raw: &str) -> Result<String, ConfigError> {
+        let lower = raw.to_ascii_lowercase();
+        if ["http://", "https://", "file://"]
+            .iter()
+            .any(|scheme| lower.starts_with(scheme))
+        {
+            return expand_vars(raw, self.vars).map_err(|m| self.error(pos, key, m));
+        }
+        if key.ends_with("index_url") {
+            return Err(self.error(
+                pos,
+                key,
+                format!("{raw:?} is not an index URL: write https://... (or file://...)"),
+            ));
+        }
+        self.path(pos, key, raw)
+    }
+
+    /// A list whose items are each one of `allowed`, without duplicates.
+    pub(super) fn one_of(
+        &self,
+        node: &Node,
+        key: &str,
+        allowed: &[&str],
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut chosen: Vec<String> = Vec::new();
+        for (pos, item) in self.strings(node, key)? {
+            if !allowed.contains(&item.as_str()) {
+                return Err(self.error(
+                    pos,
+                    key,
+                    format!("{item:?} is not one of: {}", allowed.join(", ")),
+                ));
+            }
+            if !chosen.contains(&item) {
+                chosen.push(item);
+            }
+        }
+        if chosen.is_empty() {
+            return Err(self.error(node.pos, key, "empty list: leave the key out for all"));
+        }
+        Ok(chosen)
     }
 
     pub(super) fn boolean(&self, node: &Node, key: &str) -> Result<bool, ConfigError> {
@@ -428,7 +512,7 @@ pub(super) fn join_key(prefix: &str, key: &str) -> String {
 }
 
 /// 1-based line and character column of byte offset `pos`.
-pub(super) fn line_column(text: &str, pos: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, pos: usize) -> (usize, usize) {
     let mut pos = pos.min(text.len());
     while !text.is_char_boundary(pos) {
         pos -= 1;

@@ -21,7 +21,17 @@ SCRIPTS = ROOT / "maya" / "scripts"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
-SESSION_KEYS = "paths, env, keep_global, inherit_env, inherit_paths, startup"
+SESSION_KEYS = (
+    "paths, env, keep_global, inherit_env, inherit_paths, startup, requirements, index_url, "
+    "find_links, pythons, platforms"
+)
+NO_LOCK_KEYS = {
+    "requirements": [],
+    "index_url": None,
+    "find_links": [],
+    "pythons": [],
+    "platforms": [],
+}
 
 
 def _load_core() -> types.ModuleType:
@@ -124,6 +134,7 @@ def test_toml_full(env: Path, tmp_path: Path) -> None:
         "inherit_env": False,
         "inherit_paths": True,
         "startup": "toolA.boot",
+        **NO_LOCK_KEYS,
     }
     assert config["sessions"]["tool-b.v2"] == {
         "paths": [],
@@ -132,6 +143,7 @@ def test_toml_full(env: Path, tmp_path: Path) -> None:
         "inherit_env": True,
         "inherit_paths": False,
         "startup": None,
+        **NO_LOCK_KEYS,
     }
 
 

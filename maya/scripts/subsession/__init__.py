@@ -42,6 +42,7 @@ from subsession._session import (
     process_pending,
     sessions,
 )
+from subsession._versions import LoadedDistribution, versions
 from subsession.config import PathArg
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "ChangeKind",
     "ClosedSessionError",
     "ConfigError",
+    "LoadedDistribution",
     "NoSuchSessionError",
     "ReloadError",
     "SessionExistsError",
@@ -63,6 +65,7 @@ __all__ = [
     "sessions",
     "subscribe",
     "unsubscribe",
+    "versions",
 ]
 
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional, TypedDict
 
-__all__ = ["ParsedConfig", "SessionSettings", "Settings"]
+__all__ = ["ConfiguredSession", "ParsedConfig", "SessionSettings", "Settings"]
 
 
 class Settings(TypedDict):
@@ -26,8 +26,19 @@ class SessionSettings(Settings):
     startup: Optional[str]
 
 
+class ConfiguredSession(SessionSettings):
+    """A config file's session: :class:`SessionSettings` and what ``python -m
+    subsession lock`` reads (docs/config.md "Requirements")."""
+
+    requirements: list[str]
+    index_url: Optional[str]
+    find_links: list[str]
+    pythons: list[str]
+    platforms: list[str]
+
+
 class ParsedConfig(TypedDict):
     """The layered studio config: extra host modules and sessions in definition order."""
 
     host_modules: list[str]
-    sessions: dict[str, SessionSettings]
+    sessions: dict[str, ConfiguredSession]

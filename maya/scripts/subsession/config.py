@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Callable, Optional, Union, cast
 
 from subsession import _core
@@ -103,8 +103,9 @@ def load_config(
     the sessions themselves are configured at once.
     """
     parsed = parse_config(paths)
-    sessions = _apply_sessions(parsed["sessions"], parsed["host_modules"])
     files = [os.path.abspath(f) for f in config_paths(paths)]
+    _add_store_paths(parsed, files)
+    sessions = _apply_sessions(parsed["sessions"], parsed["host_modules"])
     for session in sessions:
         if session.name is not None:
             _sources[session.name] = files
@@ -145,14 +146,33 @@ def _apply_host_modules(names: list[str]) -> None:
         _core.add_host_modules(names)
 
 
+def _add_store_paths(parsed: ParsedConfig, files: list[str]) -> None:
+    """Sessions with ``requirements`` get their locked wheels' store folders after
+    their own ``paths``; one WARNING per session missing some (never a download)."""
+    from subsession import _store
+
+    folders, problems = _store.session_paths(parsed, files)
+    for name, extra in folders.items():
+        parsed["sessions"][name]["paths"] = parsed["sessions"][name]["paths"] + extra
+    for problem in problems:
+        log.warning("%s", problem)
+
+
+_NOT_SETTINGS = ("startup", "requirements", "index_url", "find_links", "pythons", "platforms")
+
+
 def _settings(spec: SessionSettings) -> Settings:
-    """``spec`` without its ``startup``: what :meth:`Session.configure` takes."""
+    """``spec`` without ``startup`` and the lock keys: what :meth:`Session.configure`
+    takes."""
     settings = dict(spec)
-    del settings["startup"]
+    for key in _NOT_SETTINGS:
+        settings.pop(key, None)
     return cast(Settings, settings)
 
 
-def _apply_sessions(sessions: dict[str, SessionSettings], host_modules: list[str]) -> list[Session]:
+def _apply_sessions(
+    sessions: Mapping[str, SessionSettings], host_modules: list[str]
+) -> list[Session]:
     """Configure every session, then add the host modules: all of it or nothing."""
     created: list[Session] = []
     changed: list[tuple[Session, Settings]] = []

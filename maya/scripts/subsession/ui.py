@@ -394,9 +394,15 @@ class SessionManager(QtWidgets.QWidget):
         self.log_view.setFont(font)
         log_layout.addWidget(self.log_view)
 
+        from subsession._versions_ui import VersionsView
+
+        self.versions_view = VersionsView()
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.addTab(modules_box, "Modules")
+        self.tabs.addTab(self.versions_view, "Versions")
         splitter = QtWidgets.QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.sessions_view)
-        splitter.addWidget(modules_box)
+        splitter.addWidget(self.tabs)
         splitter.addWidget(log_box)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 4)
