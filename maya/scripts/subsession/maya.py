@@ -42,6 +42,7 @@ __all__ = [
     "PLUGIN",
     "load_plugin",
     "log_to_script_editor",
+    "remove_old_installs",
     "restore_manager",
     "run",
     "setup",
@@ -70,6 +71,60 @@ def load_plugin() -> None:
         cmds.loadPlugin(PLUGIN, quiet=True)
 
 
+#: The drag-and-drop installer (``drag_into_maya.py``) marks the install it replaced
+#: with this file; :func:`remove_old_installs` removes marked folders.
+OBSOLETE_MARKER = ".subsession-obsolete"
+INCOMPLETE_PREFIX = ".incomplete-"
+#: An interrupted copy older than this is removed (a younger one may be under way).
+INCOMPLETE_AGE = 3600.0
+
+
+def remove_old_installs(module_root: Optional[str] = None) -> list[str]:
+    """Remove the installs a drag-and-drop upgrade replaced; returns the removed folders.
+
+    Looks beside ``module_root`` (default: the module this package runs from) for
+    folders the installer marked obsolete, and for interrupted copies an hour old.
+    A folder a running Maya still holds is left for a later start-up: it is renamed
+    before anything in it is deleted, and Windows refuses to rename a folder with a
+    loaded ``_core.pyd`` in it, so nothing of it is touched. Called by :func:`setup`
+    and the plug-in; errors are never raised.
+    """
+    import shutil
+    import time
+
+    if module_root is None:
+        module_root = os.path.dirname(os.path.dirname(os.path.dirname(subsession.__file__)))
+    module_root = os.path.abspath(module_root)
+    modules = os.path.dirname(module_root)
+    removed: list[str] = []
+    try:
+        names = sorted(os.listdir(modules))
+    except OSError:
+        return removed
+    for name in names:
+        folder = os.path.join(modules, name)
+        if os.path.normcase(folder) == os.path.normcase(module_root) or not os.path.isdir(folder):
+            continue
+        try:
+            if name.startswith(INCOMPLETE_PREFIX) and "subsession" in name:
+                if time.time() - os.stat(folder).st_mtime < INCOMPLETE_AGE:
+                    continue
+            elif not (
+                name.startswith("subsession")
+                and os.path.isfile(os.path.join(folder, OBSOLETE_MARKER))
+            ):
+                continue
+            doomed = os.path.join(modules, f"{INCOMPLETE_PREFIX}removing-{name}-{os.getpid()}")
+            os.rename(folder, doomed)  # fails while a Maya holds a file in it (Windows)
+        except OSError as error:
+            _log.debug("kept %s for a later start-up: %s", folder, error)
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(folder)
+        _log.info("removed the replaced install %s", folder)
+    return removed
+
+
 def setup(config: PathArg = None, *, plugin: bool = True, deferred: bool = True) -> None:
     """Start ``subsession`` in Maya: the studio config now, the plug-in when Maya is idle.
 
@@ -96,6 +151,7 @@ def setup(config: PathArg = None, *, plugin: bool = True, deferred: bool = True)
     paths = _config_paths(config)
     now = not deferred or bool(cmds.about(batch=True))
     log_to_script_editor()
+    remove_old_installs()
     later: Optional[Callable[[Callable[[], None]], object]] = None
     if not now:
         import maya.utils
