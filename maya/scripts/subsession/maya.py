@@ -175,26 +175,94 @@ def setup(config: PathArg = None, *, plugin: bool = True, deferred: bool = True)
 
 
 def log_to_script_editor() -> None:
-    """Show WARNING and above of the ``subsession`` logger in the Script Editor.
+    """Show WARNING and above of the ``subsession`` logger in the Script Editor, once.
 
-    Adds Maya's own ``maya.utils.MayaGuiLogHandler`` (level WARNING) to the
-    ``subsession`` logger, unless one already reaches it (on that logger or on the
-    root logger, where Maya's GUI may have put one). INFO and DEBUG stay quiet unless
-    you configure ``logging`` yourself. Called by :func:`setup` and by the plug-in.
+    The ``subsession`` logger gets its own level (WARNING, unless you set one), exactly
+    one Script Editor handler (Maya's ``maya.utils.MayaGuiLogHandler``, made safe for
+    other threads) and ``propagate = False``. Maya adds its own Script Editor handler to
+    the root logger *after* ``userSetup.py`` ran, and ``maya.utils.shellLogHandler()``
+    sets the root level to INFO: a record that also propagated to the root would show
+    twice, and INFO would reach the Script Editor. Not propagating makes each record
+    show once whatever order Maya sets up logging in. To collect the records elsewhere,
+    add your handler to the ``subsession`` logger. Records logged on another thread
+    (the watcher's) reach Maya on its main thread (``maya.utils.executeDeferred``).
+    Called by :func:`setup` and by the plug-in; calling it again changes nothing.
     """
     import maya.utils
 
-    handler_type = getattr(maya.utils, "MayaGuiLogHandler", None)
-    if handler_type is None:
+    base = getattr(maya.utils, "MayaGuiLogHandler", None)
+    if base is None:
         return
+    handler_type = _main_thread_handler(base)
     logger = logging.getLogger("subsession")
-    for holder in (logger, logging.getLogger()):
-        if any(isinstance(h, handler_type) for h in holder.handlers):
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    for old in [h for h in logger.handlers if isinstance(h, base)]:
+        if type(old) is handler_type:
             return
+        logger.removeHandler(old)  # an earlier version's, or Maya's own put here
+    from maya import cmds
+
     handler = handler_type()
+    handler.batch = bool(cmds.about(batch=True))
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     logger.addHandler(handler)
+
+
+_handler_types: dict[type, type] = {}
+
+
+def _main_thread_handler(base: type) -> Any:
+    """A subclass of Maya's Script Editor handler that emits only on the main thread.
+
+    Maya's handler calls ``MGlobal.display*``, and Maya's API must not be called from
+    another thread (Autodesk, *Python and threading*). A record from another thread is
+    formatted there (its arguments may change later) and handed to the main thread
+    through ``maya.utils.executeDeferred``; in batch mode, which runs no deferred code,
+    it is written to ``sys.stderr`` instead, which is plain Python.
+    """
+    found = _handler_types.get(base)
+    if found is not None:
+        return found
+
+    class ScriptEditorHandler(base):  # type: ignore[misc, valid-type]
+        #: Maya runs without its interface (no idle queue): set on the main thread
+        batch = False
+
+        def emit(self, record: logging.LogRecord) -> None:
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                super().emit(record)
+                return
+            try:
+                import sys
+
+                import maya.utils
+
+                text = self.format(record)
+                if self.batch:
+                    sys.stderr.write(f"{record.levelname}: {text}\n")
+                    return
+                frozen = logging.makeLogRecord(
+                    {**record.__dict__, "msg": text, "args": None, "exc_info": None,
+                     "exc_text": None, "stack_info": None}
+                )  # fmt: skip
+                frozen.__dict__["_subsession_formatted"] = True
+                maya.utils.executeDeferred(super().emit, frozen)
+            except Exception:  # a logging handler must never raise into the logging code
+                self.handleError(record)
+
+        def format(self, record: logging.LogRecord) -> str:
+            if record.__dict__.get("_subsession_formatted"):
+                return record.getMessage()
+            return str(super().format(record))
+
+    ScriptEditorHandler.__qualname__ = f"ScriptEditorHandler[{base.__name__}]"
+    _handler_types[base] = ScriptEditorHandler
+    return ScriptEditorHandler
 
 
 def run(session: str, module: str, function: Optional[str] = None, /, *args: Any, **kw: Any) -> Any:
