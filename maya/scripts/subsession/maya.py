@@ -227,7 +227,7 @@ def _main_thread_handler(base: type) -> Any:
     if found is not None:
         return found
 
-    class ScriptEditorHandler(base):  # type: ignore[misc, valid-type]
+    class ScriptEditorHandler(base):  # type: ignore[misc]
         #: Maya runs without its interface (no idle queue): set on the main thread
         batch = False
 
