@@ -142,6 +142,7 @@ def test_subsession_command_watch_flag_and_executedeferred_delivery(maya: Any, t
     cmds.subSession("toolA", create=True, path=[str(tool)], watch=True)
     assert cmds.subSession("toolA", query=True, watch=True) is True
     cmds.subSession("toolA", module="toolA.menu")
+    _host.run_idle()  # Maya loads the tool's workspace control
     s = subsession.get("toolA")
     menu = s.modules["toolA.menu"]
     save(tool / "toolA" / "menu.py", MENU_V.format(v=3, log=LOG, event=EVENT))

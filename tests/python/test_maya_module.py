@@ -52,10 +52,17 @@ def package(tmp_path: Path, *platforms: str) -> Path:
 def test_mod_file_blocks() -> None:
     text = (ROOT / "maya" / "subsession.mod").read_text(encoding="utf-8")
     blocks = [b for b in text.split("\n\n") if b.strip()]
-    assert {b.split()[1] for b in blocks} == {"PLATFORM:linux", "PLATFORM:mac", "PLATFORM:win64"}
+    # A block per platform and Maya 2023-2027 (MAYAVERSION is an exact match): Maya 2022
+    # and older (Python 3.7) skip the checkout's module, as they skip the zip's.
+    assert {tuple(b.split()[1:3]) for b in blocks} == {
+        (f"MAYAVERSION:{m}", f"PLATFORM:{p}")
+        for m in range(2023, 2028)
+        for p in ("linux", "mac", "win64")
+    }
+    assert len(blocks) == 15
     for block in blocks:
         head, *lines = block.strip().splitlines()
-        assert head.split()[2:] == ["subsession", subsession.__version__, "."]
+        assert head.split()[3:] == ["subsession", subsession.__version__, "."]
         for line in lines:
             key, _, value = line.partition(":")
             assert key in ("scripts", "plug-ins") and (ROOT / "maya" / value.strip()).is_dir()
@@ -103,6 +110,7 @@ def test_package_one_zip_for_three_platforms(tmp_path: Path) -> None:
     cores = sorted(n for n in names if "/_core" in n and not n.endswith(".pyi"))
     assert cores == sorted(f"subsession/platforms/{p}/{NAMES[p]}" for p in NAMES)
     assert "subsession/drag_into_maya.py" in names
+    assert {"subsession/LICENSE", "subsession/CHANGELOG.md"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 

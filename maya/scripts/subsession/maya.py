@@ -337,34 +337,62 @@ def show_manager() -> Any:
     The control is floating the first time; dock it anywhere. Maya saves it with the
     workspace and rebuilds it at start-up through :data:`MANAGER_UI_SCRIPT`, which
     needs nothing but ``import subsession.maya``. Called again, it brings the existing
-    control back instead of making a second one.
+    control back instead of making a second one. The widget is returned even when Maya
+    has not built the control's content yet (a control restored hidden or in a tab
+    loads lazily): then it is built here, and the ``uiScript`` finds it later.
     """
     from maya import cmds
 
     if cmds.workspaceControl(MANAGER_CONTROL, exists=True):
         cmds.workspaceControl(MANAGER_CONTROL, edit=True, restore=True)
-        return _manager
-    cmds.workspaceControl(
-        MANAGER_CONTROL,
-        label="Sub-sessions",
-        # A string: Maya saves it with the workspace and runs it at start-up (the
-        # stubs type script flags as callables only).
-        uiScript=MANAGER_UI_SCRIPT,  # type: ignore[arg-type]
-        retain=False,
-        floating=True,
-        initialWidth=900,
-        initialHeight=640,
-    )
+    else:
+        cmds.workspaceControl(
+            MANAGER_CONTROL,
+            label="Sub-sessions",
+            # A string: Maya saves it with the workspace and runs it at start-up (the
+            # stubs type script flags as callables only).
+            uiScript=MANAGER_UI_SCRIPT,  # type: ignore[arg-type]
+            # Maya loads a control's content when it is first shown, not necessarily
+            # now: ask for it now, so the widget exists when this returns.
+            loadImmediately=True,
+            retain=False,
+            floating=True,
+            initialWidth=900,
+            initialHeight=640,
+        )
+    if _docked() is None:
+        import maya.OpenMayaUI as omui
+
+        control = omui.MQtUtil.findControl(MANAGER_CONTROL)
+        if control:
+            _build_manager(omui, int(control))
+    return _manager
+
+
+def _docked() -> Any:
+    """The manager built into a control, if it still exists (Maya deletes the content
+    with the control)."""
+    from subsession import _qt
+
+    if _manager is None or not _qt.is_valid(_manager) or _manager.parentWidget() is None:
+        return None
+    return _manager
+
+
+def _build_manager(omui: Any, parent: int) -> Any:
+    global _manager
+    from subsession import _qt, ui
+
+    _manager = ui.SessionManager()
+    omui.MQtUtil.addWidgetToMayaLayout(_qt.cpp_pointer(_manager), parent)
     return _manager
 
 
 def restore_manager() -> Any:
     """The workspace control's ``uiScript``: build the manager inside the control Maya
-    is creating (or restoring at start-up); returns the widget."""
-    global _manager
+    is creating (or restoring at start-up); returns the widget. Does nothing but return
+    it when :func:`show_manager` built it already."""
     import maya.OpenMayaUI as omui
-
-    from subsession import _qt, ui
 
     parent = omui.MQtUtil.getCurrentParent()
     if not parent:
@@ -372,9 +400,10 @@ def restore_manager() -> Any:
             "restore_manager() runs as the uiScript of a workspace control; "
             "call subsession.maya.show_manager() instead"
         )
-    _manager = ui.SessionManager()
-    omui.MQtUtil.addWidgetToMayaLayout(_qt.cpp_pointer(_manager), int(parent))
-    return _manager
+    docked = _docked()
+    if docked is not None:
+        return docked
+    return _build_manager(omui, int(parent))
 
 
 _live.install_maya()

@@ -74,6 +74,11 @@ class _Plugin:
     version: str = "Unknown"
 
 
+#: The Maya this Python belongs to: Maya 2023-2024 ship Python 3.9/3.10 and PySide2,
+#: Maya 2025+ Python 3.11+ and PySide6 (subsession._qt picks the binding from this).
+DEFAULT_API_VERSION = 20240000 if sys.version_info < (3, 11) else 20250000
+
+
 @dataclass
 class _State:
     batch: bool = False
@@ -90,7 +95,7 @@ class _State:
     printed: list[str] = field(default_factory=list)
     language: str = "python"
     app_dir: str = ""
-    api_version: int = 20250000
+    api_version: int = DEFAULT_API_VERSION
     undo_queue: list[Any] = field(default_factory=list)
     result: Any = None
     loading: str | None = None

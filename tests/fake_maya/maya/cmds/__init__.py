@@ -23,11 +23,11 @@ def about(
     *, batch: bool = False, version: bool = False, apiVersion: bool = False, **kwargs: Any
 ) -> Any:
     """``about(batch=True)`` -> whether Maya runs without UI; ``version=True`` -> "2025";
-    ``apiVersion=True`` -> 20250000."""
+    ``apiVersion=True`` -> 20250000 (2024 and 20240000 on Python 3.9/3.10)."""
     if batch:
         return _host.state.batch
     if version:
-        return "2025"
+        return str(_host.state.api_version // 10000)
     if apiVersion:
         return _host.state.api_version
     raise TypeError(f"about(): flag not faked: {sorted(kwargs) or 'none given'}")
