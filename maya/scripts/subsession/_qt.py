@@ -6,7 +6,8 @@ binding of its version (``cmds.about(apiVersion=True)``: PySide2 before 2025, Py
 from 2025), whatever else a tool imported first (a PySide6 from a user's
 site-packages in Maya 2024 would not share Maya's Qt); elsewhere a binding the process
 already imported, then PySide6, then PySide2. Type checking always sees PySide6's
-names; where PySide2 differs this module bridges it (``QAction``, ``exec_``, ``wrap_instance``, ``cpp_pointer``, ``is_valid``).
+names; where PySide2 differs this module bridges it (``QAction``, ``exec_``,
+``wrap_instance``, ``cpp_pointer``, ``is_valid``).
 """
 
 from __future__ import annotations
