@@ -209,7 +209,7 @@ def test_smoke_script_against_the_fake_maya(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
     assert [line for line in lines if line.startswith("FAIL")] == []
-    assert len([line for line in lines if line.startswith("PASS")]) == 16
+    assert len([line for line in lines if line.startswith("PASS")]) == 19
     assert "(skipped" not in done.stdout, done.stdout
     assert lines[-1] == "smoke: all steps passed"
 
