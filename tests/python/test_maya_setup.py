@@ -4,6 +4,7 @@ the one-line ``run()`` helper for shelf buttons and workspace controls
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -313,7 +314,7 @@ def test_info_is_shown_when_asked_for(maya: Any) -> None:
     logger.removeHandler(capture)
 
 
-class _Capture(__import__("logging").Handler):
+class _Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[str] = []
