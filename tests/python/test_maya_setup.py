@@ -390,3 +390,24 @@ def test_watcher_failures_reach_maya_on_its_main_thread(
     _host.run_idle()
     lines = script_editor_lines("watching watchedLog failed")
     assert lines and lines[0].startswith("# Warning: subsession: watching watchedLog failed")
+
+
+def test_records_from_other_threads_in_batch_mode_go_to_stderr(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    monkeypatch.delenv("SUBSESSION_CONFIG", raising=False)
+    fakehost.fresh_maya(monkeypatch, batch=True)  # mayapy: no idle queue to hand over to
+    try:
+        subsession.maya.setup()
+        log = logging.getLogger("subsession")
+        thread = threading.Thread(target=log.warning, args=("batch thread",), name="worker")
+        thread.start()
+        thread.join()
+        assert _host.state.off_main == [] and _host.state.dropped == []
+        assert "WARNING: subsession: batch thread" in capfd.readouterr().err
+    finally:
+        if cmds.pluginInfo("subSession", query=True, loaded=True):
+            cmds.unloadPlugin("subSession")
+        _host.reset()

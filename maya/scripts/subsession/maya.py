@@ -221,7 +221,7 @@ def _main_thread_handler(base: type) -> Any:
     another thread (Autodesk, *Python and threading*). A record from another thread is
     formatted there (its arguments may change later) and handed to the main thread
     through ``maya.utils.executeDeferred``; in batch mode, which runs no deferred code,
-    it is written to ``sys.stderr`` instead, which is plain Python.
+    it is written to the process's standard error (``sys.__stderr__``) instead.
     """
     found = _handler_types.get(base)
     if found is not None:
@@ -244,7 +244,11 @@ def _main_thread_handler(base: type) -> Any:
 
                 text = self.format(record)
                 if self.batch:
-                    sys.stderr.write(f"{record.levelname}: {text}\n")
+                    # The process's own stream: Maya may have replaced sys.stderr with
+                    # its output window, which is Maya's API again.
+                    stream = sys.__stderr__ or sys.stderr
+                    stream.write(f"{record.levelname}: {text}\n")
+                    stream.flush()
                     return
                 frozen = logging.makeLogRecord(
                     {**record.__dict__, "msg": text, "args": None, "exc_info": None,
