@@ -462,3 +462,20 @@ def test_the_package_finds_its_platforms_core(tmp_path: Path) -> None:
     ]
     (package_dir / NAMES[here]).write_bytes(b"")  # a development build: stays as is
     assert _platform.core_path([str(package_dir)]) == [str(package_dir)]
+
+
+def test_the_upgrade_shows_what_changed_since_the_installed_version(tmp_path: Path) -> None:
+    installer = load_installer(ROOT / "scripts" / "drag_into_maya.py")
+    (tmp_path / "CHANGELOG.md").write_text(
+        "# Changelog\n\n## [Unreleased]\n\n- next\n\n## [0.3.0] - 2027-02-01\n\n- three\n\n"
+        "## [0.2.0] - 2027-01-01\n\n- two\n\n## [0.1.0] - 2026-11-21\n\n- one\n",
+        encoding="utf-8",
+    )
+    shown = installer.changes_since(str(tmp_path), "0.1.0")
+    assert "- three" in shown and "- two" in shown and "- one" not in shown
+    assert "next" not in shown  # unreleased notes are not a version's
+    assert installer.changes_since(str(tmp_path), None).startswith("## [0.3.0]")
+    assert installer.changes_since(str(tmp_path), "0.3.0") == ""
+    assert installer.changes_since(str(tmp_path / "none"), "0.1.0") == ""
+    # The repository's own changelog parses, and ships with the license in the zip.
+    assert installer.changes_since(str(ROOT), None).startswith(f"## [{subsession.__version__}]")
