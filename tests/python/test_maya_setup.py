@@ -252,6 +252,11 @@ def test_warnings_reach_the_script_editor_info_stays_quiet(maya: Any) -> None:
     assert ("error", "subsession.maya: broken") in _host.state.messages
     assert not [m for m in _host.state.messages if "chatty" in m[1]]
     subsession.maya.setup()  # a second call adds no second handler
+    from maya import utils
+
+    logger.addHandler(utils.MayaGuiLogHandler())  # a studio's, on our logger
+    subsession.maya.log_to_script_editor()  # back to exactly one
+    assert len([h for h in logger.handlers if isinstance(h, utils.MayaGuiLogHandler)]) == 1
     logger.warning("once")
     assert [m for m in _host.state.messages if m[1].endswith("once")] == [
         ("warning", "subsession: once")

@@ -198,10 +198,14 @@ def log_to_script_editor() -> None:
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
     logger.propagate = False
+    kept = None
     for old in [h for h in logger.handlers if isinstance(h, base)]:
-        if type(old) is handler_type:
-            return
-        logger.removeHandler(old)  # an earlier version's, or Maya's own put here
+        if kept is None and type(old) is handler_type:
+            kept = old
+        else:
+            logger.removeHandler(old)  # a second one, an earlier version's, or Maya's own
+    if kept is not None:
+        return
     from maya import cmds
 
     handler = handler_type()
