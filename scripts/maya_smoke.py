@@ -11,6 +11,16 @@ creates two sessions holding two versions of a small library, runs code in each,
 queries modules, reloads a changed module, closes both, checks that compiled code
 (Maya's own numpy, in a session) is routed to its session on this OS, unloads the
 plug-in, and prints PASS or FAIL per step. Exit status 0 when every step passed.
+
+Three steps check what only a real Maya can answer and print a ``report back:`` line:
+paste those lines (and any FAIL) into the issue you were asked to test:
+
+- the ``subsession`` logger's set-up (one Script Editor handler, no propagation) and
+  whether a warning prints once;
+- that a record logged on another thread, and a reload-on-save, reach Maya on its
+  main thread, never calling Maya's API from the thread;
+- that API 1.0 (``maya.OpenMaya``) and ``maya.api._OpenMaya_py2`` callbacks made by
+  session code are recorded and removed when the session closes.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from typing import Any, Callable
@@ -139,6 +150,121 @@ def main() -> int:
         raise AssertionError("a malformed KEY=VALUE did not fail")
 
     smoke.step("bad input fails with an error", bad_input)
+
+    def logging_once() -> None:
+        import logging
+
+        import maya.utils
+
+        logger = logging.getLogger("subsession")
+        editors = [h for h in logger.handlers if isinstance(h, maya.utils.MayaGuiLogHandler)]
+        root = [type(h).__name__ for h in logging.getLogger().handlers]
+        print(
+            f"      report back: subsession logger level={logging.getLevelName(logger.level)}"
+            f" propagate={logger.propagate} script-editor handlers={len(editors)};"
+            f" root level={logging.getLevelName(logging.getLogger().level)} handlers={root}"
+        )
+        expect((len(editors), logger.propagate, logger.level), (1, False, logging.WARNING))
+        logger.warning("smoke: this warning must print exactly once")
+        logger.info("smoke: this INFO line must not print")
+        print(
+            "      report back: did 'smoke: this warning must print exactly once' print once "
+            "above, and the INFO line not at all? In Maya's GUI (userSetup.py calling "
+            "subsession.maya.setup()), run in the Script Editor: import logging; "
+            "logging.getLogger('subsession').warning('once?') -- how many lines?"
+        )
+
+    smoke.step("subsession log records: one handler, no propagation", logging_once)
+
+    def main_thread_delivery() -> None:
+        import logging
+
+        import maya.utils
+        import subsession
+
+        # Maya's handler must only ever run on the main thread: watch its emit.
+        seen: list[str] = []
+        base = maya.utils.MayaGuiLogHandler
+        original = base.emit
+
+        def emit(handler: Any, record: Any) -> None:
+            seen.append(threading.current_thread().name)
+            original(handler, record)
+
+        base.emit = emit  # type: ignore[method-assign]
+        try:
+            worker = threading.Thread(
+                target=logging.getLogger("subsession").warning,
+                args=("smoke: logged on a worker thread",),
+                name="smoke-worker",
+            )
+            worker.start()
+            worker.join()
+        finally:
+            base.emit = original  # type: ignore[method-assign]
+        if "smoke-worker" in seen:
+            raise AssertionError("Maya's log handler ran on the worker thread")
+        folder = os.path.join(temp, "watched")
+        os.makedirs(folder)
+        path = os.path.join(folder, "libthread.py")
+        source = "import threading\nMAIN = threading.current_thread() is threading.main_thread()\n"
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(source + "V = 1\n")
+        watched = subsession.Session("smokeWatch", paths=[folder])
+        try:
+            module = watched.import_module("libthread")
+            watched.watch(interval=0.05)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(source + "V = 2\n")
+            later = time.time() + 10
+            os.utime(path, (later, later))
+            end = time.monotonic() + 10
+            while module.V != 2 and time.monotonic() < end:
+                subsession.process_pending()  # mayapy: no idle loop; the GUI uses it
+                time.sleep(0.05)
+            expect((module.V, module.MAIN), (2, True))
+        finally:
+            watched.close()
+        print(
+            "      report back: did 'smoke: logged on a worker thread' print (on stderr "
+            "in mayapy), with no 'Logging error'? In Maya's GUI, a watched tool's failed "
+            "reload must show one warning in the Script Editor and Maya must not freeze."
+        )
+
+    smoke.step("other threads reach Maya on its main thread", main_thread_delivery)
+
+    def api1_callbacks() -> None:
+        import subsession
+
+        folder = os.path.join(temp, "callbacks")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "libcb.py"), "w", encoding="utf-8") as handle:
+            handle.write(
+                "import maya.OpenMaya as om1\n"
+                "from maya.api._OpenMaya_py2 import MEventMessage\n"
+                "def on(*args):\n    pass\n"
+                "API1 = om1.MSceneMessage.addCallback(om1.MSceneMessage.kBeforeSave, on)\n"
+                "PY2 = MEventMessage.addEventCallback('SelectionChanged', on)\n"
+            )
+        owner = subsession.Session("smokeCallbacks", paths=[folder])
+        module = owner.import_module("libcb")
+        api1, py2 = module.API1, module.PY2
+        del module
+        removed = owner.close().removed
+        print(f"      report back: API 1.0 id type {type(api1).__name__}; removed {removed}")
+        if len(removed) != 2:
+            raise AssertionError(f"expected 2 callbacks removed, got {removed}")
+        import maya.OpenMaya as om1
+        from maya.api import OpenMaya as om2
+
+        for api, ident in ((om1, api1), (om2, py2)):
+            try:
+                api.MMessage.removeCallback(ident)
+            except RuntimeError:
+                continue  # already removed by close(): as expected
+            raise AssertionError(f"callback {ident!r} was still registered after close()")
+
+    smoke.step("API 1.0 and _OpenMaya_py2 callbacks are removed with the session", api1_callbacks)
 
     def close() -> None:
         for name in ("smokeA", "smokeB"):

@@ -187,9 +187,10 @@ def initializePlugin(plugin: om.MObject) -> None:
             f"{COMMAND} needs Maya 2023 or later (this Maya's API is {api}); "
             "install subsession only for Maya 2023-2027"
         )
-    from subsession.maya import log_to_script_editor
+    from subsession.maya import log_to_script_editor, remove_old_installs
 
     log_to_script_editor()
+    remove_old_installs()  # what a drag-and-drop upgrade replaced, once no Maya holds it
     fn = om.MFnPlugin(plugin, VENDOR, __version__, "Any")
     _live.install_maya()  # session code's scriptJobs, callbacks and UI belong to it
     _command.INFO = om.MGlobal.displayInfo

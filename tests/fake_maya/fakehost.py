@@ -31,8 +31,9 @@ from maya import _host  # noqa: E402  (needs the path above)
 def fresh_maya(monkeypatch: Any, batch: bool = False) -> Any:
     """Reset the fake Maya, point ``MAYA_PLUG_IN_PATH`` at the module's ``plug-ins``.
 
-    The ``subsession`` logger's handlers (the plug-in adds Maya's Script Editor
-    handler) are restored when the test ends.
+    The ``subsession`` logger's handlers, level and ``propagate`` (the plug-in and
+    ``setup()`` set them) are restored when the test ends; ``_host.reset()`` takes
+    Maya's handlers off the root logger.
     """
     import logging
 
@@ -40,6 +41,10 @@ def fresh_maya(monkeypatch: Any, batch: bool = False) -> Any:
     monkeypatch.setenv("MAYA_PLUG_IN_PATH", str(PLUGINS))
     logger = logging.getLogger("subsession")
     monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "propagate", logger.propagate)
+    monkeypatch.setattr(logger, "level", logger.level)
+    # setLevel() clears the level caches in place: the restored dict stays true
+    monkeypatch.setattr(logger, "_cache", {})
     return _host
 
 

@@ -23,7 +23,7 @@ import fakehost  # noqa: E402
 import subsession  # noqa: E402
 from fakehost import write_tree  # noqa: E402
 from maya.api import OpenMaya as om  # noqa: E402
-from subsession import _live  # noqa: E402
+from subsession import _live, _qt  # noqa: E402, F401  (Maya loads Qt before any tool)
 
 from maya import _host, _ui, cmds  # noqa: E402
 
@@ -142,6 +142,7 @@ def test_subsession_command_watch_flag_and_executedeferred_delivery(maya: Any, t
     cmds.subSession("toolA", create=True, path=[str(tool)], watch=True)
     assert cmds.subSession("toolA", query=True, watch=True) is True
     cmds.subSession("toolA", module="toolA.menu")
+    _host.run_idle()  # Maya loads the tool's workspace control
     s = subsession.get("toolA")
     menu = s.modules["toolA.menu"]
     save(tool / "toolA" / "menu.py", MENU_V.format(v=3, log=LOG, event=EVENT))
@@ -197,3 +198,87 @@ def test_fake_maya_behaves_like_maya(maya: Any) -> None:
         type.__setattr__  # noqa: B018
         om.MEventMessage.__subsession_class__.addEventCallback = None  # type: ignore[union-attr]
     assert os.environ["MAYA_PLUG_IN_PATH"]
+
+
+# -- every callback API: _OpenMaya_py2, API 1.0, names bound before install -------------------
+
+CALLBACKS = """\
+    import maya.OpenMaya as om1
+    from maya.api._OpenMaya_py2 import MEventMessage
+    from maya.OpenMaya import MSceneMessage as Scene1
+
+    def on_event(data):
+        pass
+
+    PY2 = MEventMessage.addEventCallback("{event}", on_event)
+    API1 = om1.MEventMessage.addEventCallback("{event}", on_event)
+    SCENE1 = Scene1.addCallback(Scene1.kAfterOpen, on_event)
+    """
+
+
+def test_callbacks_through_openmaya_py2_and_api1_are_recorded(maya: Any, tmp_path: Path) -> None:
+    import maya.OpenMaya as om1
+
+    root = write_tree(tmp_path / "lib", {"toolB.py": CALLBACKS.format(event=EVENT)})
+    mine = om1.MEventMessage.addEventCallback(EVENT, lambda data: None)  # global code's
+    s = subsession.Session("toolB", paths=[root])
+    tool = s.import_module("toolB")
+    assert isinstance(tool.PY2, int) and isinstance(tool.API1, om1.MCallbackId)
+    assert _host.fire(EVENT) == 3
+    report = s.close()
+    for ident in (tool.PY2, tool.API1, tool.SCENE1):
+        assert ident not in _host.state.callbacks
+    assert mine in _host.state.callbacks
+    assert f"callback {tool.PY2} (toolB)" in report.removed
+    api1 = [r for r in report.removed if r.startswith("callback MCallbackId@")]
+    assert len(api1) == 2 and all(r.endswith("(toolB)") for r in api1)
+    with pytest.raises(RuntimeError, match="does not exist"):  # removed for real
+        om1.MMessage.removeCallback(tool.API1)
+    om1.MMessage.removeCallback(mine)
+
+
+def test_a_name_imported_before_install_is_recorded_too(
+    maya: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maya.api import _OpenMaya_py2
+
+    real = _live._unwrap(om.MSceneMessage)
+    # As before install_maya() ran: the modules hold Maya's class itself.
+    monkeypatch.setattr(om, "MSceneMessage", real)
+    monkeypatch.setattr(_OpenMaya_py2, "MSceneMessage", real)
+    root = write_tree(
+        tmp_path / "lib",
+        {
+            "toolC.py": """\
+                from maya.api.OpenMaya import MSceneMessage
+
+                def register():
+                    return MSceneMessage.addCallback(MSceneMessage.kAfterOpen, lambda d: None)
+                """
+        },
+    )
+    s = subsession.Session("toolC", paths=[root])
+    tool = s.import_module("toolC")
+    assert tool.MSceneMessage is real
+    assert _live.install_maya()
+    ident = s.run(tool.register)
+    report = s.close()
+    assert ident not in _host.state.callbacks
+    assert f"callback {ident} (toolC)" in report.removed
+
+
+def test_isinstance_and_issubclass_work_with_recorded_classes(maya: Any) -> None:
+    from maya.api import _OpenMaya_py2
+
+    proxy = om.MSceneMessage
+    real = _live._unwrap(proxy)
+    assert real is not proxy and _OpenMaya_py2.MSceneMessage is proxy  # one proxy a class
+    assert isinstance(real(), proxy) and not isinstance(object(), proxy)
+    assert issubclass(proxy, om.MMessage) and issubclass(real, om.MMessage)
+    assert issubclass(proxy, _live._unwrap(om.MMessage)) and not issubclass(int, proxy)
+    assert isinstance(real(), (int, proxy))
+
+    class Derived(proxy):  # type: ignore[misc, valid-type]
+        pass
+
+    assert issubclass(Derived, proxy) and issubclass(Derived, real)

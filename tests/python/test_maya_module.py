@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -51,10 +52,17 @@ def package(tmp_path: Path, *platforms: str) -> Path:
 def test_mod_file_blocks() -> None:
     text = (ROOT / "maya" / "subsession.mod").read_text(encoding="utf-8")
     blocks = [b for b in text.split("\n\n") if b.strip()]
-    assert {b.split()[1] for b in blocks} == {"PLATFORM:linux", "PLATFORM:mac", "PLATFORM:win64"}
+    # A block per platform and Maya 2023-2027 (MAYAVERSION is an exact match): Maya 2022
+    # and older (Python 3.7) skip the checkout's module, as they skip the zip's.
+    assert {tuple(b.split()[1:3]) for b in blocks} == {
+        (f"MAYAVERSION:{m}", f"PLATFORM:{p}")
+        for m in range(2023, 2028)
+        for p in ("linux", "mac", "win64")
+    }
+    assert len(blocks) == 15
     for block in blocks:
         head, *lines = block.strip().splitlines()
-        assert head.split()[2:] == ["subsession", subsession.__version__, "."]
+        assert head.split()[3:] == ["subsession", subsession.__version__, "."]
         for line in lines:
             key, _, value = line.partition(":")
             assert key in ("scripts", "plug-ins") and (ROOT / "maya" / value.strip()).is_dir()
@@ -102,6 +110,7 @@ def test_package_one_zip_for_three_platforms(tmp_path: Path) -> None:
     cores = sorted(n for n in names if "/_core" in n and not n.endswith(".pyi"))
     assert cores == sorted(f"subsession/platforms/{p}/{NAMES[p]}" for p in NAMES)
     assert "subsession/drag_into_maya.py" in names
+    assert {"subsession/LICENSE", "subsession/CHANGELOG.md"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
@@ -200,7 +209,7 @@ def test_smoke_script_against_the_fake_maya(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
     assert [line for line in lines if line.startswith("FAIL")] == []
-    assert len([line for line in lines if line.startswith("PASS")]) == 16
+    assert len([line for line in lines if line.startswith("PASS")]) == 19
     assert "(skipped" not in done.stdout, done.stdout
     assert lines[-1] == "smoke: all steps passed"
 
@@ -225,47 +234,178 @@ def load_installer(path: Path) -> Any:
     return module
 
 
-def test_drag_and_drop_installs_for_the_user_and_loads_the_plugin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def start_fake_maya(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     if str(FAKE) not in sys.path:
         sys.path.append(str(FAKE))
     import fakehost
 
-    from maya import _host, cmds
+    from maya import _host
 
-    source = extracted(tmp_path)
     fakehost.fresh_maya(monkeypatch)
     monkeypatch.setenv("MAYA_PLUG_IN_PATH", "")
     monkeypatch.setattr(sys, "path", list(sys.path))
     _host.state.app_dir = str(tmp_path / "prefs" / "maya")
+    return _host
+
+
+def unload_and_reset() -> None:
+    from maya import _host, cmds
+
+    if cmds.pluginInfo("subSession", query=True, loaded=True):
+        cmds.unloadPlugin("subSession")
+    _host.reset()
+
+
+VERSIONED = f"subsession-{subsession.__version__}"
+
+
+def test_drag_and_drop_installs_for_the_user_and_loads_the_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = extracted(tmp_path)
+    start_fake_maya(tmp_path, monkeypatch)
+    from maya import cmds
+
     try:
         installer = load_installer(source / "drag_into_maya.py")
         installer.onMayaDroppedPythonFile(None)
         modules = tmp_path / "prefs" / "maya" / "modules"
-        installed = modules / "subsession"
+        installed = modules / VERSIONED
         blocks = mod_blocks((modules / "subsession.mod").read_text())
         assert len(blocks) == 15 and {tuple(w) for _, _, w in blocks} == {
-            ("subsession", subsession.__version__, "subsession")
+            ("subsession", subsession.__version__, VERSIONED)
         }
         for platform, name in NAMES.items():
             assert (installed / "platforms" / platform / name).is_file()
         assert (installed / "scripts" / "subsession" / "__init__.py").is_file()
+        assert (installed / "LICENSE").read_text().startswith("MIT License")
         plugin = cmds.pluginInfo("subSession", query=True, path=True)
         assert plugin == str(installed / "plug-ins" / "subSession.py")
         assert str(installed / "scripts") in sys.path
         assert str(installed / "plug-ins") in os.environ["MAYA_PLUG_IN_PATH"]
-        # Dropping it again (a newer zip) replaces the install; so does dropping the
-        # installed copy itself, which leaves it in place.
-        (installed / "scripts" / "stale.py").write_text("")
-        installer.onMayaDroppedPythonFile(None)
-        assert not (installed / "scripts" / "stale.py").exists()
+        out = capsys.readouterr().out
+        assert "the subSession command is loaded" in out and "what changed" in out
+        # Dropping the installed copy itself leaves everything in place.
         load_installer(installed / "drag_into_maya.py").install(str(modules))
         assert (installed / "scripts" / "subsession" / "__init__.py").is_file()
+        assert installer.active_install(str(modules)) == str(installed)
     finally:
-        if cmds.pluginInfo("subSession", query=True, loaded=True):
-            cmds.unloadPlugin("subSession")
-        _host.reset()
+        unload_and_reset()
+
+
+def lock_while_loaded(monkeypatch: pytest.MonkeyPatch, locked: Path) -> list[str]:
+    """Deleting ``locked`` (a loaded _core) or renaming/removing a folder holding it
+    raises PermissionError, as on Windows (Linux deletes an open file, so the lock is
+    simulated); returns the refused operations."""
+    refused: list[str] = []
+    held = os.path.normcase(os.path.abspath(locked))
+
+    def holds(path: Any) -> bool:
+        path = os.path.normcase(os.path.abspath(os.fspath(path)))
+        return held == path or held.startswith(path + os.sep)
+
+    def guard(name: str, original: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("dir_fd") is None and any(holds(a) for a in args[:1]):
+                refused.append(f"{name} {args[0]}")
+                raise PermissionError(13, "The process cannot access the file", str(args[0]))
+            return original(*args, **kwargs)
+
+        return call
+
+    for name in ("remove", "unlink", "rmdir", "rename", "replace"):
+        monkeypatch.setattr(os, name, guard(name, getattr(os, name)))
+    # Windows has no dir_fd: shutil.rmtree deletes by path there, so it meets the lock.
+    monkeypatch.setattr(shutil, "_use_fd_functions", False)
+    return refused
+
+
+def test_upgrade_never_deletes_a_loaded_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = _platform_name()
+    source = extracted(tmp_path)
+    start_fake_maya(tmp_path, monkeypatch)
+    from maya import cmds
+
+    modules = tmp_path / "prefs" / "maya" / "modules"
+    try:
+        installer = load_installer(source / "drag_into_maya.py")
+        installer.onMayaDroppedPythonFile(None)
+        first = modules / VERSIONED
+        before = sorted(p.relative_to(first) for p in first.rglob("*"))
+        refused = lock_while_loaded(monkeypatch, first / "platforms" / here / NAMES[here])
+        # A newer zip dropped on the same Maya, the old core loaded.
+        installer.onMayaDroppedPythonFile(None)
+        second = modules / f"{VERSIONED}-2"
+        assert installer.active_install(str(modules)) == str(second)
+        assert (second / "platforms" / here / NAMES[here]).is_file()
+        assert (first / ".subsession-obsolete").is_file()
+        after = sorted(p.relative_to(first) for p in first.rglob("*"))
+        assert [p for p in before if p not in after] == []  # nothing of it was deleted
+        assert refused == []  # and nothing was even tried
+        assert cmds.pluginInfo("subSession", query=True, loaded=True)
+        # The next start-up runs the new version: the old folder stays while held...
+        import subsession.maya
+
+        assert subsession.maya.remove_old_installs(str(second)) == []
+        assert (first / "scripts" / "subsession" / "__init__.py").is_file()
+        assert refused and all(r.startswith("rename ") for r in refused)
+        # ... and goes once no Maya holds it; the running install stays.
+        monkeypatch.undo()
+        assert subsession.maya.remove_old_installs(str(second)) == [str(first)]
+        assert not first.exists() and (second / "scripts").is_dir()
+        assert sorted(p.name for p in modules.iterdir()) == [f"{VERSIONED}-2", "subsession.mod"]
+    finally:
+        unload_and_reset()
+
+
+def test_failed_upgrade_leaves_the_old_install_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = extracted(tmp_path)
+    start_fake_maya(tmp_path, monkeypatch)
+    from maya import cmds
+
+    modules = tmp_path / "prefs" / "maya" / "modules"
+    try:
+        installer = load_installer(source / "drag_into_maya.py")
+        installer.install(str(modules))
+        first = modules / VERSIONED
+        mod_before = (modules / "subsession.mod").read_text()
+        files_before = sorted(p.relative_to(first) for p in first.rglob("*"))
+        copied: list[str] = []
+        real_copy = shutil.copyfile
+
+        def copy_then_fail(src: str, dst: str, **kwargs: Any) -> Any:
+            if len(copied) == 5:  # the disk fills up, or Maya is killed, mid-copy
+                raise OSError(28, "No space left on device", dst)
+            copied.append(dst)
+            return real_copy(src, dst, **kwargs)
+
+        monkeypatch.setattr(shutil, "copyfile", copy_then_fail)
+        with pytest.raises(RuntimeError, match="is still installed and works"):
+            installer.install(str(modules))
+        monkeypatch.setattr(shutil, "copyfile", real_copy)
+        assert (modules / "subsession.mod").read_text() == mod_before
+        assert sorted(p.relative_to(first) for p in first.rglob("*")) == files_before
+        assert not (first / ".subsession-obsolete").exists()
+        assert sorted(p.name for p in modules.iterdir()) == [VERSIONED, "subsession.mod"]
+        # Maya starting now loads the old version from what the .mod names.
+        active = installer.active_install(str(modules))
+        monkeypatch.setenv("MAYA_PLUG_IN_PATH", os.path.join(active, "plug-ins"))
+        cmds.loadPlugin("subSession.py")
+        assert cmds.pluginInfo("subSession", query=True, path=True) == str(
+            first / "plug-ins" / "subSession.py"
+        )
+    finally:
+        unload_and_reset()
+
+
+def _platform_name() -> str:
+    from subsession import _platform
+
+    return _platform.maya_platform()
 
 
 def test_drag_and_drop_refuses_old_maya_and_foreign_folders(
@@ -302,7 +442,7 @@ def test_drag_and_drop_script_outside_maya(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "m" / "subsession.mod").is_file()
-    assert (tmp_path / "m" / "subsession" / "platforms" / "win64" / "_core.pyd").is_file()
+    assert (tmp_path / "m" / VERSIONED / "platforms" / "win64" / "_core.pyd").is_file()
 
 
 def test_the_package_finds_its_platforms_core(tmp_path: Path) -> None:
@@ -322,3 +462,20 @@ def test_the_package_finds_its_platforms_core(tmp_path: Path) -> None:
     ]
     (package_dir / NAMES[here]).write_bytes(b"")  # a development build: stays as is
     assert _platform.core_path([str(package_dir)]) == [str(package_dir)]
+
+
+def test_the_upgrade_shows_what_changed_since_the_installed_version(tmp_path: Path) -> None:
+    installer = load_installer(ROOT / "scripts" / "drag_into_maya.py")
+    (tmp_path / "CHANGELOG.md").write_text(
+        "# Changelog\n\n## [Unreleased]\n\n- next\n\n## [0.3.0] - 2027-02-01\n\n- three\n\n"
+        "## [0.2.0] - 2027-01-01\n\n- two\n\n## [0.1.0] - 2026-11-21\n\n- one\n",
+        encoding="utf-8",
+    )
+    shown = installer.changes_since(str(tmp_path), "0.1.0")
+    assert "- three" in shown and "- two" in shown and "- one" not in shown
+    assert "next" not in shown  # unreleased notes are not a version's
+    assert installer.changes_since(str(tmp_path), None).startswith("## [0.3.0]")
+    assert installer.changes_since(str(tmp_path), "0.3.0") == ""
+    assert installer.changes_since(str(tmp_path / "none"), "0.1.0") == ""
+    # The repository's own changelog parses, and ships with the license in the zip.
+    assert installer.changes_since(str(ROOT), None).startswith(f"## [{subsession.__version__}]")

@@ -4,6 +4,7 @@ the one-line ``run()`` helper for shelf buttons and workspace controls
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -251,7 +252,167 @@ def test_warnings_reach_the_script_editor_info_stays_quiet(maya: Any) -> None:
     assert ("error", "subsession.maya: broken") in _host.state.messages
     assert not [m for m in _host.state.messages if "chatty" in m[1]]
     subsession.maya.setup()  # a second call adds no second handler
+    from maya import utils
+
+    logger.addHandler(utils.MayaGuiLogHandler())  # a studio's, on our logger
+    subsession.maya.log_to_script_editor()  # back to exactly one
+    assert len([h for h in logger.handlers if isinstance(h, utils.MayaGuiLogHandler)]) == 1
     logger.warning("once")
     assert [m for m in _host.state.messages if m[1].endswith("once")] == [
         ("warning", "subsession: once")
     ]
+
+
+# -- logging in Maya's order, and other threads ------------------------------------------------
+
+
+def user_setup() -> None:
+    """A studio userSetup.py: subsession's setup(), then a tool's own logging call."""
+    subsession.maya.setup()
+
+
+def script_editor_lines(text: str) -> list[str]:
+    return [line for line in _host.state.printed if text in line]
+
+
+@pytest.mark.parametrize("order", ["maya", "gui first", "plug-in later"])
+def test_each_record_shows_once_whatever_order_maya_sets_up_logging(maya: Any, order: str) -> None:
+    import logging
+
+    from maya import utils
+
+    if order == "maya":  # gui.py: shell handler, userSetup, then the GUI handler on root
+        _host.start_gui(user_setup)
+    elif order == "gui first":  # setup() called by hand after start-up
+        _host.start_gui(lambda: None)
+        subsession.maya.setup()
+    else:  # no userSetup: the plug-in (auto-load) sets it up after Maya's handlers
+        _host.start_gui(lambda: None)
+        assert _host.run_idle() == 0
+        cmds.loadPlugin("subSession.py")
+    _host.run_idle()  # the deferred plug-in load
+    root = logging.getLogger()
+    assert utils._gui_handler in root.handlers and root.level == logging.INFO
+    logger = logging.getLogger("subsession")
+    assert logger.level == logging.WARNING and logger.propagate is False
+    assert len([h for h in logger.handlers if isinstance(h, utils.MayaGuiLogHandler)]) == 1
+    logging.getLogger("subsession.maya").warning("careful")
+    logging.getLogger("subsession").info("removed scriptJob 7 (toolA.ui)")
+    assert script_editor_lines("careful") == ["# Warning: subsession.maya: careful #"]
+    assert script_editor_lines("removed scriptJob") == []
+    # A tool's own logger still goes through Maya's root handler, once.
+    logging.getLogger("toolA").warning("tool says")
+    assert script_editor_lines("tool says") == ["# Warning: toolA : tool says #"]
+
+
+def test_info_is_shown_when_asked_for(maya: Any) -> None:
+    import logging
+
+    _host.start_gui(user_setup)
+    logger = logging.getLogger("subsession")
+    logger.setLevel(logging.INFO)  # e.g. the session manager's log pane on "Info"
+    logger.info("removed scriptJob 7 (toolA.ui)")
+    assert script_editor_lines("removed scriptJob") == []  # Script Editor: WARNING and up
+    logger.addHandler(capture := _Capture())
+    logger.info("now")
+    assert capture.lines == ["now"]
+    logger.removeHandler(capture)
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: Any) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_records_from_other_threads_reach_maya_on_its_main_thread(maya: Any) -> None:
+    import logging
+    import threading
+
+    _host.start_gui(user_setup)
+    log = logging.getLogger("subsession")
+    thread = threading.Thread(target=log.warning, args=("from %s", "a thread"), name="worker")
+    thread.start()
+    thread.join()
+    assert _host.state.off_main == []  # nothing called Maya from the thread
+    assert script_editor_lines("from a thread") == []  # not yet: queued for idle
+    _host.run_idle()
+    assert script_editor_lines("from a thread") == ["# Warning: subsession: from a thread #"]
+
+
+def test_the_fake_refuses_maya_calls_off_the_main_thread(maya: Any) -> None:
+    import threading
+
+    from maya.api import OpenMaya
+
+    errors: list[str] = []
+
+    def call() -> None:
+        for fn in (lambda: cmds.about(batch=True), lambda: OpenMaya.MGlobal.displayInfo("x")):
+            try:
+                fn()
+            except RuntimeError as error:
+                errors.append(str(error))
+
+    thread = threading.Thread(target=call, name="worker")
+    thread.start()
+    thread.join()
+    assert len(errors) == 2 and all("only on the main thread" in e for e in errors)
+    assert _host.state.off_main == ["cmds.about (worker)", "Script Editor info message (worker)"]
+
+
+def test_watcher_failures_reach_maya_on_its_main_thread(
+    maya: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from subsession import _watch
+
+    _host.start_gui(user_setup)
+    _host.run_idle()  # the plug-in load setup() deferred
+    session = subsession.Session("watchedLog", paths=[str(tmp_path)])
+
+    class Broken:
+        def __init__(self, core: Any) -> None:
+            pass
+
+        def poll(self) -> list[str]:
+            raise OSError("the share went away")
+
+    monkeypatch.setattr(_watch._core, "Watch", Broken)
+    try:
+        session.watch(interval=0.01)
+        deadline = time.monotonic() + 10
+        while not _host.state.deferred and time.monotonic() < deadline:
+            time.sleep(0.01)
+        session.unwatch()
+    finally:
+        session.close()
+    assert _host.state.off_main == []
+    _host.run_idle()
+    lines = script_editor_lines("watching watchedLog failed")
+    assert lines and lines[0].startswith("# Warning: subsession: watching watchedLog failed")
+
+
+def test_records_from_other_threads_in_batch_mode_go_to_stderr(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    monkeypatch.delenv("SUBSESSION_CONFIG", raising=False)
+    fakehost.fresh_maya(monkeypatch, batch=True)  # mayapy: no idle queue to hand over to
+    try:
+        subsession.maya.setup()
+        log = logging.getLogger("subsession")
+        thread = threading.Thread(target=log.warning, args=("batch thread",), name="worker")
+        thread.start()
+        thread.join()
+        assert _host.state.off_main == [] and _host.state.dropped == []
+        assert "WARNING: subsession: batch thread" in capfd.readouterr().err
+    finally:
+        if cmds.pluginInfo("subSession", query=True, loaded=True):
+            cmds.unloadPlugin("subSession")
+        _host.reset()

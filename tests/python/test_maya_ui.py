@@ -135,12 +135,18 @@ def test_the_fake_ui_behaves_like_maya(maya: Any) -> None:
         cmds.menuItem(parent="noSuchMenu")
     cmds.deleteUI("tools", menu=True)  # with its items
     assert not cmds.menuItem("more", exists=True) and not cmds.menu("tools", exists=True)
-    # A workspace control needs its uiScript, runs it at once, and is top-level.
+    # A workspace control needs its uiScript, runs it lazily (at once with
+    # loadImmediately), and is top-level.
     with pytest.raises(RuntimeError, match="uiScript flag is required"):
         cmds.workspaceControl("noScript")
     ran: list[str] = []
     assert cmds.workspaceControl("ctl", uiScript=lambda: ran.append("ui")) == "ctl"
+    assert ran == []
+    _host.run_idle()
     assert ran == ["ui"]
+    cmds.workspaceControl("now", uiScript=lambda: ran.append("now"), loadImmediately=True)
+    assert ran == ["ui", "now"]
+    cmds.deleteUI("now")
     cmds.workspaceControl("ctl", edit=True, close=True)  # retained: hidden
     assert cmds.workspaceControl("ctl", exists=True)
     assert not cmds.workspaceControl("ctl", query=True, visible=True)
@@ -171,3 +177,54 @@ def test_batch_mode_has_no_menu_and_loads_quietly(monkeypatch: pytest.MonkeyPatc
 def test_restore_manager_outside_a_control_says_what_to_do(maya: Any) -> None:
     with pytest.raises(RuntimeError, match=r"call subsession.maya.show_manager\(\) instead"):
         subsession.maya.restore_manager()
+
+
+def test_show_manager_returns_the_panel_when_maya_loads_the_control_later(
+    maya: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    control = subsession.maya.MANAGER_CONTROL
+    # Maya building the content only when it first shows the control (a control
+    # created without loadImmediately, or restored in a hidden tab).
+    real = _ui.workspace_control
+
+    def lazy(name: Any = None, **flags: Any) -> Any:
+        flags.pop("loadImmediately", None)
+        flags.pop("li", None)
+        return real(name, **flags)
+
+    monkeypatch.setattr(_ui, "workspace_control", lazy)
+    shown = subsession.maya.show_manager()
+    assert isinstance(shown, ui.SessionManager)
+    assert manager_in(control) is shown
+    _host.run_idle()  # Maya loads the content now: the uiScript finds the panel built
+    assert manager_in(control) is shown
+    assert subsession.maya.show_manager() is shown
+
+
+@pytest.mark.parametrize(
+    ("api", "binding"),
+    [(20230000, "PySide2"), (20240200, "PySide2"), (20250000, "PySide6"), (20270000, "PySide6")],
+)
+def test_the_qt_binding_follows_the_maya_version(
+    maya: Any, monkeypatch: pytest.MonkeyPatch, api: int, binding: str
+) -> None:
+    from subsession import _qt
+
+    monkeypatch.delenv("SUBSESSION_QT", raising=False)
+    _host.state.api_version = api
+    # Whatever a tool imported first (a PySide6 from site-packages in Maya 2024): Maya's.
+    assert "PySide6" in sys.modules or "PySide2" in sys.modules
+    assert _qt.candidates() == [binding]
+    monkeypatch.setenv("SUBSESSION_QT", "PySide6" if binding == "PySide2" else "PySide2")
+    assert _qt.candidates() != [binding]  # an explicit choice still wins
+    monkeypatch.setenv("SUBSESSION_QT", "PyQt5")
+    with pytest.raises(ImportError, match="set PySide6 or PySide2"):
+        _qt.candidates()
+
+
+def test_outside_maya_an_imported_binding_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from subsession import _qt
+
+    monkeypatch.delenv("SUBSESSION_QT", raising=False)
+    monkeypatch.delitem(sys.modules, "maya.cmds")
+    assert _qt.candidates() == [_qt.API]

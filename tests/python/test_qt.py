@@ -236,3 +236,39 @@ def test_the_watcher_thread_never_runs_module_code(
         assert set(sys.__dict__[key]) == {threading.main_thread().name}
     finally:
         s.unwatch()
+
+
+def test_the_watcher_thread_never_wraps_its_own_qthread(
+    app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PySide2 5.15 on Python 3.9 aborted at exit 2 runs in 10 ("terminate called without
+    # an active exception"): the watcher thread had asked Qt for its own QThread, and
+    # that wrapper's clean-up, run as the thread ends, takes the GIL while the
+    # interpreter finalises. The waker is built on the main thread by watch(), and no
+    # thread but the main one asks Qt for a QThread.
+    from subsession import _watch
+
+    asked: list[str] = []
+    real_thread = QtCore.QObject.thread
+
+    def thread(obj: Any) -> Any:
+        asked.append(threading.current_thread().name)
+        return real_thread(obj)
+
+    monkeypatch.setattr(_watch, "_waker", None)
+    monkeypatch.setattr(QtCore.QObject, "thread", thread)
+    (tmp_path / "wakemod.py").write_text("V = 1\n", encoding="utf-8")
+    session = subsession.Session("qtWaker", paths=[str(tmp_path)])
+    try:
+        module = session.import_module("wakemod")
+        session.watch(interval=0.02)
+        assert _watch._waker is not None  # built at once, here
+        save(tmp_path / "wakemod.py", "V = 2\n")
+        end = time.monotonic() + 10
+        while module.V != 2 and time.monotonic() < end:
+            QtWidgets.QApplication.processEvents()
+            time.sleep(0.01)
+        assert module.V == 2
+    finally:
+        session.close()
+    assert [name for name in asked if name != threading.main_thread().name] == []

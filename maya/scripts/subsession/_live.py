@@ -6,8 +6,11 @@ module's re-execution; :meth:`subsession.Session.close` calls :func:`before_clos
 Maya registrations: once :func:`install_maya` ran (the plug-in, ``subsession.maya``
 and ``import subsession`` inside Maya call it), ``cmds.scriptJob``, ``cmds.menu``,
 ``cmds.menuItem``, ``cmds.window``, ``cmds.workspaceControl`` and the
-``add*Callback`` functions of API 2.0 ``M*Message`` classes record what *session code*
-creates, per module. Global code's registrations are never recorded, so never removed.
+``add*Callback`` functions of the ``M*Message`` classes record what *session code*
+creates, per module: API 2.0 (``maya.api.OpenMaya`` and the ``maya.api._OpenMaya_py2``
+it re-exports, ``OpenMayaUI``, ``OpenMayaAnim``; int ids) and API 1.0
+(``maya.OpenMaya`` & co.; ``MCallbackId`` ids). Global code's registrations are never
+recorded, so never removed.
 """
 
 from __future__ import annotations
@@ -135,7 +138,10 @@ class Registration(NamedTuple):
     module: str
 
     def describe(self) -> str:
-        return f"{self.kind} {self.ident} ({self.module})"
+        ident = self.ident
+        if not isinstance(ident, (int, str)):  # an API 1.0 MCallbackId: no readable value
+            ident = f"{type(ident).__name__}@{id(ident):#x}"
+        return f"{self.kind} {ident} ({self.module})"
 
 
 _lock = threading.Lock()
@@ -189,7 +195,9 @@ def _remove(regs: list[Registration]) -> list[str]:
 
 def _remove_one(reg: Registration) -> bool:
     if reg.kind == "callback":
-        om = sys.modules.get("maya.api.OpenMaya")
+        # API 2.0 ids are ints; API 1.0 ids are MCallbackId objects of maya.OpenMaya.
+        api = "maya.api.OpenMaya" if isinstance(reg.ident, int) else "maya.OpenMaya"
+        om = sys.modules.get(api)
         if om is None:
             return False
         try:
@@ -248,30 +256,57 @@ def _wrap_command(kind: str, original: Callable[..., Any]) -> Callable[..., Any]
     return command
 
 
+def _callback_ids(result: Any) -> list[Any]:
+    """The callback ids in what an ``add*Callback`` returned: an int (API 2.0), an
+    ``MCallbackId`` (API 1.0), or a list/array of them."""
+    if isinstance(result, bool) or result is None:
+        return []
+    if isinstance(result, int) or type(result).__name__ == "MCallbackId":
+        return [result]
+    if isinstance(result, (list, tuple)):
+        return [i for r in result for i in _callback_ids(r)]
+    length = getattr(result, "length", None)  # API 1.0 MCallbackIdArray
+    if callable(length):
+        return [i for n in range(int(length())) for i in _callback_ids(result[n])]
+    return []
+
+
 def _wrap_adder(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def add(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
-        ids = result if isinstance(result, (list, tuple)) else [result]
-        for ident in ids:
-            if isinstance(ident, int):
-                _record("callback", ident)
+        for ident in _callback_ids(result):
+            _record("callback", ident)
         return result
 
+    add.__subsession_original__ = original  # type: ignore[attr-defined]
     return add
+
+
+def _is_adder(name: str) -> bool:
+    return name.startswith("add") and name.endswith("Callback")
+
+
+def _unwrap(cls: Any) -> Any:
+    if isinstance(cls, MessageProxy):
+        return object.__getattribute__(cls, "__subsession_class__")
+    return cls
 
 
 class MessageProxy:
     """Stands in for an API 2.0 ``M*Message`` class in its module: attribute reads go to
     the class, and its ``add*Callback`` functions record what session code adds.
-    (Maya's classes are built-in types: their attributes cannot be replaced.)"""
+    (Maya's API 2.0 classes are built-in types: their attributes cannot be replaced.)
+
+    ``isinstance``/``issubclass`` with a proxy answer for the class, and a class
+    statement may derive from it."""
 
     def __init__(self, cls: Any) -> None:
         object.__setattr__(self, "__subsession_class__", cls)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(object.__getattribute__(self, "__subsession_class__"), name)
-        if name.startswith("add") and name.endswith("Callback") and callable(value):
+        if _is_adder(name) and callable(value):
             return _wrap_adder(value)
         return value
 
@@ -280,6 +315,78 @@ class MessageProxy:
 
     def __repr__(self) -> str:
         return repr(object.__getattribute__(self, "__subsession_class__"))
+
+    def __instancecheck__(self, obj: Any) -> bool:
+        return isinstance(obj, object.__getattribute__(self, "__subsession_class__"))
+
+    def __subclasscheck__(self, sub: Any) -> bool:
+        return issubclass(_unwrap(sub), object.__getattribute__(self, "__subsession_class__"))
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (object.__getattribute__(self, "__subsession_class__"),)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return object.__getattribute__(self, "__subsession_class__")(*args, **kwargs)
+
+
+#: API 2.0 modules whose M*Message classes are proxied; each re-exports the classes of
+#: its ``_*_py2`` module, which some plug-ins import directly.
+API2_MODULES = (
+    "maya.api.OpenMaya",
+    "maya.api._OpenMaya_py2",
+    "maya.api.OpenMayaUI",
+    "maya.api._OpenMayaUI_py2",
+    "maya.api.OpenMayaAnim",
+    "maya.api._OpenMayaAnim_py2",
+)
+#: API 1.0 modules (SWIG: their classes are Python classes, patched in place).
+API1_MODULES = ("maya.OpenMaya", "maya.OpenMayaUI", "maya.OpenMayaAnim", "maya.OpenMayaRender")
+#: id(real class) -> its one proxy, shared by every module that holds the class
+_proxies: dict[int, MessageProxy] = {}
+
+
+def _is_message_class(name: str, value: Any) -> bool:
+    return name.startswith("M") and name.endswith("Message") and isinstance(value, type)
+
+
+def _proxy_api2(module: Any) -> None:
+    for name, value in list(vars(module).items()):
+        if _is_message_class(name, value):
+            proxy = _proxies.get(id(value))
+            if proxy is None:
+                proxy = _proxies[id(value)] = MessageProxy(value)
+            setattr(module, name, proxy)
+
+
+def _patch_api1(module: Any) -> None:
+    for name, cls in list(vars(module).items()):
+        if not _is_message_class(name, cls):
+            continue
+        for attr in [a for a in vars(cls) if _is_adder(a)]:
+            value = getattr(cls, attr)
+            if not callable(value) or hasattr(value, "__subsession_original__"):
+                continue
+            try:
+                setattr(cls, attr, staticmethod(_wrap_adder(value)))
+            except (TypeError, AttributeError):  # a built-in type after all: proxy it
+                _proxy_api2(module)
+                break
+
+
+def _rebind_session_globals() -> None:
+    """``from maya.api.OpenMaya import MSceneMessage`` run by session code before the
+    recorders were installed bound the real class: point such names at its proxy."""
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name.startswith("__subsession_") or name in adopted):
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for key, value in list(namespace.items()):
+            if isinstance(value, type):
+                proxy = _proxies.get(id(value))
+                if proxy is not None and _unwrap(proxy) is value:
+                    namespace[key] = proxy
 
 
 def install_maya() -> bool:
@@ -297,12 +404,15 @@ def install_maya() -> bool:
                 continue
             _originals[kind] = current
             setattr(cmds, kind, _wrap_command(kind, current))
-        for api in ("maya.api.OpenMaya", "maya.api.OpenMayaUI", "maya.api.OpenMayaAnim"):
+        for api in API2_MODULES:
             try:
-                module = __import__(api, fromlist=["_"])
+                _proxy_api2(importlib.import_module(api))
             except ImportError:
                 continue
-            for name, value in list(vars(module).items()):
-                if name.startswith("M") and name.endswith("Message") and isinstance(value, type):
-                    setattr(module, name, MessageProxy(value))
+        for api in API1_MODULES:
+            try:
+                _patch_api1(importlib.import_module(api))
+            except ImportError:
+                continue
+        _rebind_session_globals()
         return True

@@ -1,10 +1,13 @@
 """The one Qt compatibility layer of subsession: PySide6 (Maya 2025+) or PySide2
-(Maya 2023-2024), whichever the host has.
+(Maya 2023-2024).
 
-Choice: a binding the process already imported wins (Maya imports its own at
-start-up), then ``$SUBSESSION_QT`` (``PySide6`` or ``PySide2``), then PySide6, then
-PySide2. Type checking always sees PySide6's names; where PySide2 differs this module
-bridges it (``QAction``, ``exec_``, ``wrap_instance``, ``cpp_pointer``, ``is_valid``).
+Choice: ``$SUBSESSION_QT`` (``PySide6`` or ``PySide2``) if set; inside Maya, the
+binding of its version (``cmds.about(apiVersion=True)``: PySide2 before 2025, PySide6
+from 2025), whatever else a tool imported first (a PySide6 from a user's
+site-packages in Maya 2024 would not share Maya's Qt); elsewhere a binding the process
+already imported, then PySide6, then PySide2. Type checking always sees PySide6's
+names; where PySide2 differs this module bridges it (``QAction``, ``exec_``,
+``wrap_instance``, ``cpp_pointer``, ``is_valid``).
 """
 
 from __future__ import annotations
@@ -30,16 +33,40 @@ __all__ = [
 _BINDINGS = ("PySide6", "PySide2")
 
 
-def _choose() -> str:
-    for name in _BINDINGS:
-        if name in sys.modules:
-            return name
+#: The first Maya whose Qt binding is PySide6 (Qt 6); older ones ship PySide2.
+PYSIDE6_MAYA_API = 20250000
+
+
+def maya_binding() -> str | None:
+    """The binding of the Maya this runs in (None outside Maya or if it cannot say)."""
+    cmds = sys.modules.get("maya.cmds")
+    about = getattr(cmds, "about", None)
+    if about is None:
+        return None
+    try:
+        api = int(about(apiVersion=True))
+    except Exception:  # not Maya's cmds, or not its main thread: fall back below
+        return None
+    return "PySide6" if api >= PYSIDE6_MAYA_API else "PySide2"
+
+
+def candidates() -> list[str]:
+    """The bindings to try, in order (see the module's docstring)."""
     wanted = os.environ.get("SUBSESSION_QT", "")
     if wanted and wanted not in _BINDINGS:
         raise ImportError(f"SUBSESSION_QT={wanted!r} is not supported; set PySide6 or PySide2")
-    order = [wanted] if wanted else list(_BINDINGS)
+    if wanted:
+        return [wanted]
+    maya = maya_binding()
+    if maya is not None:
+        return [maya]
+    imported = [name for name in _BINDINGS if name in sys.modules]
+    return imported[:1] or list(_BINDINGS)
+
+
+def _choose() -> str:
     errors = []
-    for name in order:
+    for name in candidates():
         try:
             importlib.import_module(f"{name}.QtWidgets")
             return name

@@ -69,8 +69,13 @@ def watch(session: Any, deep: bool, interval: float) -> None:
         raise _core.ClosedSessionError(
             f"session {session.name or session.prefix} is closed; create a new Session to watch"
         )
+    watched = _Watched(session, bool(deep), float(interval))
+    if not watched.maya and threading.current_thread() is threading.main_thread():
+        qt = _qt_core()
+        if qt is not None:
+            _qt_waker(qt)  # built here, on the main thread: see _qt_waker
     with _lock:
-        _watched[id(session)] = _Watched(session, bool(deep), float(interval))
+        _watched[id(session)] = watched
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_run, name="subsession-watch", daemon=True)
             _thread.start()
@@ -219,6 +224,15 @@ def _qt_core() -> Any:
 
 
 def _qt_waker(qt: Any) -> Any:
+    """The QObject whose queued signal runs :func:`process_pending` in Qt's main thread.
+
+    Built by :func:`watch` on the main thread; the polling thread builds it only if the
+    application appeared later, and then never asks Qt for its own ``QThread``: a Python
+    wrapper of a thread's ``QThread`` makes PySide2 take the GIL in Qt's thread-exit
+    clean-up, and a thread ending while the interpreter finalises is then stopped inside
+    a C++ destructor (``terminate called without an active exception``, an abort at
+    exit, seen 2 runs in 10 with PySide2 5.15 on Python 3.9).
+    """
     global _waker
     with _lock:
         if _waker is not None and _waker.__class__.__module__ == __name__:
@@ -235,9 +249,9 @@ def _qt_waker(qt: Any) -> Any:
                 process_pending()
 
         waker = Waker()
-        app = qt.QCoreApplication.instance()
-        if waker.thread() is not app.thread():
-            waker.moveToThread(app.thread())
+        # The application's thread only (a no-op when it is this one): never this
+        # thread's own QThread, see above.
+        waker.moveToThread(qt.QCoreApplication.instance().thread())
         _waker = waker
         return waker
 

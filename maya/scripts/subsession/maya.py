@@ -42,6 +42,7 @@ __all__ = [
     "PLUGIN",
     "load_plugin",
     "log_to_script_editor",
+    "remove_old_installs",
     "restore_manager",
     "run",
     "setup",
@@ -70,6 +71,60 @@ def load_plugin() -> None:
         cmds.loadPlugin(PLUGIN, quiet=True)
 
 
+#: The drag-and-drop installer (``drag_into_maya.py``) marks the install it replaced
+#: with this file; :func:`remove_old_installs` removes marked folders.
+OBSOLETE_MARKER = ".subsession-obsolete"
+INCOMPLETE_PREFIX = ".incomplete-"
+#: An interrupted copy older than this is removed (a younger one may be under way).
+INCOMPLETE_AGE = 3600.0
+
+
+def remove_old_installs(module_root: Optional[str] = None) -> list[str]:
+    """Remove the installs a drag-and-drop upgrade replaced; returns the removed folders.
+
+    Looks beside ``module_root`` (default: the module this package runs from) for
+    folders the installer marked obsolete, and for interrupted copies an hour old.
+    A folder a running Maya still holds is left for a later start-up: it is renamed
+    before anything in it is deleted, and Windows refuses to rename a folder with a
+    loaded ``_core.pyd`` in it, so nothing of it is touched. Called by :func:`setup`
+    and the plug-in; errors are never raised.
+    """
+    import shutil
+    import time
+
+    if module_root is None:
+        module_root = os.path.dirname(os.path.dirname(os.path.dirname(subsession.__file__)))
+    module_root = os.path.abspath(module_root)
+    modules = os.path.dirname(module_root)
+    removed: list[str] = []
+    try:
+        names = sorted(os.listdir(modules))
+    except OSError:
+        return removed
+    for name in names:
+        folder = os.path.join(modules, name)
+        if os.path.normcase(folder) == os.path.normcase(module_root) or not os.path.isdir(folder):
+            continue
+        try:
+            if name.startswith(INCOMPLETE_PREFIX) and "subsession" in name:
+                if time.time() - os.stat(folder).st_mtime < INCOMPLETE_AGE:
+                    continue
+            elif not (
+                name.startswith("subsession")
+                and os.path.isfile(os.path.join(folder, OBSOLETE_MARKER))
+            ):
+                continue
+            doomed = os.path.join(modules, f"{INCOMPLETE_PREFIX}removing-{name}-{os.getpid()}")
+            os.rename(folder, doomed)  # fails while a Maya holds a file in it (Windows)
+        except OSError as error:
+            _log.debug("kept %s for a later start-up: %s", folder, error)
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(folder)
+        _log.info("removed the replaced install %s", folder)
+    return removed
+
+
 def setup(config: PathArg = None, *, plugin: bool = True, deferred: bool = True) -> None:
     """Start ``subsession`` in Maya: the studio config now, the plug-in when Maya is idle.
 
@@ -96,6 +151,7 @@ def setup(config: PathArg = None, *, plugin: bool = True, deferred: bool = True)
     paths = _config_paths(config)
     now = not deferred or bool(cmds.about(batch=True))
     log_to_script_editor()
+    remove_old_installs()
     later: Optional[Callable[[Callable[[], None]], object]] = None
     if not now:
         import maya.utils
@@ -119,26 +175,102 @@ def setup(config: PathArg = None, *, plugin: bool = True, deferred: bool = True)
 
 
 def log_to_script_editor() -> None:
-    """Show WARNING and above of the ``subsession`` logger in the Script Editor.
+    """Show WARNING and above of the ``subsession`` logger in the Script Editor, once.
 
-    Adds Maya's own ``maya.utils.MayaGuiLogHandler`` (level WARNING) to the
-    ``subsession`` logger, unless one already reaches it (on that logger or on the
-    root logger, where Maya's GUI may have put one). INFO and DEBUG stay quiet unless
-    you configure ``logging`` yourself. Called by :func:`setup` and by the plug-in.
+    The ``subsession`` logger gets its own level (WARNING, unless you set one), exactly
+    one Script Editor handler (Maya's ``maya.utils.MayaGuiLogHandler``, made safe for
+    other threads) and ``propagate = False``. Maya adds its own Script Editor handler to
+    the root logger *after* ``userSetup.py`` ran, and ``maya.utils.shellLogHandler()``
+    sets the root level to INFO: a record that also propagated to the root would show
+    twice, and INFO would reach the Script Editor. Not propagating makes each record
+    show once whatever order Maya sets up logging in. To collect the records elsewhere,
+    add your handler to the ``subsession`` logger. Records logged on another thread
+    (the watcher's) reach Maya on its main thread (``maya.utils.executeDeferred``).
+    Called by :func:`setup` and by the plug-in; calling it again changes nothing.
     """
     import maya.utils
 
-    handler_type = getattr(maya.utils, "MayaGuiLogHandler", None)
-    if handler_type is None:
+    base = getattr(maya.utils, "MayaGuiLogHandler", None)
+    if base is None:
         return
+    handler_type = _main_thread_handler(base)
     logger = logging.getLogger("subsession")
-    for holder in (logger, logging.getLogger()):
-        if any(isinstance(h, handler_type) for h in holder.handlers):
-            return
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    kept = None
+    for old in [h for h in logger.handlers if isinstance(h, base)]:
+        if kept is None and type(old) is handler_type:
+            kept = old
+        else:
+            logger.removeHandler(old)  # a second one, an earlier version's, or Maya's own
+    if kept is not None:
+        return
+    from maya import cmds
+
     handler = handler_type()
+    handler.batch = bool(cmds.about(batch=True))
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     logger.addHandler(handler)
+
+
+_handler_types: dict[type, type] = {}
+
+
+def _main_thread_handler(base: type) -> Any:
+    """A subclass of Maya's Script Editor handler that emits only on the main thread.
+
+    Maya's handler calls ``MGlobal.display*``, and Maya's API must not be called from
+    another thread (Autodesk, *Python and threading*). A record from another thread is
+    formatted there (its arguments may change later) and handed to the main thread
+    through ``maya.utils.executeDeferred``; in batch mode, which runs no deferred code,
+    it is written to the process's standard error (``sys.__stderr__``) instead.
+    """
+    found = _handler_types.get(base)
+    if found is not None:
+        return found
+
+    class ScriptEditorHandler(base):  # type: ignore[misc]
+        #: Maya runs without its interface (no idle queue): set on the main thread
+        batch = False
+
+        def emit(self, record: logging.LogRecord) -> None:
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                super().emit(record)
+                return
+            try:
+                import sys
+
+                import maya.utils
+
+                text = self.format(record)
+                if self.batch:
+                    # The process's own stream: Maya may have replaced sys.stderr with
+                    # its output window, which is Maya's API again.
+                    stream = sys.__stderr__ or sys.stderr
+                    stream.write(f"{record.levelname}: {text}\n")
+                    stream.flush()
+                    return
+                frozen = logging.makeLogRecord(
+                    {**record.__dict__, "msg": text, "args": None, "exc_info": None,
+                     "exc_text": None, "stack_info": None}
+                )  # fmt: skip
+                frozen.__dict__["_subsession_formatted"] = True
+                maya.utils.executeDeferred(super().emit, frozen)
+            except Exception:  # a logging handler must never raise into the logging code
+                self.handleError(record)
+
+        def format(self, record: logging.LogRecord) -> str:
+            if record.__dict__.get("_subsession_formatted"):
+                return record.getMessage()
+            return str(super().format(record))
+
+    ScriptEditorHandler.__qualname__ = f"ScriptEditorHandler[{base.__name__}]"
+    _handler_types[base] = ScriptEditorHandler
+    return ScriptEditorHandler
 
 
 def run(session: str, module: str, function: Optional[str] = None, /, *args: Any, **kw: Any) -> Any:
@@ -213,34 +345,62 @@ def show_manager() -> Any:
     The control is floating the first time; dock it anywhere. Maya saves it with the
     workspace and rebuilds it at start-up through :data:`MANAGER_UI_SCRIPT`, which
     needs nothing but ``import subsession.maya``. Called again, it brings the existing
-    control back instead of making a second one.
+    control back instead of making a second one. The widget is returned even when Maya
+    has not built the control's content yet (a control restored hidden or in a tab
+    loads lazily): then it is built here, and the ``uiScript`` finds it later.
     """
     from maya import cmds
 
     if cmds.workspaceControl(MANAGER_CONTROL, exists=True):
         cmds.workspaceControl(MANAGER_CONTROL, edit=True, restore=True)
-        return _manager
-    cmds.workspaceControl(
-        MANAGER_CONTROL,
-        label="Sub-sessions",
-        # A string: Maya saves it with the workspace and runs it at start-up (the
-        # stubs type script flags as callables only).
-        uiScript=MANAGER_UI_SCRIPT,  # type: ignore[arg-type]
-        retain=False,
-        floating=True,
-        initialWidth=900,
-        initialHeight=640,
-    )
+    else:
+        cmds.workspaceControl(
+            MANAGER_CONTROL,
+            label="Sub-sessions",
+            # A string: Maya saves it with the workspace and runs it at start-up (the
+            # stubs type script flags as callables only).
+            uiScript=MANAGER_UI_SCRIPT,  # type: ignore[arg-type]
+            # Maya loads a control's content when it is first shown, not necessarily
+            # now: ask for it now, so the widget exists when this returns.
+            loadImmediately=True,
+            retain=False,
+            floating=True,
+            initialWidth=900,
+            initialHeight=640,
+        )
+    if _docked() is None:
+        import maya.OpenMayaUI as omui
+
+        control = omui.MQtUtil.findControl(MANAGER_CONTROL)
+        if control:
+            _build_manager(omui, int(control))
+    return _manager
+
+
+def _docked() -> Any:
+    """The manager built into a control, if it still exists (Maya deletes the content
+    with the control)."""
+    from subsession import _qt
+
+    if _manager is None or not _qt.is_valid(_manager) or _manager.parentWidget() is None:
+        return None
+    return _manager
+
+
+def _build_manager(omui: Any, parent: int) -> Any:
+    global _manager
+    from subsession import _qt, ui
+
+    _manager = ui.SessionManager()
+    omui.MQtUtil.addWidgetToMayaLayout(_qt.cpp_pointer(_manager), parent)
     return _manager
 
 
 def restore_manager() -> Any:
     """The workspace control's ``uiScript``: build the manager inside the control Maya
-    is creating (or restoring at start-up); returns the widget."""
-    global _manager
+    is creating (or restoring at start-up); returns the widget. Does nothing but return
+    it when :func:`show_manager` built it already."""
     import maya.OpenMayaUI as omui
-
-    from subsession import _qt, ui
 
     parent = omui.MQtUtil.getCurrentParent()
     if not parent:
@@ -248,9 +408,10 @@ def restore_manager() -> Any:
             "restore_manager() runs as the uiScript of a workspace control; "
             "call subsession.maya.show_manager() instead"
         )
-    _manager = ui.SessionManager()
-    omui.MQtUtil.addWidgetToMayaLayout(_qt.cpp_pointer(_manager), int(parent))
-    return _manager
+    docked = _docked()
+    if docked is not None:
+        return docked
+    return _build_manager(omui, int(parent))
 
 
 _live.install_maya()

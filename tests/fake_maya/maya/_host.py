@@ -27,13 +27,29 @@ What it reproduces of Maya, for a scripted command plug-in (Python API 2.0):
 - Messages print as the Script Editor does: ``# Error: text #`` from Python,
   ``// Error: text //`` from MEL (``Warning``, and plain text for info).
 - Results: ``setResult`` ints are 32-bit (``OverflowError`` beyond), as in Maya.
+- Threads: "Maya API and Maya Command architectures are not thread-safe. Maya commands
+  throw an exception if they are called outside the main thread, and use of the
+  OpenMaya API from threads other than the main one has unforeseen side effects"
+  (Autodesk, *Python and threading*,
+  https://download.autodesk.com/global/docs/maya2014/en_us/files/Python_Python_and_threading.htm).
+  The fake is strict for both: ``maya.cmds``, ``MGlobal`` and every Script Editor
+  message raise ``RuntimeError`` off the main thread, and each such call is recorded in
+  ``state.off_main`` (a logging handler swallows its exception; a test must not).
+  ``maya.utils.executeDeferred`` is the way to the main thread, from any thread.
+- Start-up (:func:`start_gui`): Maya's own order, from ``maya/app/startup/basic.py``
+  and ``gui.py``: ``maya.utils.shellLogHandler()`` (a root stream handler, the root
+  level set to INFO), then ``userSetup.py``, then ``maya.utils.guiLogHandler()`` (the
+  Script Editor handler added to the root logger, the shell handler raised to
+  CRITICAL). So ``userSetup`` runs before the root has Maya's GUI handler.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -58,6 +74,11 @@ class _Plugin:
     version: str = "Unknown"
 
 
+#: The Maya this Python belongs to: Maya 2023-2024 ship Python 3.9/3.10 and PySide2,
+#: Maya 2025+ Python 3.11+ and PySide6 (subsession._qt picks the binding from this).
+DEFAULT_API_VERSION = 20240000 if sys.version_info < (3, 11) else 20250000
+
+
 @dataclass
 class _State:
     batch: bool = False
@@ -74,16 +95,22 @@ class _State:
     printed: list[str] = field(default_factory=list)
     language: str = "python"
     app_dir: str = ""
-    api_version: int = 20250000
+    api_version: int = DEFAULT_API_VERSION
     undo_queue: list[Any] = field(default_factory=list)
     result: Any = None
     loading: str | None = None
     #: scriptJob number -> (event or condition name, script, protected)
     jobs: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)
     next_job: int = 1
-    #: API callback id -> (message, function, client data)
-    callbacks: dict[int, tuple[str, Any, Any]] = field(default_factory=dict)
+    #: API callback id (an int in API 2.0, an ``MCallbackId`` in API 1.0) ->
+    #: (message, function, client data)
+    callbacks: dict[Any, tuple[str, Any, Any]] = field(default_factory=dict)
     next_callback: int = 1000
+    #: Maya calls made off the main thread: "what (thread name)"
+    off_main: list[str] = field(default_factory=list)
+    #: the handlers maya.utils put on the root logger, and the root level before
+    root_handlers: list[logging.Handler] = field(default_factory=list)
+    root_level: int | None = None
 
 
 state = _State()
@@ -93,6 +120,14 @@ def reset(batch: bool = False) -> None:
     """Forget every plug-in, command, message and queued call (a fresh Maya)."""
     for plugin in state.plugins.values():
         sys.modules.pop(plugin.module.__name__, None)
+    root = logging.getLogger()
+    for handler in state.root_handlers:
+        root.removeHandler(handler)
+    if state.root_level is not None:
+        root.setLevel(state.root_level)
+    from maya import utils
+
+    utils._shell_handler = utils._gui_handler = None
     state.__init__()  # type: ignore[misc]
     state.batch = batch
     from maya import _ui
@@ -127,7 +162,7 @@ def fire(event: str) -> int:
                 script() if callable(script) else exec(script, {"__name__": "__main__"})
             except Exception:
                 message("error", traceback.format_exc())
-    for _, (name, fn, data) in sorted(state.callbacks.items()):
+    for _, (name, fn, data) in list(state.callbacks.items()):
         if name == event:
             count += 1
             try:
@@ -137,12 +172,35 @@ def fire(event: str) -> int:
     return count
 
 
+def main_thread_only(what: str) -> None:
+    """Raise (and record in ``state.off_main``) when Maya is called off the main thread."""
+    thread = threading.current_thread()
+    if thread is not threading.main_thread():
+        state.off_main.append(f"{what} ({thread.name})")
+        raise RuntimeError(
+            f"{what} called from thread {thread.name!r}: Maya's commands and API work only "
+            "on the main thread (hand the call over with maya.utils.executeDeferred)"
+        )
+
+
+def start_gui(user_setup: Callable[[], Any]) -> None:
+    """Maya's interactive start-up, in its order: the shell log handler, ``userSetup``
+    (``user_setup()``), then the Script Editor log handler on the root logger."""
+    from maya import utils
+
+    state.batch = False
+    utils.shellLogHandler()
+    user_setup()
+    utils.guiLogHandler()
+
+
 def message(level: str, text: str) -> None:
     """Record and print an error/warning/info message as the Script Editor does.
 
     ``# Error: text #`` when Python code is running, ``// Error: text //`` in MEL;
-    info is printed as plain text.
+    info is printed as plain text. Main thread only, as every Maya call.
     """
+    main_thread_only(f"Script Editor {level} message")
     state.messages.append((level, text))
     if level == "info":
         line = text
@@ -343,8 +401,9 @@ def _t(value: Any) -> str:
 
 def invoke(name: str, words: list[Any], mel: bool = False) -> Any:
     """Run command ``name`` with its words as Maya does: new instance, ``doIt``, result."""
-    from maya.api import OpenMaya
+    from maya.api import OpenMaya, _OpenMaya_py2
 
+    main_thread_only(f"command {name}")
     command = state.commands.get(name)
     if command is None:
         raise RuntimeError(f'Cannot find procedure "{name}".')
@@ -353,7 +412,7 @@ def invoke(name: str, words: list[Any], mel: bool = False) -> Any:
         raise RuntimeError(f"{name}: the creator did not return an MPxCommand")
     instance._syntax = command.syntax  # what MPxCommand.syntax() returns
     if command.syntax is not None:
-        OpenMaya._parse(command.syntax, list(words))  # Maya checks before doIt
+        _OpenMaya_py2._parse(command.syntax, list(words))  # Maya checks before doIt
     arg_list = OpenMaya.MArgList()
     for word in words:
         arg_list.addArg(word)

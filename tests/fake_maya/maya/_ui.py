@@ -489,8 +489,14 @@ def _delete(path: str) -> None:
 
 
 def workspace_control(name: Optional[str] = None, **flags: Any) -> Any:
-    """A dockable workspace control (top-level): ``uiScript`` is required at creation and
-    runs at once. Returns its name."""
+    """A dockable workspace control (top-level): ``uiScript`` is required at creation.
+    Returns its name.
+
+    As in Maya, the content is loaded lazily: the ``uiScript`` runs when Maya next
+    goes idle (``_host.run_idle``), unless ``loadImmediately=True`` (Autodesk's
+    workspaceControl reference: "loadImmediately: If true, the control will be loaded
+    immediately. Otherwise, the control will be loaded when it is first shown") — so
+    right after the command, the control may still be empty."""
     _require_ui("workspaceControl")
     flags = _long("workspaceControl", flags, {**_COMMON, "l": "label", "ui": "uiScript",
                                               "rt": "retain", "fl": "floating", "vis": "visible",
@@ -541,13 +547,26 @@ def workspace_control(name: Optional[str] = None, **flags: Any) -> Any:
         floating=bool(flags.pop("floating", False)),
     )
     control.label = str(flags.pop("label", control.name))
+    immediately = bool(flags.pop("loadImmediately", False))
     control.flags = flags
-    return _open_control(control)
+    return _open_control(control, immediately)
 
 
-def _open_control(control: WorkspaceControl) -> str:
+def _open_control(control: WorkspaceControl, immediately: bool = True) -> str:
     _add(control)
     _create_widget(control)
+    if immediately:
+        _load_content(control)
+    else:
+        from maya import _host
+
+        _host.state.deferred.append((_load_content, (control,), {}))
+    return control.path
+
+
+def _load_content(control: WorkspaceControl) -> None:
+    if ui.objects.get(control.path) is not control:
+        return  # deleted before Maya got to it
     ui.current_parent = control.widget
     try:
         if callable(control.ui_script):
@@ -556,7 +575,6 @@ def _open_control(control: WorkspaceControl) -> str:
             exec(control.ui_script, {"__name__": "__main__"})
     finally:
         ui.current_parent = None
-    return control.path
 
 
 def _create_widget(control: WorkspaceControl) -> None:

@@ -23,11 +23,11 @@ def about(
     *, batch: bool = False, version: bool = False, apiVersion: bool = False, **kwargs: Any
 ) -> Any:
     """``about(batch=True)`` -> whether Maya runs without UI; ``version=True`` -> "2025";
-    ``apiVersion=True`` -> 20250000."""
+    ``apiVersion=True`` -> 20250000 (2024 and 20240000 on Python 3.9/3.10)."""
     if batch:
         return _host.state.batch
     if version:
-        return "2025"
+        return str(_host.state.api_version // 10000)
     if apiVersion:
         return _host.state.api_version
     raise TypeError(f"about(): flag not faked: {sorted(kwargs) or 'none given'}")
@@ -153,6 +153,15 @@ def warning(*args: Any) -> None:
     _host.message("warning", " ".join(str(a) for a in args))
 
 
+def _main_thread_only(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        _host.main_thread_only(f"cmds.{fn.__name__}")
+        return fn(*args, **kwargs)
+
+    return command
+
+
 def __getattr__(name: str) -> Any:
     """Registered plug-in commands appear here, as in Maya, and vanish on unload."""
     if name.startswith("__") or name not in _host.state.commands:
@@ -214,3 +223,11 @@ def scriptJob(**kwargs: Any) -> Any:
     state.next_job += 1
     state.jobs[number] = (str(value[0]), value[1], protected)
     return number
+
+
+# "Maya commands throw an exception if they are called outside the main thread"
+# (Autodesk, Python and threading): every command here does.
+for _name, _fn in list(globals().items()):
+    if callable(_fn) and not _name.startswith("_") and getattr(_fn, "__module__", "") == __name__:
+        globals()[_name] = _main_thread_only(_fn)
+del _name, _fn
