@@ -198,6 +198,59 @@ def test_custom_meta_path_finder_is_asked_for_the_real_name(
         sys.meta_path.remove(finder)
 
 
+class _NameKeyedImporter:
+    """Like shiboken's embedded zip importer: its files are indexed by module name, and
+    ``create_module``/``exec_module`` look the spec's name up as given."""
+
+    def __init__(self, sources: dict[str, str]) -> None:
+        self.sources = sources
+        self.created: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in self.sources:
+            return None
+        spec = importlib.machinery.ModuleSpec(fullname, self)
+        spec.submodule_search_locations = [] if "." not in fullname else None
+        return spec
+
+    def create_module(self, spec: Any) -> None:
+        self.created.append(spec.name)
+        self.sources[spec.name]  # noqa: B018  (a KeyError here is the bug)
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        assert module.__spec__ is not None
+        fullname = module.__spec__.name
+        code = compile(textwrap.dedent(self.sources[fullname]), fullname, "exec")
+        exec(code, module.__dict__)
+        sys.modules[fullname] = module
+
+
+def test_a_loader_that_looks_the_module_up_by_its_name_gets_the_real_name(
+    pkgs: PkgFactory, new_session: Callable[..., Any]
+) -> None:
+    helper = pkgs.unique("helper")
+    top = unique_name("embedded")
+    folder = pkgs.make(helper, "6.0")
+    importer = _NameKeyedImporter(
+        {
+            top: "from . import part\nVALUE = part.VALUE\n",
+            f"{top}.part": f"import {helper}\nVALUE = {helper}.VERSION\n",
+        }
+    )
+    sys.meta_path.append(importer)
+    try:
+        s = new_session(paths=[str(folder)])
+        with s:
+            mod = __import__(top)
+        assert importer.created == [top, f"{top}.part"]
+        assert mod.VALUE == "6.0" and is_session_module(mod)
+        assert s.modules[top] is mod and s.modules[f"{top}.part"] is mod.part
+        assert top not in sys.modules and f"{top}.part" not in sys.modules
+    finally:
+        sys.meta_path.remove(importer)
+
+
 class _RealNamePathFinder:
     """A path-entry finder for folders named ``*.realnames``: real names only."""
 

@@ -9,6 +9,7 @@ proxies give session code a session-aware ``importlib``/``importlib.metadata``/
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery as machinery
 import importlib.metadata as metadata
@@ -104,10 +105,13 @@ class SessionForeignLoader:
 
     def create_module(self, spec: machinery.ModuleSpec) -> types.ModuleType | None:
         create = getattr(self._inner, "create_module", None)
-        return None if create is None else create(spec)
+        if create is None:
+            return None
+        with _real_name(spec, self._session):
+            return create(spec)  # type: ignore[no-any-return]
 
     def exec_module(self, module: types.ModuleType) -> None:
-        self._session._exec_module(module, self._inner.exec_module)
+        self._session._exec_module(module, _under_real_name(self._inner.exec_module, self._session))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -181,6 +185,32 @@ def _renamed(spec: machinery.ModuleSpec, real: str, qualified: str) -> machinery
     return spec
 
 
+@contextlib.contextmanager
+def _real_name(spec: Any, session: Any) -> Iterator[None]:
+    """The spec under the real name while a foreign loader works on it: it was asked
+    for the real name and may look the module up by it (shiboken's embedded zip
+    importer indexes its files by ``spec.name``). The import system reads the
+    qualified name again once the loader returns."""
+    name = getattr(spec, "name", None)
+    prefix = session.prefix + "."
+    if not (isinstance(name, str) and name.startswith(prefix)):
+        yield
+        return
+    spec.name = name[len(prefix) :]
+    try:
+        yield
+    finally:
+        spec.name = name
+
+
+def _under_real_name(exec_module: Any, session: Any) -> Any:
+    def run(module: types.ModuleType) -> None:
+        with _real_name(getattr(module, "__spec__", None), session):
+            exec_module(module)
+
+    return run
+
+
 _SESSION_SUBCLASSES: dict[type, type] = {}
 
 
@@ -190,10 +220,19 @@ def _session_subclass(cls: type) -> type:
     sub = _SESSION_SUBCLASSES.get(cls)
     if sub is None:
 
-        def exec_module(self: Any, module: types.ModuleType) -> None:
-            self._session._exec_module(module, super(sub, self).exec_module)  # type: ignore[arg-type]
+        def create_module(self: Any, spec: machinery.ModuleSpec) -> Any:
+            create = getattr(super(sub, self), "create_module", None)  # type: ignore[arg-type]
+            if create is None:
+                return None
+            with _real_name(spec, self._session):
+                return create(spec)
 
-        sub = type(cls.__name__, (cls,), {"exec_module": exec_module, "__module__": cls.__module__})
+        def exec_module(self: Any, module: types.ModuleType) -> None:
+            inner = super(sub, self).exec_module  # type: ignore[arg-type]
+            self._session._exec_module(module, _under_real_name(inner, self._session))
+
+        methods = {"create_module": create_module, "exec_module": exec_module}
+        sub = type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__})
         _SESSION_SUBCLASSES[cls] = sub
     return sub
 
