@@ -329,6 +329,52 @@ def test_adopt_takes_over_global_modules_in_place(
     assert set(report.leaks) >= {f"{name}.ui"}  # this test still holds ui and item
 
 
+def test_adopt_reloads_a_top_level_module_in_place(
+    tool: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 20 (1): a single-file module keeps its real name and identity on reload."""
+    name, root = tool
+    modw, holder = f"{name}_w", f"{name}_holder"
+    write(root / f"{modw}.py", "def f():\n    return 1\n")
+    write(root / f"{holder}.py", f"from {modw} import f\n")
+    monkeypatch.syspath_prepend(str(root))
+    module = importlib.import_module(modw)
+    held = importlib.import_module(holder)
+    s = subsession.adopt(f"adopt1-{name}", [modw])
+    try:
+        write(root / f"{modw}.py", "def f():\n    return 2\n")
+        assert s.reload_stale(deep=True) == [modw]
+        assert sys.modules[modw] is module and module.__name__ == modw
+        assert [k for k in sys.modules if k.endswith(modw)] == [modw]
+        assert held.f() == 2 and held.f is module.f
+    finally:
+        report = s.close()
+    assert report.unloaded == [modw]
+
+
+def test_adopt_reloads_a_package_init_in_place(
+    tool: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 20 (1): a submodule edit reloads the package's __init__ under its real name."""
+    name, root = tool
+    write(root / name / "__init__.py", "from .core import size\n")
+    write(root / name / "core.py", "def size():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(root))
+    package = importlib.import_module(name)
+    core = sys.modules[f"{name}.core"]
+    size = package.size
+    s = subsession.adopt(f"adopt2-{name}", [name])
+    try:
+        write(root / name / "core.py", "def size():\n    return 2\n")
+        assert s.reload_stale(deep=True) == [f"{name}.core", name]
+        assert sys.modules[name] is package and sys.modules[f"{name}.core"] is core
+        assert not [k for k in sys.modules if k.endswith(f".{name}") or f".{name}." in k]
+        assert size() == 2 and package.size is size
+    finally:
+        report = s.close()
+    assert sorted(report.unloaded) == sorted([name, f"{name}.core"])
+
+
 def test_adopt_refuses_shared_modules_and_bad_arguments() -> None:
     with pytest.raises(ValueError, match="shared by everyone"):
         subsession.adopt("adopt-json", ["json"])
