@@ -228,6 +228,48 @@ def test_a_burst_of_saves_gives_one_reload(tool: tuple[str, Path], new_session: 
         s.unwatch()
 
 
+def test_a_burst_of_saves_20_ms_apart_reloads_once_after_it(
+    tool: tuple[str, Path], new_session: Any
+) -> None:
+    """issue 20 (5): ten real saves 20 ms apart while the host's main thread delivers
+    every millisecond (as an event loop does): one reload, of the last version, after
+    the burst."""
+    name, root = tool
+    key = f"{name}.burst20"
+    log_of(key)
+    body = f"import sys\nsys.__dict__['{LOG}']['{key}'].append(V)\n"
+    path = root / name / "e.py"
+    write(path, "V = 0\n" + body)
+    s = new_session(paths=[root])
+    s.import_module(f"{name}.e")
+    s.watch(interval=0.01)
+    finished = threading.Event()
+
+    def editor() -> None:
+        for v in range(1, 11):
+            path.write_text(f"V = {v}\n" + body, encoding="utf-8")
+            time.sleep(0.02)
+        finished.set()
+
+    writer = threading.Thread(target=editor)
+    try:
+        reloads: list[list[str]] = []
+        writer.start()
+        end = None
+        while end is None or time.monotonic() < end:
+            done = subsession.process_pending()
+            if done:
+                reloads.append(done)
+            if end is None and finished.is_set():
+                end = time.monotonic() + 1.0
+            time.sleep(0.001)
+        assert reloads == [[f"{name}.e"]]
+        assert log_of(key) == [0, 10]
+    finally:
+        writer.join()
+        s.unwatch()
+
+
 def test_a_failed_reload_is_a_warning_and_the_next_save_retries(
     tool: tuple[str, Path], new_session: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
