@@ -11,8 +11,9 @@ module code. Reloads run on the main thread:
 A burst of saves gives one reload: after a change the thread keeps looking every
 ``SETTLE_STEP`` seconds and hands the changes over only once the files were quiet
 (no new change) for ``QUIET`` seconds, a window longer than the gap between an
-editor's writes; changes found before the main thread got to them are merged too. A failed reload is logged as a WARNING (the old code keeps
-running) and the next save retries.
+editor's writes; changes found before the main thread got to them are merged too.
+A failed reload is logged as a WARNING (the old code keeps running) and the next save
+retries.
 """
 
 from __future__ import annotations
