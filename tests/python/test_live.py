@@ -292,6 +292,33 @@ def test_a_failed_reload_is_a_warning_and_the_next_save_retries(
         s.unwatch()
 
 
+def test_a_failed_watched_reload_logs_the_users_line_and_frames(
+    tool: tuple[str, Path], new_session: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """issue 20 (3): the WARNING (the Script Editor line in Maya) names the user's file
+    and line, not json/decoder.py, then the session's frames."""
+    name, root = tool
+    path = root / name / "where.py"
+    write(path, "import json\n\nCONFIG = {}\n")
+    s = new_session(paths=[root])
+    s.import_module(f"{name}.where")
+    s.watch(interval=0.05)
+    try:
+        write(path, "import json\n\nCONFIG = json.loads('{bad')\n")
+        with caplog.at_level(logging.WARNING, logger="subsession"):
+            wait_for(lambda: (subsession.process_pending(), "JSONDecodeError" in caplog.text)[1])
+        (record,) = [r for r in caplog.records if "JSONDecodeError" in r.getMessage()]
+        first, *frames = record.getMessage().splitlines()
+        assert f'File "{path}", line 3: JSONDecodeError' in first
+        assert first.endswith("save again to retry)") and "decoder.py" not in first
+        assert frames[:2] == [
+            f'  File "{path}", line 3, in <module>',
+            "    CONFIG = json.loads('{bad')",
+        ]
+    finally:
+        s.unwatch()
+
+
 def test_reload_stale_while_watching_uses_what_the_watcher_found(
     tool: tuple[str, Path], new_session: Any
 ) -> None:

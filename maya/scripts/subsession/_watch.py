@@ -124,7 +124,12 @@ def process_pending() -> list[str]:
         try:
             done.extend(session._reload_names(sorted(names), deep_of[id(session)]))
         except _core.ReloadError as err:
-            log.warning("%s (session %s; save again to retry)", err, session.name or session.prefix)
+            # First line: where it failed; then the session's frames (a short traceback).
+            first, _, frames = str(err).partition("\n")
+            label = session.name or session.prefix
+            log.warning(
+                "%s (session %s; save again to retry)%s", first, label, frames and "\n" + frames
+            )
         except Exception:
             log.warning("reload of %s failed", sorted(names), exc_info=True)
     return done
