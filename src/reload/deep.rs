@@ -9,7 +9,7 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule, PyTuple, PyType};
+use pyo3::types::{PyDict, PyFrozenSet, PyList, PyModule, PySet, PyTuple, PyType};
 
 use crate::base::names::type_name;
 
@@ -17,6 +17,11 @@ use crate::base::names::type_name;
 #[derive(Default)]
 pub(crate) struct Undo<'py> {
     steps: Vec<Step<'py>>,
+    /// Enum members the new code created, by address, with the member that kept the
+    /// identity in their place (the fresh one is held so the address stays its own).
+    /// Whatever the new code bound to a fresh member (`FAVOURITE = Color.RED`, a
+    /// class attribute, a default argument) is rebound to the kept one.
+    members: std::collections::HashMap<usize, (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 }
 
 enum Step<'py> {
@@ -49,6 +54,98 @@ impl<'py> Undo<'py> {
         self.steps
             .push(Step::Attr(obj.clone(), name.to_owned(), previous));
         Ok(())
+    }
+
+    /// The member that kept its identity for a fresh enum member, else `value` itself.
+    fn kept(&self, value: &Bound<'py, PyAny>) -> Bound<'py, PyAny> {
+        match self.members.get(&(value.as_ptr() as usize)) {
+            Some((_, kept)) => kept.clone(),
+            None => value.clone(),
+        }
+    }
+
+    /// `value` with fresh enum members swapped for kept ones, also inside plain
+    /// containers a few levels down (`PAIR = (Color.RED, Color.GREEN)`, `LABELS =
+    /// {Color.RED: "Red"}`: a fresh key would never match the kept member). Lists,
+    /// dicts and sets are changed in place; a tuple or frozenset that held a fresh
+    /// member is rebuilt (Some: bind the returned value instead).
+    fn kept_in(&self, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if self.members.is_empty() {
+            return Ok(None);
+        }
+        self.kept_deep(value, 3)
+    }
+
+    fn kept_deep(
+        &self,
+        value: &Bound<'py, PyAny>,
+        depth: u8,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = value.py();
+        let kept = self.kept(value);
+        if !kept.is(value) {
+            return Ok(Some(kept));
+        }
+        if depth == 0 {
+            return Ok(None);
+        }
+        let swap = |v: &Bound<'py, PyAny>| -> PyResult<(Bound<'py, PyAny>, bool)> {
+            Ok(match self.kept_deep(v, depth - 1)? {
+                Some(k) => (k, true),
+                None => (v.clone(), false),
+            })
+        };
+        if value.is_exact_instance_of::<PyTuple>() || value.is_exact_instance_of::<PyFrozenSet>() {
+            let mut changed = false;
+            let mut items = Vec::new();
+            for item in value.try_iter()? {
+                let (item, swapped) = swap(&item?)?;
+                changed |= swapped;
+                items.push(item);
+            }
+            if !changed {
+                return Ok(None);
+            }
+            return Ok(Some(if value.is_exact_instance_of::<PyTuple>() {
+                PyTuple::new(py, items)?.into_any()
+            } else {
+                PyFrozenSet::new(py, &items)?.into_any()
+            }));
+        }
+        if let Ok(list) = value.cast_exact::<PyList>() {
+            for (i, item) in list.iter().enumerate() {
+                if let (item, true) = swap(&item)? {
+                    list.set_item(i, item)?;
+                }
+            }
+        } else if let Ok(dict) = value.cast_exact::<PyDict>() {
+            let mut changes = Vec::new();
+            for (k, v) in dict.iter() {
+                let (nk, key_swapped) = swap(&k)?;
+                let (nv, value_swapped) = swap(&v)?;
+                if key_swapped || value_swapped {
+                    changes.push((k, nk, nv, key_swapped));
+                }
+            }
+            for (k, nk, nv, key_swapped) in changes {
+                if key_swapped {
+                    dict.del_item(&k)?;
+                }
+                dict.set_item(nk, nv)?;
+            }
+        } else if let Ok(set) = value.cast_exact::<PySet>() {
+            let mut changes = Vec::new();
+            for item in set.iter() {
+                if let (kept, true) = swap(&item)? {
+                    changes.push((item, kept));
+                }
+            }
+            for (item, kept) in changes {
+                set.discard(item)?;
+                set.add(kept)?;
+            }
+        }
+        Ok(None)
     }
 
     fn set_cell(&mut self, cell: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> PyResult<()> {
@@ -159,6 +256,10 @@ fn update_function<'py>(
         "__annotations__",
     ] {
         if let Ok(v) = new.getattr(attr) {
+            let v = match attr {
+                "__defaults__" | "__kwdefaults__" => undo.kept_in(&v)?.unwrap_or(v),
+                _ => v,
+            };
             undo.set(old, attr, &v)?;
         }
     }
@@ -207,7 +308,8 @@ fn update_member<'py>(
     if let Some(func) = func.filter(is_function) {
         bind_class_cell(undo, &func, class.as_any())?;
     }
-    undo.set(class.as_any(), name, new)
+    let new = undo.kept_in(new)?.unwrap_or_else(|| new.clone());
+    undo.set(class.as_any(), name, &new)
 }
 
 fn is_enum(class: &Bound<'_, PyType>) -> PyResult<bool> {
@@ -300,6 +402,8 @@ fn update_enum<'py>(
                     }
                 };
                 kept.insert(fresh.as_ptr() as usize, member.clone());
+                undo.members
+                    .insert(fresh.as_ptr() as usize, (fresh.clone(), member.clone()));
                 member
             }
         };
@@ -429,6 +533,33 @@ pub(crate) fn update_in_place<'py>(
     // new class -> the old class that took over its identity
     let mut replaced: std::collections::HashMap<usize, Bound<'py, PyAny>> =
         std::collections::HashMap::new();
+    // Enums first: what the rest of the new code bound to their fresh members is then
+    // rebound to the members that kept their identity.
+    for (name, old) in before.iter() {
+        let Some(new) = globals.get_item(&name)? else {
+            continue;
+        };
+        if old.is(&new) || !defined_here(&old) {
+            continue;
+        }
+        let (Ok(old_cls), Ok(new_cls)) = (old.cast::<PyType>(), new.cast::<PyType>()) else {
+            continue;
+        };
+        if is_enum(old_cls)? && is_enum(new_cls)? && old_cls.get_type().is(new_cls.get_type()) {
+            update_enum(undo, old_cls, new_cls)?;
+            globals.set_item(&name, &old)?;
+            replaced.insert(new.as_ptr() as usize, old.clone());
+        }
+    }
+    if !undo.members.is_empty() {
+        // `FAVOURITE = Color.RED`: the global holds the old member again, and so do
+        // `from .colors import FAVOURITE` importers reloaded after this module.
+        for (name, value) in globals.iter() {
+            if let Some(kept) = undo.kept_in(&value)? {
+                globals.set_item(name, kept)?;
+            }
+        }
+    }
     for (name, old) in before.iter() {
         let Some(new) = globals.get_item(&name)? else {
             continue;
@@ -445,12 +576,6 @@ pub(crate) fn update_in_place<'py>(
         let (Ok(old_cls), Ok(new_cls)) = (old.cast::<PyType>(), new.cast::<PyType>()) else {
             continue;
         };
-        if is_enum(old_cls)? && is_enum(new_cls)? && old_cls.get_type().is(new_cls.get_type()) {
-            update_enum(undo, old_cls, new_cls)?;
-            globals.set_item(&name, &old)?;
-            replaced.insert(new.as_ptr() as usize, old.clone());
-            continue;
-        }
         if let Some(why) = refusal(old_cls, new_cls)? {
             // Reports speak real names: `toolA.ui`, not the session's qualified one.
             let qualified = module_name

@@ -552,6 +552,45 @@ def test_enum_members_keep_their_identity(mod: Mod, warnings_log: pytest.LogCapt
     assert pickle.loads(pickle.dumps(Color.BLUE)) is blue
 
 
+def test_enum_members_bound_at_module_level_keep_their_identity(mod: Mod) -> None:
+    """issue 20 (4): every global that held an old member holds the same old member
+    after a deep reload: a module-level alias, its ``from``-importers (reloaded after
+    it), a class attribute and a default argument."""
+    colors = """
+        import enum
+        class Color(enum.Enum):
+            RED = 1
+            GREEN = 2
+        FAVOURITE = Color.{fav}
+        PAIR = (Color.RED, Color.GREEN)
+        LABELS = {{Color.RED: "Red", "by_name": [Color.GREEN]}}
+        class Settings:
+            mode = Color.RED
+        def pick(c=Color.GREEN, *, k=Color.RED):
+            return c, k
+        """
+    m = mod.load(colors.format(fav="RED"))
+    use = f"{mod.name}_use"
+    mod.write(
+        f"from {mod.name} import FAVOURITE, Color\nIS_RED = FAVOURITE is Color.RED\n", f"{use}.py"
+    )
+    u = mod.session.import_module(use)
+    red, green, settings = m.Color.RED, m.Color.GREEN, m.Settings
+    mod.write(colors.format(fav="RED") + "VERSION = 2\n")
+    assert mod.session.reload_stale(deep=True) == [mod.name, use]
+    assert m.Color.RED is red and m.FAVOURITE is red
+    assert u.FAVOURITE is red and u.IS_RED is True
+    assert m.Settings is settings and settings.mode is red
+    assert m.pick() == (green, red) and m.pick()[0] is green and m.pick()[1] is red
+    # In plain containers too: a dict keyed by a member still finds the kept member.
+    assert m.PAIR == (red, green) and m.PAIR[0] is red
+    assert m.LABELS[red] == "Red" and m.LABELS["by_name"][0] is green
+    # A new alias target is the kept member too.
+    mod.write(colors.format(fav="GREEN"))
+    assert mod.session.reload_stale(deep=True) == [mod.name, use]
+    assert m.FAVOURITE is green and u.FAVOURITE is green and u.IS_RED is False
+
+
 def test_int_enum_and_flag_keep_identity(mod: Mod) -> None:
     m = mod.load(
         """
