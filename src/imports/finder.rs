@@ -269,6 +269,9 @@ pub(crate) fn exec_session_module(
         if !record::is_tracked(core, real) {
             record::note_loaded(core, real, module);
         }
+        if new {
+            record::note_bodies(core, real, module);
+        }
         activation::alias_if_active(core, real, module.as_any())?;
         if new {
             notify::emit(py, "imported", session, &[real.to_owned()]);

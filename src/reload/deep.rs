@@ -515,10 +515,16 @@ fn refusal(old: &Bound<'_, PyType>, new: &Bound<'_, PyType>) -> PyResult<Option<
 /// Makes the objects of the previous version run the new code in place.
 /// `before` holds the module's globals from before the reload. Returns the classes it
 /// refused to update, each with the reason (also logged as a WARNING).
+///
+/// `bodies` is what the previous version's class bodies defined
+/// (`imports::record::class_bodies`): a class loses only those of its attributes the
+/// new body no longer defines, never one a host attached after the body ran. Without
+/// a record for a class, it loses every attribute the new body does not define.
 pub(crate) fn update_in_place<'py>(
     undo: &mut Undo<'py>,
     before: &Bound<'py, PyDict>,
     module: &Bound<'py, PyModule>,
+    bodies: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Vec<String>> {
     let py = module.py();
     let globals = module.dict();
@@ -595,7 +601,12 @@ pub(crate) fn update_in_place<'py>(
             refused.push(message);
             continue;
         }
-        update_class(undo, old_cls, new_cls)?;
+        update_class(
+            undo,
+            old_cls,
+            new_cls,
+            body_of(bodies, &name, &old)?.as_ref(),
+        )?;
         globals.set_item(&name, &old)?;
         replaced.insert(new.as_ptr() as usize, old.clone());
     }
@@ -631,10 +642,48 @@ pub(crate) fn update_in_place<'py>(
     Ok(refused)
 }
 
+/// The keys the previous body of the class `old` (bound to global `name`) defined, if
+/// recorded for this very class.
+fn body_of<'py>(
+    bodies: Option<&Bound<'py, PyDict>>,
+    name: &Bound<'py, PyAny>,
+    old: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(entry) = bodies.map(|b| b.get_item(name)).transpose()?.flatten() else {
+        return Ok(None);
+    };
+    let (reference, keys): (Bound<'py, PyAny>, Bound<'py, PyAny>) = entry.extract()?;
+    Ok(Some(keys).filter(|_| reference.call0().is_ok_and(|c| c.is(old))))
+}
+
+/// After a deep update the globals hold the classes that kept their identity: the
+/// record of the new bodies (`fresh`) is made to point at them.
+pub(crate) fn follow_kept_classes<'py>(
+    fresh: &Bound<'py, PyDict>,
+    module: &Bound<'py, PyModule>,
+) -> PyResult<()> {
+    let globals = module.dict();
+    let mut moved = Vec::new();
+    for (name, entry) in fresh.iter() {
+        let (reference, keys): (Bound<'py, PyAny>, Bound<'py, PyAny>) = entry.extract()?;
+        let Some(current) = globals.get_item(&name)? else {
+            continue;
+        };
+        if current.is_instance_of::<PyType>() && !reference.call0()?.is(&current) {
+            moved.push((name, pyo3::types::PyWeakrefReference::new(&current)?, keys));
+        }
+    }
+    for (name, kept, keys) in moved {
+        fresh.set_item(name, (kept, keys))?;
+    }
+    Ok(())
+}
+
 fn update_class<'py>(
     undo: &mut Undo<'py>,
     old: &Bound<'py, PyType>,
     new: &Bound<'py, PyType>,
+    body: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<()> {
     const FIXED: &[&str] = &[
         "__dict__",
@@ -664,6 +713,12 @@ fn update_class<'py>(
     for key in &old_keys {
         if new_keys.contains(key) || FIXED.contains(&key.as_str()) {
             continue;
+        }
+        // Attached after the old body ran (a host's registration): not ours to remove.
+        if let Some(body) = body {
+            if !body.contains(key.as_str())? {
+                continue;
+            }
         }
         if old_dict.get_item(key).is_ok_and(|v| is_layout(&v)) {
             continue;

@@ -203,6 +203,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
         Bound<'py, PyAny>,
     );
     let mut done: Vec<Done<'_>> = Vec::new();
+    let mut bodies: Vec<(String, Bound<'_, PyDict>)> = Vec::new();
     let mut undo = deep::Undo::default();
     let token = activation::enter(core)?;
     let outcome = (|| -> PyResult<()> {
@@ -217,10 +218,19 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
                 (facade, real.as_str(), &module),
             )?;
             done.push((real.clone(), module.clone(), before.clone(), state));
+            let old_bodies = session
+                .lock(py)
+                .bodies
+                .get(real.as_str())
+                .map(|b| b.clone_ref(py));
             importlib.call_method1(intern!(py, "reload"), (&module,))?;
+            let fresh = record::class_bodies(&module)?;
             if deep {
-                deep::update_in_place(&mut undo, &before, &module)?;
+                let old_bodies = old_bodies.map(|b| b.into_bound(py));
+                deep::update_in_place(&mut undo, &before, &module, old_bodies.as_ref())?;
+                deep::follow_kept_classes(&fresh, &module)?;
             }
+            bodies.push((real.clone(), fresh));
         }
         Ok(())
     })();
@@ -244,6 +254,15 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
     }
     for (real, module, _, _) in &done {
         record::note_loaded(core, real, module);
+    }
+    {
+        let mut st = session.lock(py);
+        let replaced: Vec<_> = bodies
+            .into_iter()
+            .filter_map(|(real, fresh)| st.bodies.insert(real, fresh.unbind()))
+            .collect();
+        drop(st);
+        drop(replaced); // released outside the lock
     }
     for (real, module, _, state) in &done {
         live.call_method1(
@@ -276,6 +295,9 @@ pub(crate) fn adopt(
         if !record::is_tracked(core, real) {
             record::note_loaded(core, real, module);
         }
+        // What the classes hold now stands for their bodies: attributes a host
+        // attached before the adoption cannot be told apart.
+        record::note_bodies(core, real, module);
     }
     let mut st = core.get().lock(py);
     for (a, b) in edges {

@@ -285,6 +285,65 @@ def test_classes_get_added_changed_and_removed_members(mod: Mod) -> None:
     assert m.Tool(1).state == 10
 
 
+def test_attributes_a_host_attached_after_the_body_survive(mod: Mod) -> None:
+    """issue 20 (7): a registry that sets attributes on a class after its body ran
+    (Blender's ``register_class`` puts ``bl_rna`` into the class's ``__dict__``) keeps
+    them across deep reloads; what the old body defined and the new one does not goes,
+    also when the old body was itself a reloaded one."""
+    m = mod.load(
+        """
+        import dataclasses
+        @dataclasses.dataclass
+        class Op:
+            bl_idname = "tool.op"
+            size: int = 1
+            def execute(self):
+                return "v1"
+            def dropped(self):
+                return "gone soon"
+        """
+    )
+    Op = m.Op
+    rna = object()
+
+    def register(cls: type) -> None:  # what a host's registry does
+        cls.bl_rna = rna
+        cls._registered_as = cls.bl_idname
+
+    register(Op)
+    mod.deep(
+        """
+        import dataclasses
+        @dataclasses.dataclass
+        class Op:
+            bl_idname = "tool.op"
+            size: int = 2
+            def execute(self):
+                return "v2"
+            def added(self):
+                return "new"
+        """
+    )
+    assert m.Op is Op and Op().execute() == "v2" and Op().size == 2
+    assert Op.__dict__["bl_rna"] is rna and Op._registered_as == "tool.op"
+    assert not hasattr(Op, "dropped") and Op().added() == "new"
+    # The record follows the class that kept its identity: the next reload still tells
+    # the host's attributes from the body's.
+    mod.deep(
+        """
+        import dataclasses
+        @dataclasses.dataclass
+        class Op:
+            bl_idname = "tool.op"
+            size: int = 3
+            def execute(self):
+                return "v3"
+        """
+    )
+    assert Op().execute() == "v3" and Op.__dict__["bl_rna"] is rna
+    assert not hasattr(Op, "added")
+
+
 def test_from_import_in_another_session_module_runs_new_code(mod: Mod) -> None:
     mod.write(CLASS_V1 + "\ndef f():\n    return 'f1'\n")
     mod.write(
