@@ -13,6 +13,9 @@ use pyo3::types::{PyDict, PyFrozenSet, PyList, PyModule, PySet, PyTuple, PyType}
 
 use crate::base::names::type_name;
 
+/// Containers larger than this are not searched for fresh enum members.
+const MAX_CONTAINER: usize = 10_000;
+
 /// What a deep reload changed, in order, to roll back a failed batch.
 #[derive(Default)]
 pub(crate) struct Undo<'py> {
@@ -86,7 +89,14 @@ impl<'py> Undo<'py> {
         if !kept.is(value) {
             return Ok(Some(kept));
         }
-        if depth == 0 {
+        // Bounded like the rest of a deep reload: a few levels into plain containers of
+        // a reasonable size, never a walk of a big data table.
+        let plain = value.is_exact_instance_of::<PyTuple>()
+            || value.is_exact_instance_of::<PyFrozenSet>()
+            || value.is_exact_instance_of::<PyList>()
+            || value.is_exact_instance_of::<PyDict>()
+            || value.is_exact_instance_of::<PySet>();
+        if depth == 0 || !plain || value.len().is_ok_and(|n| n > MAX_CONTAINER) {
             return Ok(None);
         }
         let swap = |v: &Bound<'py, PyAny>| -> PyResult<(Bound<'py, PyAny>, bool)> {
