@@ -306,7 +306,7 @@ def test_attributes_a_host_attached_after_the_body_survive(mod: Mod) -> None:
     Op = m.Op
     rna = object()
 
-    def register(cls: type) -> None:  # what a host's registry does
+    def register(cls: Any) -> None:  # what a host's registry does
         cls.bl_rna = rna
         cls._registered_as = cls.bl_idname
 
