@@ -426,7 +426,8 @@ fn describe_failure(py: Python<'_>, err: &PyErr, own: impl Fn(&str) -> bool) -> 
         }
     }
     if let (Some(innermost), Some(last_mine)) = (frames.last(), mine.last()) {
-        if !std::ptr::eq(innermost, *last_mine) {
+        // `<frozen importlib._bootstrap>` (an import that failed) is no place to go.
+        if !std::ptr::eq(innermost, *last_mine) && !innermost.0.starts_with('<') {
             text.push_str(&format!(
                 "\n  (raised in \"{}\", line {})",
                 innermost.0, innermost.1
