@@ -108,7 +108,13 @@ fn find_spec<'py>(
         Some(p) => !mods.get_item(p)?.is_some_and(|m| is_session_module(&m)),
         None => false,
     };
-    if session.is_shared(py, fullname) || parent_is_global {
+    // An adopted module keeps its real name (importlib.reload of it re-finds its spec
+    // while the session is active): the global finders answer for it, as for its
+    // submodules (their parent is global).
+    if session.is_shared(py, fullname)
+        || parent_is_global
+        || session.lock(py).tracking.adopted.contains(fullname)
+    {
         return Ok(None);
     }
     let qualified = session.qualified(fullname);
@@ -262,6 +268,9 @@ pub(crate) fn exec_session_module(
         session.note_module(py, real, None);
         if !record::is_tracked(core, real) {
             record::note_loaded(core, real, module);
+        }
+        if new {
+            record::note_bodies(core, real, module);
         }
         activation::alias_if_active(core, real, module.as_any())?;
         if new {

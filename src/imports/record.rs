@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyModule};
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyModule, PyType, PyWeakrefReference};
 
 use crate::base::interp;
 use crate::base::names::module_name;
@@ -131,5 +131,54 @@ pub(crate) fn note_import(
         if target != importer {
             st.tracking.graph.add_edge(&importer, &target);
         }
+    }
+}
+
+/// What each class of `module` (defined there, bound to a global) holds right after
+/// the module's code ran: `{global name: (weakref to the class, frozenset of its
+/// __dict__ keys)}`. That is what its body (and decorators, and the module's own code)
+/// defined; a host that attaches to the class later (Blender's `bl_rna`, a registry)
+/// is not in it, so a deep reload leaves those attributes alone.
+pub(crate) fn class_bodies<'py>(module: &Bound<'py, PyModule>) -> PyResult<Bound<'py, PyDict>> {
+    let py = module.py();
+    let globals = module.dict();
+    let out = PyDict::new(py);
+    let Some(name) = globals.get_item(intern!(py, "__name__"))? else {
+        return Ok(out);
+    };
+    let frozenset = py.get_type::<PyFrozenSet>();
+    for (key, value) in globals.iter() {
+        let Ok(class) = value.cast::<PyType>() else {
+            continue;
+        };
+        let here = class
+            .getattr(intern!(py, "__module__"))
+            .is_ok_and(|m| m.eq(&name).unwrap_or(false));
+        if !here {
+            continue;
+        }
+        let Ok(reference) = PyWeakrefReference::new(class) else {
+            continue;
+        };
+        // frozenset(cls.__dict__): one C-level pass over the class's keys.
+        let keys = frozenset.call1((class.getattr(intern!(py, "__dict__"))?,))?;
+        out.set_item(key, (reference, keys))?;
+    }
+    Ok(out)
+}
+
+/// Records [`class_bodies`] of a module whose code just ran for the first time (or was
+/// adopted).
+pub(crate) fn note_bodies(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_, PyModule>) {
+    match class_bodies(module) {
+        Ok(bodies) => {
+            let previous = core
+                .get()
+                .lock(core.py())
+                .bodies
+                .insert(real.to_owned(), bodies.unbind());
+            drop(previous); // outside the lock
+        }
+        Err(e) => log::debug!(target: "subsession", "class bodies of {real} not recorded: {e}"),
     }
 }

@@ -9,14 +9,22 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule, PyTuple, PyType};
+use pyo3::types::{PyDict, PyFrozenSet, PyList, PyModule, PySet, PyTuple, PyType};
 
 use crate::base::names::type_name;
+
+/// Containers larger than this are not searched for fresh enum members.
+const MAX_CONTAINER: usize = 10_000;
 
 /// What a deep reload changed, in order, to roll back a failed batch.
 #[derive(Default)]
 pub(crate) struct Undo<'py> {
     steps: Vec<Step<'py>>,
+    /// Enum members the new code created, by address, with the member that kept the
+    /// identity in their place (the fresh one is held so the address stays its own).
+    /// Whatever the new code bound to a fresh member (`FAVOURITE = Color.RED`, a
+    /// class attribute, a default argument) is rebound to the kept one.
+    members: std::collections::HashMap<usize, (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 }
 
 enum Step<'py> {
@@ -49,6 +57,105 @@ impl<'py> Undo<'py> {
         self.steps
             .push(Step::Attr(obj.clone(), name.to_owned(), previous));
         Ok(())
+    }
+
+    /// The member that kept its identity for a fresh enum member, else `value` itself.
+    fn kept(&self, value: &Bound<'py, PyAny>) -> Bound<'py, PyAny> {
+        match self.members.get(&(value.as_ptr() as usize)) {
+            Some((_, kept)) => kept.clone(),
+            None => value.clone(),
+        }
+    }
+
+    /// `value` with fresh enum members swapped for kept ones, also inside plain
+    /// containers a few levels down (`PAIR = (Color.RED, Color.GREEN)`, `LABELS =
+    /// {Color.RED: "Red"}`: a fresh key would never match the kept member). Lists,
+    /// dicts and sets are changed in place; a tuple or frozenset that held a fresh
+    /// member is rebuilt (Some: bind the returned value instead).
+    fn kept_in(&self, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if self.members.is_empty() {
+            return Ok(None);
+        }
+        self.kept_deep(value, 3)
+    }
+
+    fn kept_deep(
+        &self,
+        value: &Bound<'py, PyAny>,
+        depth: u8,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = value.py();
+        let kept = self.kept(value);
+        if !kept.is(value) {
+            return Ok(Some(kept));
+        }
+        // Bounded like the rest of a deep reload: a few levels into plain containers of
+        // a reasonable size, never a walk of a big data table.
+        let plain = value.is_exact_instance_of::<PyTuple>()
+            || value.is_exact_instance_of::<PyFrozenSet>()
+            || value.is_exact_instance_of::<PyList>()
+            || value.is_exact_instance_of::<PyDict>()
+            || value.is_exact_instance_of::<PySet>();
+        if depth == 0 || !plain || value.len().is_ok_and(|n| n > MAX_CONTAINER) {
+            return Ok(None);
+        }
+        let swap = |v: &Bound<'py, PyAny>| -> PyResult<(Bound<'py, PyAny>, bool)> {
+            Ok(match self.kept_deep(v, depth - 1)? {
+                Some(k) => (k, true),
+                None => (v.clone(), false),
+            })
+        };
+        if value.is_exact_instance_of::<PyTuple>() || value.is_exact_instance_of::<PyFrozenSet>() {
+            let mut changed = false;
+            let mut items = Vec::new();
+            for item in value.try_iter()? {
+                let (item, swapped) = swap(&item?)?;
+                changed |= swapped;
+                items.push(item);
+            }
+            if !changed {
+                return Ok(None);
+            }
+            return Ok(Some(if value.is_exact_instance_of::<PyTuple>() {
+                PyTuple::new(py, items)?.into_any()
+            } else {
+                PyFrozenSet::new(py, &items)?.into_any()
+            }));
+        }
+        if let Ok(list) = value.cast_exact::<PyList>() {
+            for (i, item) in list.iter().enumerate() {
+                if let (item, true) = swap(&item)? {
+                    list.set_item(i, item)?;
+                }
+            }
+        } else if let Ok(dict) = value.cast_exact::<PyDict>() {
+            let mut changes = Vec::new();
+            for (k, v) in dict.iter() {
+                let (nk, key_swapped) = swap(&k)?;
+                let (nv, value_swapped) = swap(&v)?;
+                if key_swapped || value_swapped {
+                    changes.push((k, nk, nv, key_swapped));
+                }
+            }
+            for (k, nk, nv, key_swapped) in changes {
+                if key_swapped {
+                    dict.del_item(&k)?;
+                }
+                dict.set_item(nk, nv)?;
+            }
+        } else if let Ok(set) = value.cast_exact::<PySet>() {
+            let mut changes = Vec::new();
+            for item in set.iter() {
+                if let (kept, true) = swap(&item)? {
+                    changes.push((item, kept));
+                }
+            }
+            for (item, kept) in changes {
+                set.discard(item)?;
+                set.add(kept)?;
+            }
+        }
+        Ok(None)
     }
 
     fn set_cell(&mut self, cell: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> PyResult<()> {
@@ -159,6 +266,10 @@ fn update_function<'py>(
         "__annotations__",
     ] {
         if let Ok(v) = new.getattr(attr) {
+            let v = match attr {
+                "__defaults__" | "__kwdefaults__" => undo.kept_in(&v)?.unwrap_or(v),
+                _ => v,
+            };
             undo.set(old, attr, &v)?;
         }
     }
@@ -207,7 +318,8 @@ fn update_member<'py>(
     if let Some(func) = func.filter(is_function) {
         bind_class_cell(undo, &func, class.as_any())?;
     }
-    undo.set(class.as_any(), name, new)
+    let new = undo.kept_in(new)?.unwrap_or_else(|| new.clone());
+    undo.set(class.as_any(), name, &new)
 }
 
 fn is_enum(class: &Bound<'_, PyType>) -> PyResult<bool> {
@@ -300,6 +412,8 @@ fn update_enum<'py>(
                     }
                 };
                 kept.insert(fresh.as_ptr() as usize, member.clone());
+                undo.members
+                    .insert(fresh.as_ptr() as usize, (fresh.clone(), member.clone()));
                 member
             }
         };
@@ -411,10 +525,16 @@ fn refusal(old: &Bound<'_, PyType>, new: &Bound<'_, PyType>) -> PyResult<Option<
 /// Makes the objects of the previous version run the new code in place.
 /// `before` holds the module's globals from before the reload. Returns the classes it
 /// refused to update, each with the reason (also logged as a WARNING).
+///
+/// `bodies` is what the previous version's class bodies defined
+/// (`imports::record::class_bodies`): a class loses only those of its attributes the
+/// new body no longer defines, never one a host attached after the body ran. Without
+/// a record for a class, it loses every attribute the new body does not define.
 pub(crate) fn update_in_place<'py>(
     undo: &mut Undo<'py>,
     before: &Bound<'py, PyDict>,
     module: &Bound<'py, PyModule>,
+    bodies: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Vec<String>> {
     let py = module.py();
     let globals = module.dict();
@@ -429,6 +549,33 @@ pub(crate) fn update_in_place<'py>(
     // new class -> the old class that took over its identity
     let mut replaced: std::collections::HashMap<usize, Bound<'py, PyAny>> =
         std::collections::HashMap::new();
+    // Enums first: what the rest of the new code bound to their fresh members is then
+    // rebound to the members that kept their identity.
+    for (name, old) in before.iter() {
+        let Some(new) = globals.get_item(&name)? else {
+            continue;
+        };
+        if old.is(&new) || !defined_here(&old) {
+            continue;
+        }
+        let (Ok(old_cls), Ok(new_cls)) = (old.cast::<PyType>(), new.cast::<PyType>()) else {
+            continue;
+        };
+        if is_enum(old_cls)? && is_enum(new_cls)? && old_cls.get_type().is(new_cls.get_type()) {
+            update_enum(undo, old_cls, new_cls)?;
+            globals.set_item(&name, &old)?;
+            replaced.insert(new.as_ptr() as usize, old.clone());
+        }
+    }
+    if !undo.members.is_empty() {
+        // `FAVOURITE = Color.RED`: the global holds the old member again, and so do
+        // `from .colors import FAVOURITE` importers reloaded after this module.
+        for (name, value) in globals.iter() {
+            if let Some(kept) = undo.kept_in(&value)? {
+                globals.set_item(name, kept)?;
+            }
+        }
+    }
     for (name, old) in before.iter() {
         let Some(new) = globals.get_item(&name)? else {
             continue;
@@ -445,12 +592,6 @@ pub(crate) fn update_in_place<'py>(
         let (Ok(old_cls), Ok(new_cls)) = (old.cast::<PyType>(), new.cast::<PyType>()) else {
             continue;
         };
-        if is_enum(old_cls)? && is_enum(new_cls)? && old_cls.get_type().is(new_cls.get_type()) {
-            update_enum(undo, old_cls, new_cls)?;
-            globals.set_item(&name, &old)?;
-            replaced.insert(new.as_ptr() as usize, old.clone());
-            continue;
-        }
         if let Some(why) = refusal(old_cls, new_cls)? {
             // Reports speak real names: `toolA.ui`, not the session's qualified one.
             let qualified = module_name
@@ -470,7 +611,12 @@ pub(crate) fn update_in_place<'py>(
             refused.push(message);
             continue;
         }
-        update_class(undo, old_cls, new_cls)?;
+        update_class(
+            undo,
+            old_cls,
+            new_cls,
+            body_of(bodies, &name, &old)?.as_ref(),
+        )?;
         globals.set_item(&name, &old)?;
         replaced.insert(new.as_ptr() as usize, old.clone());
     }
@@ -506,10 +652,48 @@ pub(crate) fn update_in_place<'py>(
     Ok(refused)
 }
 
+/// The keys the previous body of the class `old` (bound to global `name`) defined, if
+/// recorded for this very class.
+fn body_of<'py>(
+    bodies: Option<&Bound<'py, PyDict>>,
+    name: &Bound<'py, PyAny>,
+    old: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(entry) = bodies.map(|b| b.get_item(name)).transpose()?.flatten() else {
+        return Ok(None);
+    };
+    let (reference, keys): (Bound<'py, PyAny>, Bound<'py, PyAny>) = entry.extract()?;
+    Ok(Some(keys).filter(|_| reference.call0().is_ok_and(|c| c.is(old))))
+}
+
+/// After a deep update the globals hold the classes that kept their identity: the
+/// record of the new bodies (`fresh`) is made to point at them.
+pub(crate) fn follow_kept_classes<'py>(
+    fresh: &Bound<'py, PyDict>,
+    module: &Bound<'py, PyModule>,
+) -> PyResult<()> {
+    let globals = module.dict();
+    let mut moved = Vec::new();
+    for (name, entry) in fresh.iter() {
+        let (reference, keys): (Bound<'py, PyAny>, Bound<'py, PyAny>) = entry.extract()?;
+        let Some(current) = globals.get_item(&name)? else {
+            continue;
+        };
+        if current.is_instance_of::<PyType>() && !reference.call0()?.is(&current) {
+            moved.push((name, pyo3::types::PyWeakrefReference::new(&current)?, keys));
+        }
+    }
+    for (name, kept, keys) in moved {
+        fresh.set_item(name, (kept, keys))?;
+    }
+    Ok(())
+}
+
 fn update_class<'py>(
     undo: &mut Undo<'py>,
     old: &Bound<'py, PyType>,
     new: &Bound<'py, PyType>,
+    body: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<()> {
     const FIXED: &[&str] = &[
         "__dict__",
@@ -539,6 +723,12 @@ fn update_class<'py>(
     for key in &old_keys {
         if new_keys.contains(key) || FIXED.contains(&key.as_str()) {
             continue;
+        }
+        // Attached after the old body ran (a host's registration): not ours to remove.
+        if let Some(body) = body {
+            if !body.contains(key.as_str())? {
+                continue;
+            }
         }
         if old_dict.get_item(key).is_ok_and(|v| is_layout(&v)) {
             continue;

@@ -215,6 +215,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
         Bound<'py, PyAny>,
     );
     let mut done: Vec<Done<'_>> = Vec::new();
+    let mut bodies: Vec<(String, Bound<'_, PyDict>)> = Vec::new();
     let mut undo = deep::Undo::default();
     let token = activation::enter(core)?;
     let outcome = (|| -> PyResult<()> {
@@ -229,10 +230,19 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
                 (facade, real.as_str(), &module),
             )?;
             done.push((real.clone(), module.clone(), before.clone(), state));
+            let old_bodies = session
+                .lock(py)
+                .bodies
+                .get(real.as_str())
+                .map(|b| b.clone_ref(py));
             importlib.call_method1(intern!(py, "reload"), (&module,))?;
+            let fresh = record::class_bodies(&module)?;
             if deep {
-                deep::update_in_place(&mut undo, &before, &module)?;
+                let old_bodies = old_bodies.map(|b| b.into_bound(py));
+                deep::update_in_place(&mut undo, &before, &module, old_bodies.as_ref())?;
+                deep::follow_kept_classes(&fresh, &module)?;
             }
+            bodies.push((real.clone(), fresh));
         }
         Ok(())
     })();
@@ -252,10 +262,19 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
                 (facade, real.as_str(), module, state),
             )?;
         }
-        return Err(ReloadError::new_err(describe_failure(py, &err)));
+        return Err(reload_error(core, err));
     }
     for (real, module, _, _) in &done {
         record::note_loaded(core, real, module);
+    }
+    {
+        let mut st = session.lock(py);
+        let replaced: Vec<_> = bodies
+            .into_iter()
+            .filter_map(|(real, fresh)| st.bodies.insert(real, fresh.unbind()))
+            .collect();
+        drop(st);
+        drop(replaced); // released outside the lock
     }
     for (real, module, _, state) in &done {
         live.call_method1(
@@ -288,6 +307,9 @@ pub(crate) fn adopt(
         if !record::is_tracked(core, real) {
             record::note_loaded(core, real, module);
         }
+        // What the classes hold now stands for their bodies: attributes a host
+        // attached before the adoption cannot be told apart.
+        record::note_bodies(core, real, module);
     }
     let mut st = core.get().lock(py);
     for (a, b) in edges {
@@ -312,15 +334,73 @@ pub(crate) fn adopted(core: &Bound<'_, SessionCore>) -> Vec<String> {
     names
 }
 
-/// One line naming the file and line as tracebacks do, plus the error itself.
-fn describe_failure(py: Python<'_>, err: &PyErr) -> String {
+/// One frame of a traceback: file, line, function.
+type Frame = (String, i64, String);
+
+fn frames(py: Python<'_>, err: &PyErr) -> Vec<Frame> {
+    let mut out = Vec::new();
+    let mut tb = err.traceback(py).map(|t| t.into_any());
+    while let Some(t) = tb.filter(|t| !t.is_none()) {
+        let frame = (|| -> PyResult<Frame> {
+            let code = t.getattr("tb_frame")?.getattr("f_code")?;
+            Ok((
+                code.getattr("co_filename")?.extract()?,
+                t.getattr("tb_lineno")?.extract().unwrap_or(0),
+                code.getattr("co_name")?.extract()?,
+            ))
+        })();
+        if let Ok(frame) = frame {
+            out.push(frame);
+        }
+        tb = t.getattr("tb_next").ok();
+    }
+    out
+}
+
+/// The ReloadError for a failed batch: its first line names the user's file and line
+/// as a traceback does, then a short traceback of the session's own frames; the
+/// original exception is its `__cause__`.
+fn reload_error(core: &Bound<'_, SessionCore>, err: PyErr) -> PyErr {
+    let py = core.py();
+    let own = |file: &str| {
+        core.get()
+            .lock(py)
+            .tracking
+            .files
+            .has_path(std::path::Path::new(file))
+    };
+    let error = ReloadError::new_err(describe_failure(py, &err, own));
+    error.set_cause(py, Some(err));
+    error
+}
+
+/// The source line `line` of `file`, as a traceback shows it.
+fn source_line(py: Python<'_>, file: &str, line: i64) -> Option<String> {
+    let linecache = py.import("linecache").ok()?;
+    // The file was just edited: drop a cached older copy, as `traceback` does.
+    let _ = linecache.call_method1("checkcache", (file,));
+    let text: String = linecache
+        .call_method1("getline", (file, line))
+        .ok()?
+        .extract()
+        .ok()?;
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// The message of a failed reload. First line: where it failed — for a SyntaxError its
+/// own location, else the deepest frame inside the session's own files (`own`), not
+/// the standard library's `json/decoder.py` a bad `json.loads` raised in — and the
+/// error. Then the session's frames, outermost first, and where the error was raised
+/// when that is outside them.
+fn describe_failure(py: Python<'_>, err: &PyErr, own: impl Fn(&str) -> bool) -> String {
     let value = err.value(py);
     let kind = value
         .get_type()
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "Error".into());
-    // A SyntaxError carries its own location; others: the innermost traceback frame.
+    let message = value.str().map(|s| s.to_string()).unwrap_or_default();
+    let is_syntax = value.is_instance_of::<pyo3::exceptions::PySyntaxError>();
     let syntax = value
         .getattr("filename")
         .ok()
@@ -330,32 +410,41 @@ fn describe_failure(py: Python<'_>, err: &PyErr) -> String {
                 .getattr("lineno")
                 .ok()
                 .and_then(|l| l.extract::<i64>().ok()),
-        );
-    let location = syntax.or_else(|| {
-        let mut tb = err.traceback(py)?.into_any();
-        loop {
-            let next = tb.getattr("tb_next").ok()?;
-            if next.is_none() {
-                break;
-            }
-            tb = next;
-        }
-        let frame = tb.getattr("tb_frame").ok()?;
-        let file = frame
-            .getattr("f_code")
-            .ok()?
-            .getattr("co_filename")
-            .ok()?
-            .extract::<String>()
-            .ok()?;
-        let line = tb.getattr("tb_lineno").ok()?.extract::<i64>().ok()?;
-        Some((file, line))
+        )
+        .filter(|_| is_syntax);
+    let frames = frames(py, err);
+    let mine: Vec<&Frame> = frames.iter().filter(|f| own(&f.0)).collect();
+    let location = syntax.clone().or_else(|| {
+        mine.last()
+            .or(frames.last().as_ref())
+            .map(|f| (f.0.clone(), f.1))
     });
-    let message = value.str().map(|s| s.to_string()).unwrap_or_default();
-    match location {
+    let mut text = match &location {
         Some((file, line)) => format!(
             "reload failed, previous version kept: File \"{file}\", line {line}: {kind}: {message}"
         ),
         None => format!("reload failed, previous version kept: {kind}: {message}"),
+    };
+    if let Some((file, line)) = syntax {
+        if let Some(source) = source_line(py, &file, line) {
+            text.push_str(&format!("\n    {source}"));
+        }
+        return text;
     }
+    for (file, line, func) in &mine {
+        text.push_str(&format!("\n  File \"{file}\", line {line}, in {func}"));
+        if let Some(source) = source_line(py, file, *line) {
+            text.push_str(&format!("\n    {source}"));
+        }
+    }
+    if let (Some(innermost), Some(last_mine)) = (frames.last(), mine.last()) {
+        // `<frozen importlib._bootstrap>` (an import that failed) is no place to go.
+        if !std::ptr::eq(innermost, *last_mine) && !innermost.0.starts_with('<') {
+            text.push_str(&format!(
+                "\n  (raised in \"{}\", line {})",
+                innermost.0, innermost.1
+            ));
+        }
+    }
+    text
 }

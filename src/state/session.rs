@@ -47,6 +47,9 @@ pub(crate) struct State {
     pub(crate) search_cache: Option<(u64, Py<PyList>)>,
     /// The search path computed for a copy of the live `sys.path` (no block active).
     pub(crate) live_cache: Option<(Py<PyList>, Py<PyList>)>,
+    /// Per real module name, what its classes' bodies defined when its code last ran
+    /// (`imports::record::class_bodies`): a deep reload removes only those names.
+    pub(crate) bodies: HashMap<String, Py<PyDict>>,
 }
 
 pub(crate) struct ModuleKeys {
@@ -103,6 +106,7 @@ impl SessionCore {
                 tracking: Tracking::default(),
                 search_cache: None,
                 live_cache: None,
+                bodies: HashMap::new(),
             }),
         })
     }

@@ -146,6 +146,11 @@ impl FileIndex {
         self.files.contains_key(name)
     }
 
+    /// Whether `path` is the file of one of the session's modules.
+    pub(crate) fn has_path(&self, path: &Path) -> bool {
+        self.files.values().any(|(p, _, _)| p == path)
+    }
+
     pub(crate) fn record(
         &mut self,
         name: &str,

@@ -302,13 +302,14 @@ pub(crate) fn close<'py>(
         }
         unloaded.push(real);
     }
-    let extras: Vec<(String, Py<PyAny>)> = {
+    let (extras, bodies): (Vec<(String, Py<PyAny>)>, _) = {
         let mut st = session.lock(py);
         st.closed = true;
         st.modules.clear();
         st.tracking = Tracking::default();
-        st.extras.drain().collect()
+        (st.extras.drain().collect(), std::mem::take(&mut st.bodies))
     };
+    drop(bodies); // released outside the lock
     for (name, module) in extras {
         if mods.get_item(&name)?.is_some_and(|m| m.is(module.bind(py))) {
             mods.del_item(&name)?;

@@ -285,6 +285,65 @@ def test_classes_get_added_changed_and_removed_members(mod: Mod) -> None:
     assert m.Tool(1).state == 10
 
 
+def test_attributes_a_host_attached_after_the_body_survive(mod: Mod) -> None:
+    """issue 20 (7): a registry that sets attributes on a class after its body ran
+    (Blender's ``register_class`` puts ``bl_rna`` into the class's ``__dict__``) keeps
+    them across deep reloads; what the old body defined and the new one does not goes,
+    also when the old body was itself a reloaded one."""
+    m = mod.load(
+        """
+        import dataclasses
+        @dataclasses.dataclass
+        class Op:
+            bl_idname = "tool.op"
+            size: int = 1
+            def execute(self):
+                return "v1"
+            def dropped(self):
+                return "gone soon"
+        """
+    )
+    Op = m.Op
+    rna = object()
+
+    def register(cls: Any) -> None:  # what a host's registry does
+        cls.bl_rna = rna
+        cls._registered_as = cls.bl_idname
+
+    register(Op)
+    mod.deep(
+        """
+        import dataclasses
+        @dataclasses.dataclass
+        class Op:
+            bl_idname = "tool.op"
+            size: int = 2
+            def execute(self):
+                return "v2"
+            def added(self):
+                return "new"
+        """
+    )
+    assert m.Op is Op and Op().execute() == "v2" and Op().size == 2
+    assert Op.__dict__["bl_rna"] is rna and Op._registered_as == "tool.op"
+    assert not hasattr(Op, "dropped") and Op().added() == "new"
+    # The record follows the class that kept its identity: the next reload still tells
+    # the host's attributes from the body's.
+    mod.deep(
+        """
+        import dataclasses
+        @dataclasses.dataclass
+        class Op:
+            bl_idname = "tool.op"
+            size: int = 3
+            def execute(self):
+                return "v3"
+        """
+    )
+    assert Op().execute() == "v3" and Op.__dict__["bl_rna"] is rna
+    assert not hasattr(Op, "added")
+
+
 def test_from_import_in_another_session_module_runs_new_code(mod: Mod) -> None:
     mod.write(CLASS_V1 + "\ndef f():\n    return 'f1'\n")
     mod.write(
@@ -550,6 +609,45 @@ def test_enum_members_keep_their_identity(mod: Mod, warnings_log: pytest.LogCapt
     import pickle
 
     assert pickle.loads(pickle.dumps(Color.BLUE)) is blue
+
+
+def test_enum_members_bound_at_module_level_keep_their_identity(mod: Mod) -> None:
+    """issue 20 (4): every global that held an old member holds the same old member
+    after a deep reload: a module-level alias, its ``from``-importers (reloaded after
+    it), a class attribute and a default argument."""
+    colors = """
+        import enum
+        class Color(enum.Enum):
+            RED = 1
+            GREEN = 2
+        FAVOURITE = Color.{fav}
+        PAIR = (Color.RED, Color.GREEN)
+        LABELS = {{Color.RED: "Red", "by_name": [Color.GREEN]}}
+        class Settings:
+            mode = Color.RED
+        def pick(c=Color.GREEN, *, k=Color.RED):
+            return c, k
+        """
+    m = mod.load(colors.format(fav="RED"))
+    use = f"{mod.name}_use"
+    mod.write(
+        f"from {mod.name} import FAVOURITE, Color\nIS_RED = FAVOURITE is Color.RED\n", f"{use}.py"
+    )
+    u = mod.session.import_module(use)
+    red, green, settings = m.Color.RED, m.Color.GREEN, m.Settings
+    mod.write(colors.format(fav="RED") + "VERSION = 2\n")
+    assert mod.session.reload_stale(deep=True) == [mod.name, use]
+    assert m.Color.RED is red and m.FAVOURITE is red
+    assert u.FAVOURITE is red and u.IS_RED is True
+    assert m.Settings is settings and settings.mode is red
+    assert m.pick() == (green, red) and m.pick()[0] is green and m.pick()[1] is red
+    # In plain containers too: a dict keyed by a member still finds the kept member.
+    assert m.PAIR == (red, green) and m.PAIR[0] is red
+    assert m.LABELS[red] == "Red" and m.LABELS["by_name"][0] is green
+    # A new alias target is the kept member too.
+    mod.write(colors.format(fav="GREEN"))
+    assert mod.session.reload_stale(deep=True) == [mod.name, use]
+    assert m.FAVOURITE is green and u.FAVOURITE is green and u.IS_RED is False
 
 
 def test_int_enum_and_flag_keep_identity(mod: Mod) -> None:

@@ -228,6 +228,48 @@ def test_a_burst_of_saves_gives_one_reload(tool: tuple[str, Path], new_session: 
         s.unwatch()
 
 
+def test_a_burst_of_saves_20_ms_apart_reloads_once_after_it(
+    tool: tuple[str, Path], new_session: Any
+) -> None:
+    """issue 20 (5): ten real saves 20 ms apart while the host's main thread delivers
+    every millisecond (as an event loop does): one reload, of the last version, after
+    the burst."""
+    name, root = tool
+    key = f"{name}.burst20"
+    log_of(key)
+    body = f"import sys\nsys.__dict__['{LOG}']['{key}'].append(V)\n"
+    path = root / name / "e.py"
+    write(path, "V = 0\n" + body)
+    s = new_session(paths=[root])
+    s.import_module(f"{name}.e")
+    s.watch(interval=0.01)
+    finished = threading.Event()
+
+    def editor() -> None:
+        for v in range(1, 11):
+            path.write_text(f"V = {v}\n" + body, encoding="utf-8")
+            time.sleep(0.02)
+        finished.set()
+
+    writer = threading.Thread(target=editor)
+    try:
+        reloads: list[list[str]] = []
+        writer.start()
+        end = None
+        while end is None or time.monotonic() < end:
+            done = subsession.process_pending()
+            if done:
+                reloads.append(done)
+            if end is None and finished.is_set():
+                end = time.monotonic() + 1.0
+            time.sleep(0.001)
+        assert reloads == [[f"{name}.e"]]
+        assert log_of(key) == [0, 10]
+    finally:
+        writer.join()
+        s.unwatch()
+
+
 def test_a_failed_reload_is_a_warning_and_the_next_save_retries(
     tool: tuple[str, Path], new_session: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -246,6 +288,33 @@ def test_a_failed_reload_is_a_warning_and_the_next_save_retries(
         assert subsession.process_pending() == [] and m.V == 1
         write(root / name / "m.py", "V = 3\n")
         assert pending_after(s) == [f"{name}.m"] and m.V == 3
+    finally:
+        s.unwatch()
+
+
+def test_a_failed_watched_reload_logs_the_users_line_and_frames(
+    tool: tuple[str, Path], new_session: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """issue 20 (3): the WARNING (the Script Editor line in Maya) names the user's file
+    and line, not json/decoder.py, then the session's frames."""
+    name, root = tool
+    path = root / name / "where.py"
+    write(path, "import json\n\nCONFIG = {}\n")
+    s = new_session(paths=[root])
+    s.import_module(f"{name}.where")
+    s.watch(interval=0.05)
+    try:
+        write(path, "import json\n\nCONFIG = json.loads('{bad')\n")
+        with caplog.at_level(logging.WARNING, logger="subsession"):
+            wait_for(lambda: (subsession.process_pending(), "JSONDecodeError" in caplog.text)[1])
+        (record,) = [r for r in caplog.records if "JSONDecodeError" in r.getMessage()]
+        first, *frames = record.getMessage().splitlines()
+        assert f'File "{path}", line 3: JSONDecodeError' in first
+        assert first.endswith("save again to retry)") and "decoder.py" not in first
+        assert frames[:2] == [
+            f'  File "{path}", line 3, in <module>',
+            "    CONFIG = json.loads('{bad')",
+        ]
     finally:
         s.unwatch()
 
@@ -327,6 +396,52 @@ def test_adopt_takes_over_global_modules_in_place(
     assert name not in sys.modules and f"{name}.core" not in sys.modules
     assert sorted(report.unloaded) == sorted([name, f"{name}.core", f"{name}.ui", f"{name}.extra"])
     assert set(report.leaks) >= {f"{name}.ui"}  # this test still holds ui and item
+
+
+def test_adopt_reloads_a_top_level_module_in_place(
+    tool: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 20 (1): a single-file module keeps its real name and identity on reload."""
+    name, root = tool
+    modw, holder = f"{name}_w", f"{name}_holder"
+    write(root / f"{modw}.py", "def f():\n    return 1\n")
+    write(root / f"{holder}.py", f"from {modw} import f\n")
+    monkeypatch.syspath_prepend(str(root))
+    module = importlib.import_module(modw)
+    held = importlib.import_module(holder)
+    s = subsession.adopt(f"adopt1-{name}", [modw])
+    try:
+        write(root / f"{modw}.py", "def f():\n    return 2\n")
+        assert s.reload_stale(deep=True) == [modw]
+        assert sys.modules[modw] is module and module.__name__ == modw
+        assert [k for k in sys.modules if k.endswith(modw)] == [modw]
+        assert held.f() == 2 and held.f is module.f
+    finally:
+        report = s.close()
+    assert report.unloaded == [modw]
+
+
+def test_adopt_reloads_a_package_init_in_place(
+    tool: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 20 (1): a submodule edit reloads the package's __init__ under its real name."""
+    name, root = tool
+    write(root / name / "__init__.py", "from .core import size\n")
+    write(root / name / "core.py", "def size():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(root))
+    package = importlib.import_module(name)
+    core = sys.modules[f"{name}.core"]
+    size = package.size
+    s = subsession.adopt(f"adopt2-{name}", [name])
+    try:
+        write(root / name / "core.py", "def size():\n    return 2\n")
+        assert s.reload_stale(deep=True) == [f"{name}.core", name]
+        assert sys.modules[name] is package and sys.modules[f"{name}.core"] is core
+        assert not [k for k in sys.modules if k.endswith(f".{name}") or f".{name}." in k]
+        assert size() == 2 and package.size is size
+    finally:
+        report = s.close()
+    assert sorted(report.unloaded) == sorted([name, f"{name}.core"])
 
 
 def test_adopt_refuses_shared_modules_and_bad_arguments() -> None:

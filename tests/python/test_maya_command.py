@@ -54,3 +54,19 @@ def test_direct_create_run_query_close(cleanup: object, tmp_path: Path) -> None:
     assert execute("direct", {"exists": "anything"}, query=True) is True
     assert execute("direct", {"close": True}) == []
     assert execute("direct", {"ex": True}, query=True) is False
+
+
+def test_a_failed_reload_names_the_users_line(cleanup: object, tmp_path: Path) -> None:
+    """issue 20 (3): the Script Editor's error line names the user's file and line (not
+    json/decoder.py); the details printed under it are the session's frames."""
+    module = tmp_path / "cmdwhere.py"
+    module.write_text("import json\n\nCONFIG = {}\n", encoding="utf-8")
+    execute("cmdreload", {"c": True, "p": str(tmp_path), "m": "cmdwhere"})
+    module.write_text("import json\n\nCONFIG = json.loads('{bad')\n", encoding="utf-8")
+    with pytest.raises(CommandError) as info:
+        execute("cmdreload", {"reload": True})
+    assert f'File "{module}", line 3: JSONDecodeError' in str(info.value)
+    assert "\n" not in str(info.value) and "decoder.py" not in str(info.value)
+    assert info.value.details is not None
+    assert f'  File "{module}", line 3, in <module>\n' in info.value.details
+    assert "    CONFIG = json.loads('{bad')\n" in info.value.details

@@ -464,6 +464,52 @@ def test_exception_at_import_keeps_old_globals(tree: Tree, new_session: Any, dee
     assert tool.run() == "v3"
 
 
+def test_reload_error_names_the_users_line_not_the_standard_library(
+    tree: Tree, new_session: Any
+) -> None:
+    """issue 20 (3): the deepest frame in the session's own files, not json/decoder.py;
+    the original exception is the cause; the session's frames follow the first line."""
+    import json
+
+    p = tree.package
+    tree.write("helpers.py", "import json\n\ndef load(text):\n    return json.loads(text)\n")
+    tree.write("where.py", f"from {p} import helpers\n\nCONFIG = {{}}\n")
+    s = session_on(new_session, tree)
+    imp(s, tree, "helpers", "where")
+    where = tree.write("where.py", f"from {p} import helpers\n\nCONFIG = helpers.load('{{bad')\n")
+    with pytest.raises(subsession.ReloadError) as info:
+        s.reload_stale(deep=True)
+    message = str(info.value)
+    first, *rest = message.splitlines()
+    file, line = location(first)
+    assert (Path(file), line) == (tree.root / p / "helpers.py", 4)
+    assert "JSONDecodeError" in first and "decoder.py" not in first
+    assert isinstance(info.value.__cause__, json.JSONDecodeError)
+    # Short traceback: the session's frames, outermost first, then where it was raised.
+    assert rest[0] == f'  File "{where}", line 3, in <module>'
+    assert rest[1] == "    CONFIG = helpers.load('{bad')"
+    assert rest[2].endswith(", line 4, in load") and rest[3] == "    return json.loads(text)"
+    assert "decoder.py" in rest[-1] and rest[-1].startswith("  (raised in ")
+
+
+def test_reload_error_names_the_line_using_a_removed_enum_member(
+    tree: Tree, new_session: Any
+) -> None:
+    """issue 20 (3): a member removed while still used elsewhere names the user's line
+    (enum.py raises the AttributeError on Python < 3.12)."""
+    p = tree.package
+    tree.write("colors.py", "import enum\n\nclass Color(enum.Enum):\n    RED = 1\n    GREEN = 2\n")
+    tree.write("use.py", f"from {p}.colors import Color\n\nDEFAULT = Color.GREEN\n")
+    s = session_on(new_session, tree)
+    imp(s, tree, "colors", "use")
+    tree.write("colors.py", "import enum\n\nclass Color(enum.Enum):\n    RED = 1\n")
+    with pytest.raises(subsession.ReloadError) as info:
+        s.reload_stale(deep=True)
+    file, line = location(str(info.value).splitlines()[0])
+    assert (Path(file), line) == (tree.root / p / "use.py", 3)
+    assert isinstance(info.value.__cause__, AttributeError)
+
+
 @pytest.mark.parametrize("deep", [False, True])
 def test_failure_later_in_the_batch_rolls_back_the_whole_batch(
     tree: Tree, new_session: Any, deep: bool

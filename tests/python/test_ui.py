@@ -278,6 +278,25 @@ def test_a_failing_reload_is_shown_and_keeps_the_old_code(
     assert "reload failed, previous version kept" in text and "widgets.py" in text
 
 
+def test_a_failing_reload_names_the_users_line_in_status_and_log(
+    manager: ui.SessionManager, new_session: Callable[..., Any], tmp_path: Path
+) -> None:
+    """issue 20 (3): the user's file and line, not json/decoder.py, in the status line;
+    the log pane has the session's frames under it."""
+    pkg = unique_name("uiwhere")
+    s = new_session(unique_name("toolWhere"), paths=[str(tool_tree(tmp_path, pkg))])
+    s.import_module(f"{pkg}.widgets")
+    path = tmp_path / pkg / "widgets.py"
+    edit(path, "import json\n\nVERSION = json.loads('{bad')\n")
+    pump_until(lambda: s.name in manager.session_names())
+    manager.select_session(s.name)
+    assert manager.reload_stale() == []
+    status = manager.status.text()
+    assert f'File "{path}", line 3: JSONDecodeError' in status and "decoder.py" not in status
+    pump_until(lambda: "VERSION = json.loads" in manager.log_text(), what="the log pane")
+    assert f'  File "{path}", line 3, in <module>' in manager.log_text()
+
+
 def test_close_asks_then_closes_the_selected_session(
     manager: ui.SessionManager, new_session: Callable[..., Any]
 ) -> None:

@@ -8,10 +8,12 @@ module code. Reloads run on the main thread:
 - else, when a Qt ``QCoreApplication`` exists: a queued signal into its event loop;
 - else (a plain interpreter, ``mayapy``): when the host calls :func:`process_pending`.
 
-A burst of saves gives one reload: after a change the thread looks again a moment
-later and merges what it finds, and changes found before the main thread got to
-them are merged too. A failed reload is logged as a WARNING (the old code keeps
-running) and the next save retries.
+A burst of saves gives one reload: after a change the thread keeps looking every
+``SETTLE_STEP`` seconds and hands the changes over only once the files were quiet
+(no new change) for ``QUIET`` seconds, a window longer than the gap between an
+editor's writes; changes found before the main thread got to them are merged too.
+A failed reload is logged as a WARNING (the old code keeps running) and the next save
+retries.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ __all__ = ["DEFAULT_INTERVAL", "process_pending", "take_pending", "unwatch", "wa
 log = logging.getLogger("subsession")
 
 DEFAULT_INTERVAL = 0.5
-#: after a change, look again this much later and merge (editors writing twice)
-SETTLE = 0.02
-SETTLE_ROUNDS = 5
+#: after a change, look again this often, merging what changed...
+SETTLE_STEP = 0.02
+#: ...until nothing changed for this long (an editor's writes come closer together: a
+#: save-all, write-then-rename, or ten saves 20 ms apart is one reload)
+QUIET = 0.15
+#: a file rewritten without pause is reloaded anyway after this long
+SETTLE_MAX = 2.0
 
 
 class _Watched:
@@ -123,7 +129,12 @@ def process_pending() -> list[str]:
         try:
             done.extend(session._reload_names(sorted(names), deep_of[id(session)]))
         except _core.ReloadError as err:
-            log.warning("%s (session %s; save again to retry)", err, session.name or session.prefix)
+            # First line: where it failed; then the session's frames (a short traceback).
+            first, _, frames = str(err).partition("\n")
+            label = session.name or session.prefix
+            log.warning(
+                "%s (session %s; save again to retry)%s", first, label, frames and "\n" + frames
+            )
         except Exception:
             log.warning("reload of %s failed", sorted(names), exc_info=True)
     return done
@@ -166,12 +177,18 @@ def _poll(w: _Watched) -> None:
     names = set(w.watch.poll())
     if not names:
         return
-    for _ in range(SETTLE_ROUNDS):
-        time.sleep(SETTLE)
-        more = set(w.watch.poll())
-        if more <= names:
+    # Settle on quiet, not on a fixed delay from the first change: a burst still being
+    # written must not reload halfway through.
+    start = last = time.monotonic()
+    while not _stopping:
+        now = time.monotonic()
+        if now - last >= QUIET or now - start >= SETTLE_MAX:
             break
-        names |= more
+        time.sleep(min(SETTLE_STEP, QUIET - (now - last)))
+        more = w.watch.poll()
+        if more:
+            names.update(more)
+            last = time.monotonic()
     with _lock:
         if id(session) not in _watched:
             return

@@ -424,8 +424,8 @@ def _core_call(call: Callable[[], Any]) -> Any:
     """Run a call into :mod:`subsession`; its errors become :class:`CommandError`."""
     try:
         return call()
-    except CommandError:
-        raise
+    except (CommandError, subsession.ReloadError):
+        raise  # a ReloadError is the session's code failing: _user_call words it
     except (subsession.SessionError, ValueError, TypeError, OSError) as error:
         raise CommandError(str(error) or type(error).__name__) from None
 
@@ -441,6 +441,13 @@ def _user_call(call: Callable[[], Any], what: str) -> Any:
 
 
 def _user_error(error: BaseException, what: str) -> CommandError:
+    if isinstance(error, subsession.ReloadError):
+        # Its first line names the user's file and line; the rest is the short traceback
+        # of the session's own frames (not importlib's and subsession's).
+        first = str(error).partition("\n")[0]
+        return CommandError(
+            f"{what} failed: {first} (traceback in the Script Editor)", f"{error}\n"
+        )
     return CommandError(
         f"{what} raised {type(error).__name__}: {error} (traceback in the Script Editor)",
         "".join(traceback.format_exception(type(error), error, error.__traceback__)),

@@ -727,7 +727,9 @@ class SessionManager(QtWidgets.QWidget):
         try:
             names = run()
         except subsession.SessionError as error:
-            self._say(f"{label}: {error}", error=True)
+            # The status line gets the first line (file, line, error); the log pane the
+            # short traceback of a ReloadError too.
+            self._say(f"{label}: {str(error).partition(chr(10))[0]}", error=True)
             _log.warning("%s: %s", label, error)
             return []
         finally:
