@@ -33,11 +33,17 @@ pub(crate) const EXTENSION_HOLDER: &str = "a C extension module, or held by one:
      never unloads compiled extension modules (their state lives until the process exits)";
 
 /// A holder chain that ends in an object referenced from outside the collector's view.
-pub(crate) const C_HOLDER: &str = "held from C code, e.g. a Qt signal connection";
+pub(crate) const C_HOLDER: &str = "held from C code, which this report cannot follow \
+     (a Qt signal connected to it, a C library's cache): disconnect the tool's signals \
+     and delete its windows before closing";
 
 /// The holder of a survivor no referrer chain explains.
-pub(crate) const UNSEEN_HOLDER: &str =
-    "an object the garbage collector cannot see (C code, or objects frozen with gc.freeze())";
+pub(crate) const UNSEEN_HOLDER: &str = "no holder found: it is held by something the \
+     garbage collector cannot list (C code, or objects frozen with gc.freeze()); \
+     gc.get_referrers() on the module's functions and classes may show more";
+
+/// The words after a running frame's place: the reason it holds what it holds.
+const STILL_RUNNING: &str = "still running";
 
 /// One object on a holder chain: which module it keeps alive, in words so far.
 struct Lead<'py> {
@@ -63,6 +69,90 @@ fn globals_name(obj: &Bound<'_, PyAny>) -> Option<String> {
         return None;
     }
     d.get_item("__name__").ok()??.extract().ok()
+}
+
+/// Where a frame runs, as a user finds it: `run_tool (/tools/a.py:12)`.
+fn frame_place(frame: &Bound<'_, PyAny>) -> String {
+    let py = frame.py();
+    let code = frame.getattr(intern!(py, "f_code")).ok();
+    let text = |obj: Option<&Bound<'_, PyAny>>, attr: &Bound<'_, pyo3::types::PyString>| {
+        obj.and_then(|o| o.getattr(attr).ok())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let name = text(code.as_ref(), intern!(py, "co_name"));
+    let file = text(code.as_ref(), intern!(py, "co_filename"));
+    let line = text(Some(frame), intern!(py, "f_lineno"));
+    format!("{name} ({file}:{line})")
+}
+
+/// The Python frames running on every thread, read once per report. From CPython
+/// 3.11 on a running frame's local variables are invisible to the collector (they
+/// live on the thread's stack), so a module kept by a local variable of the function
+/// that called `close()` would otherwise look like C code holds it.
+#[derive(Default)]
+struct Running {
+    /// Addresses of the running frame objects (the collector may list them).
+    frames: HashSet<usize>,
+    /// Object address -> the local variables holding it, as places.
+    locals: HashMap<usize, Vec<String>>,
+    /// Globals dict address -> the running functions whose code it is.
+    code: HashMap<usize, Vec<String>>,
+}
+
+/// `CO_OPTIMIZED`: a function's frame, whose locals are not a dict of its own.
+const CO_OPTIMIZED: i64 = 0x1;
+
+fn running_frames(py: Python<'_>, own: &mut HashSet<usize>) -> PyResult<Running> {
+    let mut running = Running::default();
+    let current = py
+        .import("sys")?
+        .call_method0(intern!(py, "_current_frames"))?
+        .cast_into::<PyDict>()?;
+    for (_, top) in current.iter() {
+        let mut frame = top;
+        while !frame.is_none() && running.frames.insert(addr(&frame)) {
+            let place = frame_place(&frame);
+            if let Ok(globals) = frame.getattr(intern!(py, "f_globals")) {
+                running
+                    .code
+                    .entry(addr(&globals))
+                    .or_default()
+                    .push(place.clone());
+            }
+            let flags: i64 = frame
+                .getattr(intern!(py, "f_code"))
+                .and_then(|c| c.getattr(intern!(py, "co_flags")))
+                .and_then(|f| f.extract())
+                .unwrap_or(0);
+            // A module's or class body's locals are a dict the collector sees: it is
+            // found as a holder like any other.
+            if flags & CO_OPTIMIZED != 0 {
+                if let Ok(locals) = frame.getattr(intern!(py, "f_locals")) {
+                    // Before 3.13 this is a snapshot dict the frame keeps: ours, not a
+                    // holder (it holds what the local variables hold).
+                    if locals.is_instance_of::<PyDict>() {
+                        own.insert(addr(&locals));
+                    }
+                    let items = locals.call_method0(intern!(py, "items"))?;
+                    for item in items.try_iter()? {
+                        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                            item?.extract()?;
+                        running
+                            .locals
+                            .entry(addr(&value))
+                            .or_default()
+                            .push(format!("local variable '{name}' of {place}"));
+                    }
+                }
+            }
+            frame = match frame.getattr(intern!(py, "f_back")) {
+                Ok(back) => back,
+                Err(_) => break,
+            };
+        }
+    }
+    Ok(running)
 }
 
 struct Scanner<'py> {
@@ -107,8 +197,11 @@ pub(crate) fn referrers_of<'py>(
     let get_referents = gc.getattr(intern!(py, "get_referents"))?;
     let hits = |lo: usize, hi: usize| -> PyResult<bool> {
         let args = heap.get_slice(lo, hi).to_tuple();
-        let refs = get_referents.call1(args)?.cast_into::<PyList>()?;
-        Ok(refs.iter().any(|r| targets.contains(&addr(&r))))
+        let refs = get_referents.call1(args.clone())?.cast_into::<PyList>()?;
+        Ok(refs.iter().any(|r| targets.contains(&addr(&r)))
+            || args
+                .iter()
+                .any(|o| targets.contains(&addr(o.get_type().as_any()))))
     };
     let n = heap.len();
     let mut pending: Vec<(usize, usize)> = (0..n)
@@ -184,6 +277,12 @@ fn refers_to_any(obj: &Bound<'_, PyAny>, targets: &Targets) -> bool {
     // `visit`, which reads nothing but the set.
     unsafe {
         let ty = ffi::Py_TYPE(obj.as_ptr());
+        // An instance holds its class, whether or not its type's traversal says so
+        // (shiboken2's wrappers do not): live Qt objects of a session class are
+        // found as its holders.
+        if targets.contains(ty as usize) {
+            return true;
+        }
         let slot = ffi::PyType_GetSlot(ty, ffi::Py_tp_traverse);
         if slot.is_null() {
             ffi::PyErr_Clear();
@@ -240,6 +339,18 @@ pub(crate) fn describe<'py>(
     if n == 0 {
         return Ok(Vec::new());
     }
+    // Before the first heap pass: reading locals may make the snapshot dicts it skips.
+    let running = running_frames(py, &mut scan.own)?;
+    for (i, g) in globals.iter().enumerate() {
+        for place in running.code.get(&addr(g.as_any())).into_iter().flatten() {
+            module_holders[i].push(format!(
+                "its code is {STILL_RUNNING}: {place} has not returned"
+            ));
+        }
+        for place in running.locals.get(&addr(g.as_any())).into_iter().flatten() {
+            module_holders[i].push(format!("its globals dict held by {place}, {STILL_RUNNING}"));
+        }
+    }
     let by_dict: HashMap<usize, usize> = globals
         .iter()
         .enumerate()
@@ -283,13 +394,31 @@ pub(crate) fn describe<'py>(
         }
         // References the collector lists, per object (frames included).
         let mut listed: HashMap<usize, isize> = HashMap::new();
+        // Live Qt objects of a class among the referrers: shiboken keeps one more
+        // reference to the class per instance from C, which the instance explains.
+        let mut qt_instances: HashMap<usize, isize> = HashMap::new();
         for r in referrers {
-            let frame = type_name(&r) == "frame";
+            // Running frames are read directly (`running`): what the collector lists
+            // of them differs between CPython versions.
+            if running.frames.contains(&addr(&r)) {
+                continue;
+            }
+            let class = r.get_type();
+            let class_addr = addr(class.as_any());
+            let mut referents = scan.referents(&r)?;
+            if copies.contains_key(&class_addr) {
+                if !referents.contains(&class_addr) {
+                    referents.push(class_addr);
+                }
+                if is_shiboken_class(&class) {
+                    *qt_instances.entry(class_addr).or_default() += 1;
+                }
+            }
             let mut last = 0;
-            for target in scan.referents(&r)? {
+            for target in referents {
                 if copies.contains_key(&target) {
                     *listed.entry(target).or_default() += 1;
-                    if !frame && last != target {
+                    if last != target {
                         holders_of.entry(target).or_default().push(r.clone());
                         last = target;
                     }
@@ -312,7 +441,11 @@ pub(crate) fn describe<'py>(
                 // SAFETY: o is a live object we hold a reference to.
                 let total = unsafe { pyo3::ffi::Py_REFCNT(o.as_ptr()) } as isize;
                 let ours = 2 * copies[&a] + in_holders.get(&a).copied().unwrap_or(0);
-                total - listed.get(&a).copied().unwrap_or(0) - ours > 0
+                let qt = qt_instances.get(&a).copied().unwrap_or(0);
+                // A running frame's references are not counted (its local variables
+                // are read, not traversed): it is named instead of C code.
+                !running.locals.contains_key(&a)
+                    && total - listed.get(&a).copied().unwrap_or(0) - ours - qt > 0
             })
             .map(addr)
             .collect();
@@ -325,6 +458,9 @@ pub(crate) fn describe<'py>(
             } else {
                 &mut code_holders
             };
+            for place in running.locals.get(&addr(&lead.obj)).into_iter().flatten() {
+                sink[lead.module].push(format!("{} held by {place}, {STILL_RUNNING}", lead.what));
+            }
             if held_from_c.contains(&addr(&lead.obj)) && reported_c.insert(addr(&lead.obj)) {
                 // A Qt object's wrapper refers to its class from C (shiboken).
                 let class = if lead.obj.is_instance_of::<PyType>() {
@@ -336,7 +472,21 @@ pub(crate) fn describe<'py>(
             }
             for r in holders_of.remove(&addr(&lead.obj)).unwrap_or_default() {
                 // A module is never its own holder: its globals hold its functions.
+                // Except for a live Qt object in its own module's global: shiboken
+                // holds the object's class from C while the object lives, so the
+                // cycle (module, object, class, module) is never collected.
                 if by_dict.get(&addr(&r)) == Some(&lead.module) {
+                    if is_shiboken_class(&lead.obj.get_type()) {
+                        sink[lead.module].push(own_qt_object(&r, &lead));
+                    }
+                    continue;
+                }
+                // The functions of surviving modules are leads already: one holding
+                // another (a method's `__class__` cell) says nothing new.
+                if type_name(&r) == "function"
+                    && r.getattr(intern!(py, "__globals__"))
+                        .is_ok_and(|g| by_dict.contains_key(&addr(&g)))
+                {
                     continue;
                 }
                 match classify(py, &r, &lead, prefix_dot, level + 1 == MAX_LEVELS) {
@@ -363,7 +513,8 @@ pub(crate) fn describe<'py>(
             d.contains("held in module")
                 || d.contains("Qt callback")
                 || d.contains("owned by a Qt object")
-                || d.contains("running frame")
+                || d.contains(STILL_RUNNING)
+                || d.contains("held in its own module")
                 || d.contains(C_HOLDER)
         };
         let mut holders: Vec<String> = all.iter().filter(|d| definite(d)).cloned().collect();
@@ -384,18 +535,56 @@ pub(crate) fn describe<'py>(
             holders.push(UNSEEN_HOLDER.into());
         }
         for h in &mut holders {
-            if h.len() > MAX_TEXT {
-                let cut = (0..=MAX_TEXT)
-                    .rev()
-                    .find(|&i| h.is_char_boundary(i))
-                    .unwrap_or(0);
-                h.truncate(cut);
-                h.push('…');
-            }
+            *h = shorten(h);
         }
         out.push(holders);
     }
     Ok(out)
+}
+
+/// A live Qt object kept in a global of its own (closed) module.
+fn own_qt_object(globals: &Bound<'_, PyAny>, lead: &Lead<'_>) -> String {
+    let key = globals
+        .cast::<PyDict>()
+        .ok()
+        .and_then(|d| {
+            d.iter()
+                .find(|(_, v)| v.is(&lead.obj))
+                .map(|(k, _)| k.to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "{} held in its own module as '{key}': a live Qt object keeps its class from C, \
+         so this cycle is never collected (close the widget and delete '{key}' in the \
+         module's __before_unload__)",
+        lead.what
+    )
+}
+
+/// True for a class made by shiboken (PySide's `Shiboken.ObjectType` metaclass).
+fn is_shiboken_class(class: &Bound<'_, PyType>) -> bool {
+    class
+        .get_type()
+        .getattr(intern!(class.py(), "__module__"))
+        .and_then(|m| m.extract::<String>())
+        .is_ok_and(|m| m.starts_with("Shiboken") || m.starts_with("shiboken"))
+}
+
+/// A holder text cut to [`MAX_TEXT`] in its middle: its start says what is held, its
+/// end where the user goes (the module global, the running function, what to do).
+fn shorten(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let half = MAX_TEXT / 2;
+    let head = (0..=half)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let tail = (text.len() - half..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    format!("{}…{}", &text[..head], &text[tail..])
 }
 
 fn holder_is_root(holder: &Bound<'_, PyAny>, root: &str) -> bool {
@@ -463,6 +652,24 @@ fn classify(
             ));
         }
         return Step::Done(format!("{what} connected as a Qt callback ({kind})"));
+    }
+    if kind == "frame" {
+        // A frame keeps its caller through `f_back`: not what holds the object.
+        if type_name(&lead.obj) == "frame" {
+            return Step::Skip;
+        }
+        // A call that has returned, kept with its locals by a traceback (an
+        // exception stored somewhere: `sys.last_traceback` in a Script Editor), or a
+        // suspended generator or coroutine: follow what keeps the frame.
+        let next = format!(
+            "{what} in a local variable of {}, kept by a traceback or a generator",
+            frame_place(holder)
+        );
+        return if last {
+            Step::Done(format!("{next}, held by an object outside the session"))
+        } else {
+            Step::Follow(next)
+        };
     }
     // A class refers to itself through its MRO tuple and its own descriptors: those
     // are not holders.

@@ -82,6 +82,13 @@ _EXTENSION_HOLDER = (
     "a C extension module, or held by one: CPython never unloads compiled extension "
     "modules (their state lives until the process exits)"
 )
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+# What a survivor without holders says (the core always gives one; a report built by
+# hand may not).
+_NO_HOLDER = "no holder found (gc.get_referrers() on its functions and classes may show more)"
 # Names listed on the grouped line; the rest are in report.held_by_extensions.
 _GROUP_SHOWN = 12
 
@@ -128,21 +135,23 @@ class UnloadReport:
 
     def __str__(self) -> str:
         if not self.leaks:
-            lines = [f"session {self.session}: {len(self.unloaded)} modules unloaded, none alive"]
+            unloaded = _plural(len(self.unloaded), "module")
+            lines = [f"session {self.session}: {unloaded} unloaded, none alive"]
         else:
-            lines = [f"session {self.session}: {len(self.leaks)} modules still alive:"]
+            lines = [f"session {self.session}: {_plural(len(self.leaks), 'module')} still alive:"]
         grouped = self.held_by_extensions
         if grouped:
             more = ", …" if len(grouped) > _GROUP_SHOWN else ""
             shown = ", ".join(grouped[:_GROUP_SHOWN]) + more
             lines.append(
-                f"  {len(grouped)} modules are compiled extension modules or held by one, "
-                f"which CPython never unloads: {shown}"
+                f"  {_plural(len(grouped), 'module')} kept until the process exits: "
+                f"compiled extension modules, which CPython never unloads, and what they "
+                f"hold: {shown}"
             )
         for name, holders in sorted(self.leaks.items()):
             if holders == [_EXTENSION_HOLDER]:
                 continue
-            lines.append(f"  {name}: " + "; ".join(holders or ["held by an unknown object"]))
+            lines.append(f"  {name}: " + "; ".join(holders or [_NO_HOLDER]))
         if self.removed:
             lines.append(f"  removed from Maya: {', '.join(self.removed)}")
         return "\n".join(lines)
