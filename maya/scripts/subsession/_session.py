@@ -82,6 +82,8 @@ _EXTENSION_HOLDER = (
     "a C extension module, or held by one: CPython never unloads compiled extension "
     "modules (their state lives until the process exits)"
 )
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
