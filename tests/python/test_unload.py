@@ -621,3 +621,28 @@ def test_report_counts_read_as_english(
     holder.only = s.modules[f"{name}.core"].f
     text = str(s.close())
     assert text.splitlines()[0].endswith(": 1 module still alive:"), text
+
+
+def fail_holding(module: Any) -> None:
+    kept = module
+    raise RuntimeError(f"failed with {kept.__name__}")
+
+
+def test_a_traceback_keeping_a_finished_calls_local_is_followed_to_its_holder(
+    tool: tuple[str, Path], new_session: Callable[..., Any], holder: Any
+) -> None:
+    """An error shown in a Script Editor stays in ``sys.last_traceback`` with its frames'
+    locals: the report follows the frame to the global keeping the traceback."""
+    name, _ = tool
+    s = load(new_session, tool)
+    try:
+        fail_holding(s.modules[f"{name}.core"])
+    except RuntimeError as error:
+        holder.last_traceback = error.__traceback__
+    report = s.close()
+    texts = holders(report, f"{name}.core")
+    assert any(
+        "in a local variable of fail_holding" in t
+        and f"held in module {holder.__name__} as 'last_traceback'" in t
+        for t in texts
+    ), texts
