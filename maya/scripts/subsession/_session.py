@@ -728,6 +728,21 @@ def adopt(name: str, packages: Iterable[str]) -> Session:
     if not patterns:
         raise ValueError("adopt() needs at least one package, e.g. ['mytool']")
     existing = _core.lookup(name)
+    with _live._adopted_lock:
+        # Modules another session adopted, whether or not sys.modules still lists them
+        # (a reloader that deletes entries by prefix): one owner at a time, named.
+        taken = sorted(
+            (n, s.name)
+            for n, s in _live.adopted.items()
+            if s is not existing and _matches(n, patterns)
+        )
+    if taken:
+        owners = sorted({owner for _, owner in taken})
+        listed = ", ".join(n for n, _ in taken[:5]) + (", …" if len(taken) > 5 else "")
+        raise SessionExistsError(
+            f"{listed} already adopted by session {', '.join(map(str, owners))}; close that "
+            "session first, or adopt under its name to add patterns"
+        )
     if existing is not None and "_adopt_patterns" in existing.__dict__:
         session: Session = existing
         session.__dict__["_adopt_patterns"] = sorted(
