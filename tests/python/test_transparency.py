@@ -439,6 +439,35 @@ def test_pickle_written_by_session_code_names_real_modules(tool: Any) -> None:
     assert fn is mod.double
 
 
+def test_pickle_through_run_and_exec_names_real_modules(tool: Any) -> None:
+    """Issue 20 item 8: ``s.run(pickle.dumps, obj)`` hands the host's function to the
+    block; it pickles as session code does, and so does ``s.exec``."""
+    import io
+    import pickle
+
+    s, mod, name, folder = tool
+    obj = [mod.Item("r", 1), mod.Color.RED, mod.double]
+    for data in (
+        s.run(pickle.dumps, obj),
+        s.run(pickle.dumps, obj, protocol=2),
+        _exec_dumps(s, obj),
+    ):
+        assert b"__subsession" not in data and name.encode() in data, data
+        assert mod.load(data)[0] == mod.Item("r", 1)
+    buf = io.BytesIO()
+    s.run(pickle.dump, obj, buf)
+    assert b"__subsession" not in buf.getvalue()
+    buf = io.BytesIO()
+    s.run(lambda: pickle.Pickler(buf).dump(obj))  # the host's own Pickler: unchanged
+    assert b"__subsession" in buf.getvalue()
+
+
+def _exec_dumps(s: Any, obj: Any) -> bytes:
+    s.exec("import pickle\n")["OBJ"] = obj
+    data: bytes = s.exec("DATA = pickle.dumps(OBJ)\n")["DATA"]
+    return data
+
+
 def test_pickle_of_session_code_is_read_by_a_plain_subprocess(tool: Any) -> None:
     s, mod, name, folder = tool
     data = mod.dump([mod.Item("b", 3), mod.Color.RED, mod.double])

@@ -84,6 +84,23 @@ _EXTENSION_HOLDER = (
 )
 
 
+def _portable_pickle(fn: Any) -> Any:
+    """What session code's ``import pickle`` gives for the host's pickle entry point
+    ``fn`` (``s.run`` receives the host's function object), else ``fn``."""
+    pickle = sys.modules.get("pickle")
+    if pickle is None:
+        return fn
+    proxy = _loaders.PICKLE_PROXY
+    for host, portable in (
+        (pickle.dumps, proxy.dumps),
+        (pickle.dump, proxy.dump),
+        (pickle.Pickler, proxy.Pickler),
+    ):
+        if fn is host:
+            return portable
+    return fn
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
@@ -423,7 +440,11 @@ class Session:
             return self._core.import_module(name)
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Call ``fn(*args, **kwargs)`` with this session active and return its result."""
+        """Call ``fn(*args, **kwargs)`` with this session active and return its result.
+
+        ``s.run(pickle.dumps, obj)`` (and ``pickle.dump``, ``pickle.Pickler``) pickles
+        as session code does: session classes and functions under their real names."""
+        fn = _portable_pickle(fn)
         with self:
             return fn(*args, **kwargs)
 
