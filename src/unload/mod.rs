@@ -244,7 +244,7 @@ pub(crate) fn close<'py>(
         // One step under the session's lock: `enter` claims a frame under the same
         // lock, so a block can never begin once closing has (nor closing succeed
         // while a block is beginning).
-        let mut st = session.lock(py);
+        let mut st = session.try_lock(py)?;
         if st.closed {
             return Ok((label, Vec::new(), PyDict::new(py)));
         }
@@ -303,7 +303,7 @@ pub(crate) fn close<'py>(
         unloaded.push(real);
     }
     let extras: Vec<(String, Py<PyAny>)> = {
-        let mut st = session.lock(py);
+        let mut st = session.try_lock(py)?;
         st.closed = true;
         st.modules.clear();
         st.tracking = Tracking::default();
