@@ -88,6 +88,7 @@ fn find_spec<'py>(
         return Ok(None);
     }
     let Some(top) = activation::top_session(py) else {
+        activation::count_global_load(py)?;
         // Another thread's block patched sys.path in place: search the snapshot of
         // the global path, not the list being mutated under us.
         if path.as_ref().is_some_and(|p| !p.is_none()) || policy::is_stdlib(top_level(fullname)) {

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pytest
 import realpkgs
-from conftest import PkgFactory, is_session_module, unique_name
+from conftest import PkgFactory, is_session_module, unique_name, write_files
 
 # -- sys.path ---------------------------------------------------------------------------
 
@@ -147,6 +147,53 @@ def test_submodule_registered_by_session_code(
         mod = __import__(name)
     assert mod.VALUE == "virtual"
     assert f"{name}.virtual" not in sys.modules
+
+
+PYTEST_FAMILY = ["pytest", "_pytest.*", "pluggy.*", "iniconfig.*", "py", "packaging.*"]
+
+
+@pytest.mark.parametrize("mode", ["importlib", "prepend"])
+def test_the_hosts_pytest_run_in_a_block_leaves_test_modules_to_the_session(
+    tmp_path: Path, new_session: Callable[..., Any], mode: str
+) -> None:
+    """Issue 20 item 6 (SPEC §3.3.10): the host's own pytest (shared) runs a session's
+    tests with ``s.run``. In importlib mode pytest itself puts each test module into
+    sys.modules under its real name; pickle and typing in the block must find that
+    very module, and at exit it belongs to the session, never left global."""
+    tests = unique_name("suite")
+    write_files(
+        tmp_path,
+        {
+            f"{tests}/__init__.py": "",
+            f"{tests}/test_dunders.py": """\
+                import pickle, sys, typing
+
+                class X:
+                    a: "int" = 1
+
+                def test_pickle_finds_this_module():
+                    assert sys.modules[X.__module__] is sys.modules[__name__]
+                    assert type(pickle.loads(pickle.dumps(X()))) is X
+
+                def test_typing_finds_this_module():
+                    assert typing.get_type_hints(X) == {"a": int}
+                """,
+        },
+    )
+    s = new_session(keep_global=PYTEST_FAMILY, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    args = [f"--import-mode={mode}", "-q", "-p", "no:cacheprovider", str(tmp_path / tests)]
+    code = s.run(pytest.main, args)
+    assert code == 0
+    module = f"{tests}.test_dunders"
+    assert module not in sys.modules and tests not in sys.modules
+    if mode == "importlib":
+        # pytest's own module object, under its real name, shown again by the session.
+        with s:
+            assert sys.modules[module].__name__ == module
+    else:
+        # Imported through sys.path in the block: an ordinary module of the session.
+        assert s.modules[module].__name__ == f"{s.prefix}.{module}"
+    assert module not in sys.modules
 
 
 # -- custom finders, path hooks, .pth files ------------------------------------------------
