@@ -34,8 +34,8 @@ pub(crate) const EXTENSION_HOLDER: &str = "a C extension module, or held by one:
 
 /// A holder chain that ends in an object referenced from outside the collector's view.
 pub(crate) const C_HOLDER: &str = "held from C code, which this report cannot follow \
-     (a Qt signal connected to it, a C library's cache): disconnect the tool's signals \
-     and delete its windows before closing";
+     (a Qt signal connected to it, a C library's cache): disconnect or clear it before \
+     closing";
 
 /// The holder of a survivor no referrer chain explains.
 pub(crate) const UNSEEN_HOLDER: &str = "no holder found: it is held by something the \
@@ -160,6 +160,12 @@ struct Scanner<'py> {
     gc: Bound<'py, PyModule>,
     /// Containers this report made itself (they refer to everything it looks at).
     own: HashSet<usize>,
+    /// The collector's heap, listed once for every level: nothing a report does adds
+    /// a referrer of what it follows, and listing ~100k objects costs as much as a
+    /// level's pass.
+    heap: Option<Bound<'py, PyList>>,
+    /// The heap's references reversed, built at the first level (CPython 3.10 on).
+    reverse: Option<Reverse>,
 }
 
 /// Objects per `gc.get_referents` call of a heap pass: large enough that the calls
@@ -174,6 +180,7 @@ const CHUNK: usize = 128;
 /// `gc.get_referents` and a chunk with a hit is halved until the referrer is found.
 pub(crate) fn referrers_of<'py>(
     gc: &Bound<'py, PyModule>,
+    heap: &Bound<'py, PyList>,
     targets: &FxHashSet<usize>,
     own: &HashSet<usize>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -182,9 +189,6 @@ pub(crate) fn referrers_of<'py>(
     if targets.is_empty() {
         return Ok(found);
     }
-    let heap = gc
-        .call_method0(intern!(py, "get_objects"))?
-        .cast_into::<PyList>()?;
     if py.version_info() >= (3, 10) {
         let targets = Targets::new(targets);
         for obj in heap.iter() {
@@ -294,6 +298,96 @@ fn refers_to_any(obj: &Bound<'_, PyAny>, targets: &Targets) -> bool {
     }
 }
 
+/// The heap's references, reversed: built in ONE traversal of the heap and asked at
+/// every level of a report, instead of one traversal per level. Only references to
+/// objects the collector tracks are kept (a holder chain runs through containers;
+/// strings and numbers, most of a heap's references, are never followed), and an
+/// instance's reference to its class is one of them (see [`refers_to_any`]).
+struct Reverse {
+    /// (referenced address, index of the referrer in the heap snapshot), sorted.
+    edges: Vec<(usize, u32)>,
+}
+
+impl Reverse {
+    fn build(heap: &Bound<'_, PyList>) -> Reverse {
+        use pyo3::ffi;
+        use std::os::raw::{c_int, c_void};
+
+        struct Collect {
+            bits: Vec<u64>,
+            index: u32,
+            edges: Vec<(usize, u32)>,
+        }
+
+        fn bit(addr: usize) -> usize {
+            (addr >> 4) & (BITMAP_BITS - 1)
+        }
+
+        unsafe extern "C" fn visit(object: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
+            // SAFETY: `arg` is the `&mut Collect` passed below, alive for the call.
+            let c = unsafe { &mut *(arg as *mut Collect) };
+            let a = object as usize;
+            let b = bit(a);
+            // A bit of a tracked object (false hits only cost an edge never asked for).
+            if c.bits[b / 64] & (1 << (b % 64)) != 0 {
+                c.edges.push((a, c.index));
+            }
+            0
+        }
+
+        let mut c = Collect {
+            bits: vec![0u64; BITMAP_BITS / 64],
+            index: 0,
+            edges: Vec::with_capacity(heap.len() * 2),
+        };
+        for obj in heap.iter() {
+            let b = bit(addr(&obj));
+            c.bits[b / 64] |= 1 << (b % 64);
+        }
+        for (i, obj) in heap.iter().enumerate() {
+            let Ok(index) = u32::try_from(i) else { break };
+            c.index = index;
+            // SAFETY: `obj` is alive (the snapshot holds it) and the GIL is held. From
+            // CPython 3.10 on `PyType_GetSlot` answers for every type (the caller
+            // checks the version); a type without `tp_traverse` gives NULL. The
+            // traversal only reports references to `visit`, which records addresses.
+            unsafe {
+                let ty = ffi::Py_TYPE(obj.as_ptr());
+                let arg = &mut c as *mut Collect as *mut c_void;
+                visit(ty.cast(), arg);
+                let slot = ffi::PyType_GetSlot(ty, ffi::Py_tp_traverse);
+                if slot.is_null() {
+                    ffi::PyErr_Clear();
+                    continue;
+                }
+                let traverse: ffi::traverseproc = std::mem::transmute(slot);
+                traverse(obj.as_ptr(), visit, arg);
+            }
+        }
+        let mut edges = c.edges;
+        edges.sort_unstable();
+        edges.dedup();
+        Reverse { edges }
+    }
+
+    /// Heap indexes of the objects referring to any of `targets`, in heap order.
+    fn referrers(&self, targets: &FxHashSet<usize>) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for &t in targets {
+            let start = self.edges.partition_point(|&(a, _)| a < t);
+            out.extend(
+                self.edges[start..]
+                    .iter()
+                    .take_while(|&&(a, _)| a == t)
+                    .map(|&(_, i)| i),
+            );
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 impl<'py> Scanner<'py> {
     /// Referrers of all `objs` in one heap scan, without our own containers.
     fn referrers(&mut self, objs: &[Bound<'py, PyAny>]) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -308,7 +402,29 @@ impl<'py> Scanner<'py> {
         objs: &[Bound<'py, PyAny>],
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let targets: FxHashSet<usize> = objs.iter().map(addr).collect();
-        referrers_of(&self.gc, &targets, &self.own)
+        let heap = match &self.heap {
+            Some(heap) => heap.clone(),
+            None => {
+                let heap = self
+                    .gc
+                    .call_method0(intern!(self.py, "get_objects"))?
+                    .cast_into::<PyList>()?;
+                self.heap = Some(heap.clone());
+                heap
+            }
+        };
+        if self.py.version_info() < (3, 10) {
+            return referrers_of(&self.gc, &heap, &targets, &self.own);
+        }
+        let reverse = self.reverse.get_or_insert_with(|| Reverse::build(&heap));
+        let mut found = Vec::new();
+        for i in reverse.referrers(&targets) {
+            let obj = heap.get_item(i as usize)?;
+            if !self.own.contains(&addr(&obj)) {
+                found.push(obj);
+            }
+        }
+        Ok(found)
     }
 
     /// What `obj` refers to, one entry per reference.
@@ -332,6 +448,8 @@ pub(crate) fn describe<'py>(
         py,
         gc: py.import("gc")?,
         own: HashSet::new(),
+        heap: None,
+        reverse: None,
     };
     let n = globals.len();
     let mut module_holders: Vec<Vec<String>> = vec![Vec::new(); n];
@@ -440,7 +558,8 @@ pub(crate) fn describe<'py>(
                 let a = addr(o);
                 // SAFETY: o is a live object we hold a reference to.
                 let total = unsafe { pyo3::ffi::Py_REFCNT(o.as_ptr()) } as isize;
-                let ours = 2 * copies[&a] + in_holders.get(&a).copied().unwrap_or(0);
+                // Every lead came out of the heap snapshot, which holds it once more.
+                let ours = 2 * copies[&a] + in_holders.get(&a).copied().unwrap_or(0) + 1;
                 let qt = qt_instances.get(&a).copied().unwrap_or(0);
                 // A running frame's references are not counted (its local variables
                 // are read, not traversed): it is named instead of C code.
@@ -518,6 +637,12 @@ pub(crate) fn describe<'py>(
                 || d.contains(C_HOLDER)
         };
         let mut holders: Vec<String> = all.iter().filter(|d| definite(d)).cloned().collect();
+        // A holder the user can go to makes "held from C code" noise: the warnings
+        // filters list is both `warnings.filters` and the interpreter's C state.
+        let named = |d: &String| d.contains("held in module") || d.contains(STILL_RUNNING);
+        if holders.iter().any(named) {
+            holders.retain(|d| !d.contains(C_HOLDER));
+        }
         if holders.is_empty() {
             holders = all
                 .iter()

@@ -149,11 +149,14 @@ fn held_by_extensions(
         .collect();
     let mut kept: FxHashSet<usize> = FxHashSet::default();
     let mut pending: Vec<usize> = Vec::new();
-    for (i, (_, dict)) in found.iter().enumerate() {
+    for (i, (real, dict)) in found.iter().enumerate() {
         let file: Option<String> = dict
             .get_item(intern!(py, "__file__"))?
             .and_then(|f| f.extract().ok());
-        if file.is_some_and(|f| it.is_extension_file(&f)) && kept.insert(i) {
+        // Cython's runtime modules (`cython_runtime`, the shared `_cython_3_0_11`) are
+        // made by compiled modules at init and kept in their C state.
+        let cython = real == "cython_runtime" || real.starts_with("_cython_");
+        if (cython || file.is_some_and(|f| it.is_extension_file(&f))) && kept.insert(i) {
             pending.push(i);
         }
     }
