@@ -112,8 +112,7 @@ impl Aliases {
     pub(super) fn note_registration(
         &mut self,
         mods: &Bound<'_, PyDict>,
-        id: u64,
-        session: &SessionCore,
+        (id, session): (u64, &SessionCore),
         key: &Bound<'_, PyString>,
         name: &str,
         value: &Bound<'_, PyAny>,
@@ -209,7 +208,7 @@ impl Aliases {
         };
         let Some(session) = session_of(py, &value) else {
             if let Some((id, owner)) = registrar {
-                if self.note_registration(mods, *id, owner.get(), key, &name, &value, raced)? {
+                if self.note_registration(mods, (*id, owner.get()), key, &name, &value, raced)? {
                     return Ok(());
                 }
             }
