@@ -646,3 +646,39 @@ def test_a_traceback_keeping_a_finished_calls_local_is_followed_to_its_holder(
         and f"held in module {holder.__name__} as 'last_traceback'" in t
         for t in texts
     ), texts
+
+
+def test_a_warning_filter_for_a_session_class_does_not_keep_the_session(
+    pkgs: PkgFactory, new_session: Callable[..., Any]
+) -> None:
+    """sympy installs a filter for its own deprecation warning class: the process-wide
+    filters list kept the module alive after every close (and cost a holder search)."""
+    name = pkgs.unique("warns")
+    root = pkgs.make(
+        name,
+        files={
+            "__init__.py": """\
+                import warnings
+
+                class ToolDeprecationWarning(DeprecationWarning):
+                    def __str__(self):  # a function of the module: keeps its globals
+                        return "tool: " + super().__str__()
+
+                warnings.simplefilter("once", ToolDeprecationWarning)
+
+                def old():
+                    warnings.warn("old() is old", ToolDeprecationWarning, stacklevel=2)
+                """
+        },
+    )
+    s = new_session(paths=[root])
+    module = s.import_module(name)
+    ref = weakref.ref(module)
+    import warnings
+
+    filters_before = len(warnings.filters)
+    del module
+    report = s.close()
+    assert not report, str(report)
+    assert ref() is None
+    assert len(warnings.filters) == filters_before - 1
