@@ -66,7 +66,9 @@ def subscribe(
 
     deliver.__qualname__ = f"subscribe({getattr(callback, '__qualname__', callback)!s})"
     # One kind as a plain string ("closed"), not its letters.
-    wanted = None if kinds is None else [kinds] if isinstance(kinds, str) else list(kinds)
+    wanted: Optional[list[str]] = (
+        None if kinds is None else [kinds] if isinstance(kinds, str) else list(kinds)
+    )
     return _core.subscribe(deliver, wanted)
 
 
