@@ -3,10 +3,12 @@
 //! A module stays alive through its module object (someone kept `import x` around)
 //! or through its globals dict (a function of it is still referenced: a Qt callback,
 //! an instance of one of its classes). Holders are found by walking referrers up a
-//! few levels. Each level is ONE pass over the heap for all objects of that level,
-//! matched against a hash set ([`referrers_of`]): `gc.get_referrers(*objs)` compares
-//! every reference with each of `objs` in turn, which made a report of hundreds of
-//! survivors cost modules × heap (seconds to minutes).
+//! few levels. The heap is listed once and its references reversed in ONE traversal
+//! ([`Reverse`]); every level is lookups in that index. `gc.get_referrers(*objs)`
+//! compares every reference with each of `objs` in turn, which made a report of
+//! hundreds of survivors cost modules × heap (seconds to minutes), and one heap pass
+//! per level still cost as much as a collection. Running frames, whose locals the
+//! collector cannot see from CPython 3.11 on, are read directly ([`Running`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -172,12 +174,11 @@ struct Scanner<'py> {
 /// cost little, small enough that finding the referrer inside a hit chunk is cheap.
 const CHUNK: usize = 128;
 
-/// The objects of the collector's heap that refer to any of `targets` (by address),
-/// frames included, without the objects in `own`: ONE pass over the heap, each
-/// reference looked up in a hash set, however many targets. Each object's references
-/// are visited through its type's `tp_traverse` (CPython 3.10 on); CPython 3.9 answers
-/// `PyType_GetSlot` for heap types only, so there the heap is read in chunks through
-/// `gc.get_referents` and a chunk with a hit is halved until the referrer is found.
+/// CPython 3.9 (which answers `PyType_GetSlot` for heap types only, so [`Reverse`]
+/// cannot traverse the heap): the objects of `heap` that refer to any of `targets`
+/// (by address), frames included, without the objects in `own`, in ONE pass. The heap
+/// is read in chunks through `gc.get_referents`, and a chunk with a hit is halved until
+/// the referrer is found.
 pub(crate) fn referrers_of<'py>(
     gc: &Bound<'py, PyModule>,
     heap: &Bound<'py, PyList>,
@@ -187,15 +188,6 @@ pub(crate) fn referrers_of<'py>(
     let py = gc.py();
     let mut found = Vec::new();
     if targets.is_empty() {
-        return Ok(found);
-    }
-    if py.version_info() >= (3, 10) {
-        let targets = Targets::new(targets);
-        for obj in heap.iter() {
-            if refers_to_any(&obj, &targets) && !own.contains(&addr(&obj)) {
-                found.push(obj);
-            }
-        }
         return Ok(found);
     }
     let get_referents = gc.getattr(intern!(py, "get_referents"))?;
@@ -231,78 +223,16 @@ pub(crate) fn referrers_of<'py>(
     Ok(found)
 }
 
-/// A set of addresses with a bitmap in front: a pass asks it about every reference
-/// of the heap, and nearly all answers are no, which the bitmap gives without hashing.
-struct Targets<'a> {
-    bits: Vec<u64>,
-    set: &'a FxHashSet<usize>,
-}
-
-/// Bits of the bitmap (128 KiB): sparse for the few thousand objects a level asks about.
+/// Bits of the reverse index's bitmap of tracked objects (128 KiB).
 const BITMAP_BITS: usize = 1 << 20;
-
-impl<'a> Targets<'a> {
-    fn new(set: &'a FxHashSet<usize>) -> Self {
-        let mut bits = vec![0u64; BITMAP_BITS / 64];
-        for &a in set {
-            let b = Self::bit(a);
-            bits[b / 64] |= 1 << (b % 64);
-        }
-        Targets { bits, set }
-    }
-
-    /// Objects are 16-byte aligned: the low four bits say nothing.
-    fn bit(addr: usize) -> usize {
-        (addr >> 4) & (BITMAP_BITS - 1)
-    }
-
-    fn contains(&self, addr: usize) -> bool {
-        let b = Self::bit(addr);
-        self.bits[b / 64] & (1 << (b % 64)) != 0 && self.set.contains(&addr)
-    }
-}
-
-/// True when `obj`'s own references (its type's `tp_traverse`, as the collector and
-/// `gc.get_referrers` see them) include one of `targets`.
-fn refers_to_any(obj: &Bound<'_, PyAny>, targets: &Targets) -> bool {
-    use pyo3::ffi;
-    use std::os::raw::{c_int, c_void};
-
-    unsafe extern "C" fn visit(object: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
-        // SAFETY: `arg` is the `&Targets` passed below, alive for the whole call.
-        let targets = unsafe { &*(arg as *const Targets) };
-        // Non-zero stops the traversal: one hit answers the question.
-        c_int::from(targets.contains(object as usize))
-    }
-
-    // SAFETY: `obj` is alive (we hold it) and the GIL is held. From CPython 3.10 on
-    // `PyType_GetSlot` answers for every type (the caller checks the version); a type
-    // without `tp_traverse` gives NULL. The traversal only reports references to
-    // `visit`, which reads nothing but the set.
-    unsafe {
-        let ty = ffi::Py_TYPE(obj.as_ptr());
-        // An instance holds its class, whether or not its type's traversal says so
-        // (shiboken2's wrappers do not): live Qt objects of a session class are
-        // found as its holders.
-        if targets.contains(ty as usize) {
-            return true;
-        }
-        let slot = ffi::PyType_GetSlot(ty, ffi::Py_tp_traverse);
-        if slot.is_null() {
-            ffi::PyErr_Clear();
-            return false;
-        }
-        let traverse: ffi::traverseproc = std::mem::transmute(slot);
-        let arg = targets as *const Targets as *mut c_void;
-        traverse(obj.as_ptr(), visit, arg) != 0
-    }
-}
 
 /// The heap's references, reversed: built in ONE traversal of the heap and asked at
 /// every level of a report, instead of one traversal per level. Only references to
 /// objects the collector tracks are kept (a holder chain runs through containers;
 /// strings and numbers, most of a heap's references, are never followed), and an
-/// instance's reference to its class is one of them (see [`refers_to_any`]).
+/// instance's reference to its class is one of them, whether or not its type's
+/// traversal says so (shiboken2's wrappers do not): live Qt objects of a session
+/// class are found as its holders.
 struct Reverse {
     /// (referenced address, index of the referrer in the heap snapshot), sorted.
     edges: Vec<(usize, u32)>,
