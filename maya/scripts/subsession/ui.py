@@ -180,7 +180,8 @@ class LeakReportDialog(QtWidgets.QDialog):
         layout = QtWidgets.QVBoxLayout(self)
         intro = QtWidgets.QLabel(
             f"<b>{html.escape(report.session)}</b> is closed, but "
-            f"{len(report.leaks)} of its modules are still alive. Drop what holds them "
+            f"{len(report.leaks)} of its modules {'is' if len(report.leaks) == 1 else 'are'} "
+            "still alive. Drop what holds them "
             "(below), or force-close: their globals are cleared and whoever still calls "
             "into them fails."
         )
