@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use super::stack::top_frame_id;
 use super::table::lock;
 use crate::base::interp;
 use crate::base::names::{is_initializing, is_session_module};
@@ -26,6 +27,14 @@ pub(crate) fn global_view<'py>(py: Python<'py>, name: &str) -> PyResult<Option<B
     Ok(module.filter(|m| !is_initializing(m)))
 }
 
+/// Counts a load by a thread without an activation that reached the import system
+/// without the `__import__` hook (C code importing by `PyImport_ImportModuleLevel`):
+/// keys it adds to sys.modules during a block are then never taken for the block's.
+pub(crate) fn count_global_load(py: Python<'_>) -> PyResult<()> {
+    lock(py)?.state().global_loads += 1;
+    Ok(())
+}
+
 /// Runs a load for a thread without an activation while its names show the global view.
 pub(crate) fn with_global_view<'py>(
     py: Python<'py>,
@@ -33,9 +42,18 @@ pub(crate) fn with_global_view<'py>(
     load: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mods = interp::sys_modules(py);
+    // A block's own thread loading a global (a `keep_global` name): what its code
+    // registered before is attributed first, and what this load adds is a global
+    // (the counter moved), never the block's.
+    let own_block = top_frame_id().is_some();
+    let mut early_garbage: Vec<Py<PyAny>> = Vec::new();
     {
         let mut locked = lock(py)?;
+        early_garbage.append(&mut locked.garbage);
         let st = locked.state();
+        if own_block {
+            st.scan(&mods, &mut early_garbage)?;
+        }
         st.global_loads += 1;
         for n in names {
             *st.reserved.entry(n.clone()).or_default() += 1;
@@ -72,7 +90,11 @@ pub(crate) fn with_global_view<'py>(
             st.apply(&mods, n, &key, &mut garbage)?;
         }
     }
+    if own_block {
+        st.scan(&mods, &mut garbage)?;
+    }
     drop(locked);
     drop(garbage);
+    drop(early_garbage);
     result
 }

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyString};
+use rustc_hash::FxHashSet;
 
 use super::stack::{STACK, innermost_frame_of, is_active, top_frame_of};
-use super::table::{Aliases, Claim, alias_if_active, lock};
+use super::table::{Aliases, Claim, alias_if_active, imported_elsewhere_now, lock};
 use crate::base::interp;
 use crate::base::names::{
     PREFIX, imported_module, is_session_module, module_name_py, prefix_py, starts_with, top_level,
@@ -44,6 +45,7 @@ impl Aliases {
             mods.set_item(key, m)?;
         }
         self.loads_at_mark = self.global_loads;
+        self.raced_at_mark = imported_elsewhere_now(py);
         Ok(())
     }
 
@@ -94,11 +96,12 @@ impl Aliases {
         } else {
             None
         };
+        let raced = std::mem::take(&mut self.raced_at_mark);
         self.move_marker(mods)?;
         // Oldest first: a registered package is owned before its submodules.
         for key in new_keys.into_iter().rev() {
             if let Ok(key) = key.cast_into::<PyString>() {
-                self.note(mods, &key, registrar.as_ref(), garbage)?;
+                self.note(mods, &key, registrar.as_ref(), &raced, garbage)?;
             }
         }
         Ok(())
@@ -109,11 +112,11 @@ impl Aliases {
     pub(super) fn note_registration(
         &mut self,
         mods: &Bound<'_, PyDict>,
-        id: u64,
-        session: &SessionCore,
+        (id, session): (u64, &SessionCore),
         key: &Bound<'_, PyString>,
         name: &str,
         value: &Bound<'_, PyAny>,
+        raced: &FxHashSet<String>,
     ) -> PyResult<bool> {
         let py = mods.py();
         if name.starts_with(PREFIX) || name == MARKER || session.is_shared(py, name) {
@@ -129,10 +132,14 @@ impl Aliases {
                 return Ok(false);
             }
         }
-        if imported_module(value, name) {
-            // What an import produced, not a registration: another thread's import
-            // that raced the block's start (no hook saw it) must stay global. Only
+        if imported_module(value, name) && raced.contains(name) {
+            // What another thread's import produced, not a registration: it began
+            // before the marker moved (no hook saw it) and must stay global. Only
             // under a package the block registered (jinja2's compiled templates).
+            // Any other import-made module that appears here was made by this
+            // block's thread (pytest's importlib mode: `module_from_spec`, then
+            // `sys.modules[name] = module`): other threads' loads during the block
+            // are counted (`global_loads`) and leave no registrar.
             let parent_registered = match name.rsplit_once('.') {
                 Some((parent, _)) => match mods.get_item(parent)? {
                     Some(p) => self.is_registration(id, py, parent, &p),
@@ -183,6 +190,7 @@ impl Aliases {
         mods: &Bound<'_, PyDict>,
         key: &Bound<'_, PyString>,
         registrar: Option<&(u64, Py<SessionCore>)>,
+        raced: &FxHashSet<String>,
         garbage: &mut Vec<Py<PyAny>>,
     ) -> PyResult<()> {
         let py = mods.py();
@@ -200,7 +208,7 @@ impl Aliases {
         };
         let Some(session) = session_of(py, &value) else {
             if let Some((id, owner)) = registrar {
-                if self.note_registration(mods, *id, owner.get(), key, &name, &value)? {
+                if self.note_registration(mods, (*id, owner.get()), key, &name, &value, raced)? {
                     return Ok(());
                 }
             }

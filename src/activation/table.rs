@@ -149,6 +149,9 @@ pub(super) struct Aliases {
     /// from a block.
     pub(super) global_loads: u64,
     pub(super) loads_at_mark: u64,
+    /// Real names other threads were importing when the marker last moved: their keys
+    /// may appear during a block without any hook seeing the load (it began before).
+    pub(super) raced_at_mark: FxHashSet<String>,
 }
 
 /// The global `sys.path` frozen while blocks are active (threads without a block
@@ -385,6 +388,21 @@ pub(super) fn imports_in_flight(py: Python<'_>) -> Option<Py<PyDict>> {
         .cast_into::<PyDict>()
         .ok()?;
     (!locks.is_empty()).then(|| locks.unbind())
+}
+
+/// The names other threads are importing now (importlib's module locks they hold).
+pub(super) fn imported_elsewhere_now(py: Python<'_>) -> FxHashSet<String> {
+    let Some(locks) = imports_in_flight(py) else {
+        return FxHashSet::default();
+    };
+    let locks = locks.bind(py);
+    locks
+        .keys()
+        .iter()
+        .filter_map(|k| k.cast_into::<PyString>().ok())
+        .filter(|k| imported_elsewhere(locks, k))
+        .filter_map(|k| k.to_cow().ok().map(|c| c.into_owned()))
+        .collect()
 }
 
 /// True when another thread holds importlib's module lock for `name` (an import of

@@ -95,18 +95,18 @@ impl SessionCore {
     }
 
     #[getter]
-    fn closed(&self, py: Python<'_>) -> bool {
-        self.lock(py).closed
+    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.try_lock(py)?.closed)
     }
 
     #[getter]
-    fn paths(&self, py: Python<'_>) -> Vec<String> {
-        self.lock(py).settings.paths.clone()
+    fn paths(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(self.try_lock(py)?.settings.paths.clone())
     }
 
     #[getter]
     fn env<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let env = self.lock(py).settings.env.clone();
+        let env = self.try_lock(py)?.settings.env.clone();
         let out = PyDict::new(py);
         for (k, v) in env {
             out.set_item(k, v)?;
@@ -115,18 +115,18 @@ impl SessionCore {
     }
 
     #[getter]
-    fn keep_global(&self, py: Python<'_>) -> Vec<String> {
-        self.lock(py).settings.keep_global.source().to_vec()
+    fn keep_global(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(self.try_lock(py)?.settings.keep_global.source().to_vec())
     }
 
     #[getter]
-    fn inherit_env(&self, py: Python<'_>) -> bool {
-        self.lock(py).settings.inherit_env
+    fn inherit_env(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.try_lock(py)?.settings.inherit_env)
     }
 
     #[getter]
-    fn inherit_paths(&self, py: Python<'_>) -> bool {
-        self.lock(py).settings.inherit_paths
+    fn inherit_paths(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.try_lock(py)?.settings.inherit_paths)
     }
 
     #[getter]
@@ -151,7 +151,7 @@ impl SessionCore {
         let keep = keep_global
             .map(|k| Patterns::new(&k).map_err(PyValueError::new_err))
             .transpose()?;
-        let mut st = self.lock(py);
+        let mut st = self.try_lock(py)?;
         if !st.frames.is_empty() {
             return Err(SessionError::new_err(format!(
                 "session {} is active; change its settings outside its with-block",
@@ -183,7 +183,7 @@ impl SessionCore {
     /// Real name -> module, for the modules this session holds.
     fn modules<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let keys: Vec<(String, Py<PyString>)> = {
-            let st = self.lock(py);
+            let st = self.try_lock(py)?;
             st.modules
                 .iter()
                 .map(|(k, v)| (k.clone(), v.qualified.clone_ref(py)))
@@ -210,7 +210,7 @@ impl SessionCore {
     fn root_path<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
         let py = slf.py();
         let session = slf.get();
-        if session.lock(py).closed {
+        if session.try_lock(py)?.closed {
             return Ok(PyList::empty(py));
         }
         match activation::live_path_of(slf)? {

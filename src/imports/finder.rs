@@ -56,7 +56,7 @@ fn find_spec<'py>(
         };
         let core = owner.bind(py);
         let session = core.get();
-        if session.lock(py).closed {
+        if session.try_lock(py)?.closed {
             return Ok(None);
         }
         let path = if rest.contains('.') {
@@ -88,6 +88,7 @@ fn find_spec<'py>(
         return Ok(None);
     }
     let Some(top) = activation::top_session(py) else {
+        activation::count_global_load(py)?;
         // Another thread's block patched sys.path in place: search the snapshot of
         // the global path, not the list being mutated under us.
         if path.as_ref().is_some_and(|p| !p.is_none()) || policy::is_stdlib(top_level(fullname)) {
@@ -264,7 +265,7 @@ pub(crate) fn exec_session_module(
         return Ok(());
     };
     if let Some(real) = session.strip(&name) {
-        let new = !session.lock(py).modules.contains_key(real);
+        let new = !session.try_lock(py)?.modules.contains_key(real);
         session.note_module(py, real, None);
         if !record::is_tracked(core, real) {
             record::note_loaded(core, real, module);

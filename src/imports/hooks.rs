@@ -209,7 +209,7 @@ fn mirror_extra(
     let extra = match written {
         Some(m) => Some(m),
         None => session
-            .lock(py)
+            .try_lock(py)?
             .extras
             .get(real)
             .map(|m| m.bind(py).clone()),

@@ -111,7 +111,10 @@ pub(crate) fn note_import(
         },
     };
     let names = interp::fromlist_names(fromlist);
-    let mut st = session.lock(py);
+    // Busy (this thread is inside subsession already): the edge is not recorded.
+    let Ok(mut st) = session.try_lock(py) else {
+        return;
+    };
     // `from pkg import sub` depends on the submodule, not on pkg's own code (pkg may
     // import this very module); a name that is not a submodule comes from pkg itself.
     let mut imported: Vec<String> = Vec::new();

@@ -24,10 +24,37 @@ struct Registry {
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
+thread_local! {
+    /// Whether this thread holds `REGISTRY`.
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Clears `HOLDING` when the registry is let go, unwinding included.
+struct Holding;
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let _ = HOLDING.try_with(|h| h.set(false));
+    }
+}
+
+/// Runs `f` on the registry. No Python code runs inside (only maps of names and
+/// references change; what is removed is returned, dropped by the caller), so the
+/// registry is never asked for again on the same thread; should that ever change, the
+/// second request panics with a one-line message (every entry point turns a panic
+/// into a Python or C error) instead of waiting forever on ourselves.
 fn with<R>(py: Python<'_>, f: impl FnOnce(&mut Registry) -> R) -> R {
+    if HOLDING.try_with(std::cell::Cell::get).unwrap_or(false) {
+        panic!(
+            "subsession's session registry is busy on this thread (code run while it was \
+             being updated); use sessions outside that code"
+        );
+    }
     let mut guard = REGISTRY
         .lock_py_attached(py)
         .unwrap_or_else(|e| e.into_inner());
+    let _ = HOLDING.try_with(|h| h.set(true));
+    let _holding = Holding;
     f(guard.get_or_insert_with(Registry::default))
 }
 

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyList, PyString};
 
-use crate::base::errors::ClosedSessionError;
+use crate::base::errors::{ClosedSessionError, SessionError};
 use crate::base::interp;
 use crate::base::names::module_in;
 use crate::base::policy::{self, Patterns};
@@ -54,6 +54,47 @@ pub(crate) struct State {
 
 pub(crate) struct ModuleKeys {
     pub(crate) qualified: Py<PyString>,
+}
+
+thread_local! {
+    /// The sessions whose state this thread holds (a few at most).
+    static HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn held_here(key: usize) -> bool {
+    HELD.try_with(|h| h.borrow().contains(&key))
+        .unwrap_or(false)
+}
+
+/// A session's state, taken with [`SessionCore::try_lock`].
+pub(crate) struct StateGuard<'a> {
+    guard: std::sync::MutexGuard<'a, State>,
+    key: usize,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let key = self.key;
+        let _ = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            if let Some(i) = h.iter().rposition(|&k| k == key) {
+                h.swap_remove(i);
+            }
+        });
+    }
 }
 
 #[pyclass(frozen, module = "subsession._core")]
@@ -111,10 +152,36 @@ impl SessionCore {
         })
     }
 
-    pub(crate) fn lock(&self, py: Python<'_>) -> std::sync::MutexGuard<'_, State> {
-        self.state
+    /// Takes this session's state. Python code can run while it is held (a logging
+    /// handler of a message logged under it, a finaliser run by a collection), and
+    /// such code may use the session again on the same thread: that is refused with a
+    /// one-line error instead of waiting forever on ourselves.
+    pub(crate) fn try_lock(&self, py: Python<'_>) -> PyResult<StateGuard<'_>> {
+        let key = self as *const SessionCore as usize;
+        if held_here(key) {
+            return Err(SessionError::new_err(format!(
+                "session {} is busy on this thread (code run by a logging handler, \
+                 finaliser or hook while subsession was updating it); use the session \
+                 outside that code",
+                self.label()
+            )));
+        }
+        let guard = self
+            .state
             .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(|e| e.into_inner());
+        let _ = HELD.try_with(|h| h.borrow_mut().push(key));
+        Ok(StateGuard { guard, key })
+    }
+
+    /// [`Self::try_lock`] for callers that cannot return an error. Re-entry panics
+    /// with the same message (every entry point turns a panic into a Python or C
+    /// error), never waits forever.
+    pub(crate) fn lock(&self, py: Python<'_>) -> StateGuard<'_> {
+        match self.try_lock(py) {
+            Ok(guard) => guard,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     pub(crate) fn qualified(&self, real: &str) -> String {
@@ -137,7 +204,7 @@ impl SessionCore {
 
     /// The error for any use of a closed session (code still running from it included).
     pub(crate) fn ensure_open(&self, py: Python<'_>) -> PyResult<()> {
-        if self.lock(py).closed {
+        if self.try_lock(py)?.closed {
             return Err(ClosedSessionError::new_err(format!(
                 "session {} is closed; re-create the tool in a new Session",
                 self.label()

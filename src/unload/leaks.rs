@@ -3,10 +3,12 @@
 //! A module stays alive through its module object (someone kept `import x` around)
 //! or through its globals dict (a function of it is still referenced: a Qt callback,
 //! an instance of one of its classes). Holders are found by walking referrers up a
-//! few levels. Each level is ONE pass over the heap for all objects of that level,
-//! matched against a hash set ([`referrers_of`]): `gc.get_referrers(*objs)` compares
-//! every reference with each of `objs` in turn, which made a report of hundreds of
-//! survivors cost modules × heap (seconds to minutes).
+//! few levels. The heap is listed once and its references reversed in ONE traversal
+//! ([`Reverse`]); every level is lookups in that index. `gc.get_referrers(*objs)`
+//! compares every reference with each of `objs` in turn, which made a report of
+//! hundreds of survivors cost modules × heap (seconds to minutes), and one heap pass
+//! per level still cost as much as a collection. Running frames, whose locals the
+//! collector cannot see from CPython 3.11 on, are read directly ([`Running`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,11 +35,17 @@ pub(crate) const EXTENSION_HOLDER: &str = "a C extension module, or held by one:
      never unloads compiled extension modules (their state lives until the process exits)";
 
 /// A holder chain that ends in an object referenced from outside the collector's view.
-pub(crate) const C_HOLDER: &str = "held from C code, e.g. a Qt signal connection";
+pub(crate) const C_HOLDER: &str = "held from C code, which this report cannot follow \
+     (a Qt signal connected to it, a C library's cache): disconnect or clear it before \
+     closing";
 
 /// The holder of a survivor no referrer chain explains.
-pub(crate) const UNSEEN_HOLDER: &str =
-    "an object the garbage collector cannot see (C code, or objects frozen with gc.freeze())";
+pub(crate) const UNSEEN_HOLDER: &str = "no holder found: it is held by something the \
+     garbage collector cannot list (C code, or objects frozen with gc.freeze()); \
+     gc.get_referrers() on the module's functions and classes may show more";
+
+/// The words after a running frame's place: the reason it holds what it holds.
+const STILL_RUNNING: &str = "still running";
 
 /// One object on a holder chain: which module it keeps alive, in words so far.
 struct Lead<'py> {
@@ -65,25 +73,115 @@ fn globals_name(obj: &Bound<'_, PyAny>) -> Option<String> {
     d.get_item("__name__").ok()??.extract().ok()
 }
 
+/// Where a frame runs, as a user finds it: `run_tool (/tools/a.py:12)`.
+fn frame_place(frame: &Bound<'_, PyAny>) -> String {
+    let py = frame.py();
+    let code = frame.getattr(intern!(py, "f_code")).ok();
+    let text = |obj: Option<&Bound<'_, PyAny>>, attr: &Bound<'_, pyo3::types::PyString>| {
+        obj.and_then(|o| o.getattr(attr).ok())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let name = text(code.as_ref(), intern!(py, "co_name"));
+    let file = text(code.as_ref(), intern!(py, "co_filename"));
+    let line = text(Some(frame), intern!(py, "f_lineno"));
+    format!("{name} ({file}:{line})")
+}
+
+/// The Python frames running on every thread, read once per report. From CPython
+/// 3.11 on a running frame's local variables are invisible to the collector (they
+/// live on the thread's stack), so a module kept by a local variable of the function
+/// that called `close()` would otherwise look like C code holds it.
+#[derive(Default)]
+struct Running {
+    /// Addresses of the running frame objects (the collector may list them).
+    frames: HashSet<usize>,
+    /// Object address -> the local variables holding it, as places.
+    locals: HashMap<usize, Vec<String>>,
+    /// Globals dict address -> the running functions whose code it is.
+    code: HashMap<usize, Vec<String>>,
+}
+
+/// `CO_OPTIMIZED`: a function's frame, whose locals are not a dict of its own.
+const CO_OPTIMIZED: i64 = 0x1;
+
+fn running_frames(py: Python<'_>, own: &mut HashSet<usize>) -> PyResult<Running> {
+    let mut running = Running::default();
+    let current = py
+        .import("sys")?
+        .call_method0(intern!(py, "_current_frames"))?
+        .cast_into::<PyDict>()?;
+    for (_, top) in current.iter() {
+        let mut frame = top;
+        while !frame.is_none() && running.frames.insert(addr(&frame)) {
+            let place = frame_place(&frame);
+            if let Ok(globals) = frame.getattr(intern!(py, "f_globals")) {
+                running
+                    .code
+                    .entry(addr(&globals))
+                    .or_default()
+                    .push(place.clone());
+            }
+            let flags: i64 = frame
+                .getattr(intern!(py, "f_code"))
+                .and_then(|c| c.getattr(intern!(py, "co_flags")))
+                .and_then(|f| f.extract())
+                .unwrap_or(0);
+            // A module's or class body's locals are a dict the collector sees: it is
+            // found as a holder like any other.
+            if flags & CO_OPTIMIZED != 0 {
+                if let Ok(locals) = frame.getattr(intern!(py, "f_locals")) {
+                    // Before 3.13 this is a snapshot dict the frame keeps: ours, not a
+                    // holder (it holds what the local variables hold).
+                    if locals.is_instance_of::<PyDict>() {
+                        own.insert(addr(&locals));
+                    }
+                    let items = locals.call_method0(intern!(py, "items"))?;
+                    for item in items.try_iter()? {
+                        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                            item?.extract()?;
+                        running
+                            .locals
+                            .entry(addr(&value))
+                            .or_default()
+                            .push(format!("local variable '{name}' of {place}"));
+                    }
+                }
+            }
+            frame = match frame.getattr(intern!(py, "f_back")) {
+                Ok(back) => back,
+                Err(_) => break,
+            };
+        }
+    }
+    Ok(running)
+}
+
 struct Scanner<'py> {
     py: Python<'py>,
     gc: Bound<'py, PyModule>,
     /// Containers this report made itself (they refer to everything it looks at).
     own: HashSet<usize>,
+    /// The collector's heap, listed once for every level: nothing a report does adds
+    /// a referrer of what it follows, and listing ~100k objects costs as much as a
+    /// level's pass.
+    heap: Option<Bound<'py, PyList>>,
+    /// The heap's references reversed, built at the first level (CPython 3.10 on).
+    reverse: Option<Reverse>,
 }
 
 /// Objects per `gc.get_referents` call of a heap pass: large enough that the calls
 /// cost little, small enough that finding the referrer inside a hit chunk is cheap.
 const CHUNK: usize = 128;
 
-/// The objects of the collector's heap that refer to any of `targets` (by address),
-/// frames included, without the objects in `own`: ONE pass over the heap, each
-/// reference looked up in a hash set, however many targets. Each object's references
-/// are visited through its type's `tp_traverse` (CPython 3.10 on); CPython 3.9 answers
-/// `PyType_GetSlot` for heap types only, so there the heap is read in chunks through
-/// `gc.get_referents` and a chunk with a hit is halved until the referrer is found.
+/// CPython 3.9 (which answers `PyType_GetSlot` for heap types only, so [`Reverse`]
+/// cannot traverse the heap): the objects of `heap` that refer to any of `targets`
+/// (by address), frames included, without the objects in `own`, in ONE pass. The heap
+/// is read in chunks through `gc.get_referents`, and a chunk with a hit is halved until
+/// the referrer is found.
 pub(crate) fn referrers_of<'py>(
     gc: &Bound<'py, PyModule>,
+    heap: &Bound<'py, PyList>,
     targets: &FxHashSet<usize>,
     own: &HashSet<usize>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -92,23 +190,14 @@ pub(crate) fn referrers_of<'py>(
     if targets.is_empty() {
         return Ok(found);
     }
-    let heap = gc
-        .call_method0(intern!(py, "get_objects"))?
-        .cast_into::<PyList>()?;
-    if py.version_info() >= (3, 10) {
-        let targets = Targets::new(targets);
-        for obj in heap.iter() {
-            if refers_to_any(&obj, &targets) && !own.contains(&addr(&obj)) {
-                found.push(obj);
-            }
-        }
-        return Ok(found);
-    }
     let get_referents = gc.getattr(intern!(py, "get_referents"))?;
     let hits = |lo: usize, hi: usize| -> PyResult<bool> {
         let args = heap.get_slice(lo, hi).to_tuple();
-        let refs = get_referents.call1(args)?.cast_into::<PyList>()?;
-        Ok(refs.iter().any(|r| targets.contains(&addr(&r))))
+        let refs = get_referents.call1(args.clone())?.cast_into::<PyList>()?;
+        Ok(refs.iter().any(|r| targets.contains(&addr(&r)))
+            || args
+                .iter()
+                .any(|o| targets.contains(&addr(o.get_type().as_any()))))
     };
     let n = heap.len();
     let mut pending: Vec<(usize, usize)> = (0..n)
@@ -134,64 +223,98 @@ pub(crate) fn referrers_of<'py>(
     Ok(found)
 }
 
-/// A set of addresses with a bitmap in front: a pass asks it about every reference
-/// of the heap, and nearly all answers are no, which the bitmap gives without hashing.
-struct Targets<'a> {
-    bits: Vec<u64>,
-    set: &'a FxHashSet<usize>,
-}
-
-/// Bits of the bitmap (128 KiB): sparse for the few thousand objects a level asks about.
+/// Bits of the reverse index's bitmap of tracked objects (128 KiB).
 const BITMAP_BITS: usize = 1 << 20;
 
-impl<'a> Targets<'a> {
-    fn new(set: &'a FxHashSet<usize>) -> Self {
-        let mut bits = vec![0u64; BITMAP_BITS / 64];
-        for &a in set {
-            let b = Self::bit(a);
-            bits[b / 64] |= 1 << (b % 64);
-        }
-        Targets { bits, set }
-    }
-
-    /// Objects are 16-byte aligned: the low four bits say nothing.
-    fn bit(addr: usize) -> usize {
-        (addr >> 4) & (BITMAP_BITS - 1)
-    }
-
-    fn contains(&self, addr: usize) -> bool {
-        let b = Self::bit(addr);
-        self.bits[b / 64] & (1 << (b % 64)) != 0 && self.set.contains(&addr)
-    }
+/// The heap's references, reversed: built in ONE traversal of the heap and asked at
+/// every level of a report, instead of one traversal per level. Only references to
+/// objects the collector tracks are kept (a holder chain runs through containers;
+/// strings and numbers, most of a heap's references, are never followed), and an
+/// instance's reference to its class is one of them, whether or not its type's
+/// traversal says so (shiboken2's wrappers do not): live Qt objects of a session
+/// class are found as its holders.
+struct Reverse {
+    /// (referenced address, index of the referrer in the heap snapshot), sorted.
+    edges: Vec<(usize, u32)>,
 }
 
-/// True when `obj`'s own references (its type's `tp_traverse`, as the collector and
-/// `gc.get_referrers` see them) include one of `targets`.
-fn refers_to_any(obj: &Bound<'_, PyAny>, targets: &Targets) -> bool {
-    use pyo3::ffi;
-    use std::os::raw::{c_int, c_void};
+impl Reverse {
+    fn build(heap: &Bound<'_, PyList>) -> Reverse {
+        use pyo3::ffi;
+        use std::os::raw::{c_int, c_void};
 
-    unsafe extern "C" fn visit(object: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
-        // SAFETY: `arg` is the `&Targets` passed below, alive for the whole call.
-        let targets = unsafe { &*(arg as *const Targets) };
-        // Non-zero stops the traversal: one hit answers the question.
-        c_int::from(targets.contains(object as usize))
+        struct Collect {
+            bits: Vec<u64>,
+            index: u32,
+            edges: Vec<(usize, u32)>,
+        }
+
+        fn bit(addr: usize) -> usize {
+            (addr >> 4) & (BITMAP_BITS - 1)
+        }
+
+        unsafe extern "C" fn visit(object: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
+            // SAFETY: `arg` is the `&mut Collect` passed below, alive for the call.
+            let c = unsafe { &mut *(arg as *mut Collect) };
+            let a = object as usize;
+            let b = bit(a);
+            // A bit of a tracked object (false hits only cost an edge never asked for).
+            if c.bits[b / 64] & (1 << (b % 64)) != 0 {
+                c.edges.push((a, c.index));
+            }
+            0
+        }
+
+        let mut c = Collect {
+            bits: vec![0u64; BITMAP_BITS / 64],
+            index: 0,
+            edges: Vec::with_capacity(heap.len() * 2),
+        };
+        for obj in heap.iter() {
+            let b = bit(addr(&obj));
+            c.bits[b / 64] |= 1 << (b % 64);
+        }
+        for (i, obj) in heap.iter().enumerate() {
+            let Ok(index) = u32::try_from(i) else { break };
+            c.index = index;
+            // SAFETY: `obj` is alive (the snapshot holds it) and the GIL is held. From
+            // CPython 3.10 on `PyType_GetSlot` answers for every type (the caller
+            // checks the version); a type without `tp_traverse` gives NULL. The
+            // traversal only reports references to `visit`, which records addresses.
+            unsafe {
+                let ty = ffi::Py_TYPE(obj.as_ptr());
+                let arg = &mut c as *mut Collect as *mut c_void;
+                visit(ty.cast(), arg);
+                let slot = ffi::PyType_GetSlot(ty, ffi::Py_tp_traverse);
+                if slot.is_null() {
+                    ffi::PyErr_Clear();
+                    continue;
+                }
+                let traverse: ffi::traverseproc = std::mem::transmute(slot);
+                traverse(obj.as_ptr(), visit, arg);
+            }
+        }
+        let mut edges = c.edges;
+        edges.sort_unstable();
+        edges.dedup();
+        Reverse { edges }
     }
 
-    // SAFETY: `obj` is alive (we hold it) and the GIL is held. From CPython 3.10 on
-    // `PyType_GetSlot` answers for every type (the caller checks the version); a type
-    // without `tp_traverse` gives NULL. The traversal only reports references to
-    // `visit`, which reads nothing but the set.
-    unsafe {
-        let ty = ffi::Py_TYPE(obj.as_ptr());
-        let slot = ffi::PyType_GetSlot(ty, ffi::Py_tp_traverse);
-        if slot.is_null() {
-            ffi::PyErr_Clear();
-            return false;
+    /// Heap indexes of the objects referring to any of `targets`, in heap order.
+    fn referrers(&self, targets: &FxHashSet<usize>) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for &t in targets {
+            let start = self.edges.partition_point(|&(a, _)| a < t);
+            out.extend(
+                self.edges[start..]
+                    .iter()
+                    .take_while(|&&(a, _)| a == t)
+                    .map(|&(_, i)| i),
+            );
         }
-        let traverse: ffi::traverseproc = std::mem::transmute(slot);
-        let arg = targets as *const Targets as *mut c_void;
-        traverse(obj.as_ptr(), visit, arg) != 0
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -209,7 +332,29 @@ impl<'py> Scanner<'py> {
         objs: &[Bound<'py, PyAny>],
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let targets: FxHashSet<usize> = objs.iter().map(addr).collect();
-        referrers_of(&self.gc, &targets, &self.own)
+        let heap = match &self.heap {
+            Some(heap) => heap.clone(),
+            None => {
+                let heap = self
+                    .gc
+                    .call_method0(intern!(self.py, "get_objects"))?
+                    .cast_into::<PyList>()?;
+                self.heap = Some(heap.clone());
+                heap
+            }
+        };
+        if self.py.version_info() < (3, 10) {
+            return referrers_of(&self.gc, &heap, &targets, &self.own);
+        }
+        let reverse = self.reverse.get_or_insert_with(|| Reverse::build(&heap));
+        let mut found = Vec::new();
+        for i in reverse.referrers(&targets) {
+            let obj = heap.get_item(i as usize)?;
+            if !self.own.contains(&addr(&obj)) {
+                found.push(obj);
+            }
+        }
+        Ok(found)
     }
 
     /// What `obj` refers to, one entry per reference.
@@ -233,12 +378,26 @@ pub(crate) fn describe<'py>(
         py,
         gc: py.import("gc")?,
         own: HashSet::new(),
+        heap: None,
+        reverse: None,
     };
     let n = globals.len();
     let mut module_holders: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut code_holders: Vec<Vec<String>> = vec![Vec::new(); n];
     if n == 0 {
         return Ok(Vec::new());
+    }
+    // Before the first heap pass: reading locals may make the snapshot dicts it skips.
+    let running = running_frames(py, &mut scan.own)?;
+    for (i, g) in globals.iter().enumerate() {
+        for place in running.code.get(&addr(g.as_any())).into_iter().flatten() {
+            module_holders[i].push(format!(
+                "its code is {STILL_RUNNING}: {place} has not returned"
+            ));
+        }
+        for place in running.locals.get(&addr(g.as_any())).into_iter().flatten() {
+            module_holders[i].push(format!("its globals dict held by {place}, {STILL_RUNNING}"));
+        }
     }
     let by_dict: HashMap<usize, usize> = globals
         .iter()
@@ -283,13 +442,31 @@ pub(crate) fn describe<'py>(
         }
         // References the collector lists, per object (frames included).
         let mut listed: HashMap<usize, isize> = HashMap::new();
+        // Live Qt objects of a class among the referrers: shiboken keeps one more
+        // reference to the class per instance from C, which the instance explains.
+        let mut qt_instances: HashMap<usize, isize> = HashMap::new();
         for r in referrers {
-            let frame = type_name(&r) == "frame";
+            // Running frames are read directly (`running`): what the collector lists
+            // of them differs between CPython versions.
+            if running.frames.contains(&addr(&r)) {
+                continue;
+            }
+            let class = r.get_type();
+            let class_addr = addr(class.as_any());
+            let mut referents = scan.referents(&r)?;
+            if copies.contains_key(&class_addr) {
+                if !referents.contains(&class_addr) {
+                    referents.push(class_addr);
+                }
+                if is_shiboken_class(&class) {
+                    *qt_instances.entry(class_addr).or_default() += 1;
+                }
+            }
             let mut last = 0;
-            for target in scan.referents(&r)? {
+            for target in referents {
                 if copies.contains_key(&target) {
                     *listed.entry(target).or_default() += 1;
-                    if !frame && last != target {
+                    if last != target {
                         holders_of.entry(target).or_default().push(r.clone());
                         last = target;
                     }
@@ -311,8 +488,13 @@ pub(crate) fn describe<'py>(
                 let a = addr(o);
                 // SAFETY: o is a live object we hold a reference to.
                 let total = unsafe { pyo3::ffi::Py_REFCNT(o.as_ptr()) } as isize;
-                let ours = 2 * copies[&a] + in_holders.get(&a).copied().unwrap_or(0);
-                total - listed.get(&a).copied().unwrap_or(0) - ours > 0
+                // Every lead came out of the heap snapshot, which holds it once more.
+                let ours = 2 * copies[&a] + in_holders.get(&a).copied().unwrap_or(0) + 1;
+                let qt = qt_instances.get(&a).copied().unwrap_or(0);
+                // A running frame's references are not counted (its local variables
+                // are read, not traversed): it is named instead of C code.
+                !running.locals.contains_key(&a)
+                    && total - listed.get(&a).copied().unwrap_or(0) - ours - qt > 0
             })
             .map(addr)
             .collect();
@@ -325,6 +507,9 @@ pub(crate) fn describe<'py>(
             } else {
                 &mut code_holders
             };
+            for place in running.locals.get(&addr(&lead.obj)).into_iter().flatten() {
+                sink[lead.module].push(format!("{} held by {place}, {STILL_RUNNING}", lead.what));
+            }
             if held_from_c.contains(&addr(&lead.obj)) && reported_c.insert(addr(&lead.obj)) {
                 // A Qt object's wrapper refers to its class from C (shiboken).
                 let class = if lead.obj.is_instance_of::<PyType>() {
@@ -336,7 +521,21 @@ pub(crate) fn describe<'py>(
             }
             for r in holders_of.remove(&addr(&lead.obj)).unwrap_or_default() {
                 // A module is never its own holder: its globals hold its functions.
+                // Except for a live Qt object in its own module's global: shiboken
+                // holds the object's class from C while the object lives, so the
+                // cycle (module, object, class, module) is never collected.
                 if by_dict.get(&addr(&r)) == Some(&lead.module) {
+                    if is_shiboken_class(&lead.obj.get_type()) {
+                        sink[lead.module].push(own_qt_object(&r, &lead));
+                    }
+                    continue;
+                }
+                // The functions of surviving modules are leads already: one holding
+                // another (a method's `__class__` cell) says nothing new.
+                if type_name(&r) == "function"
+                    && r.getattr(intern!(py, "__globals__"))
+                        .is_ok_and(|g| by_dict.contains_key(&addr(&g)))
+                {
                     continue;
                 }
                 match classify(py, &r, &lead, prefix_dot, level + 1 == MAX_LEVELS) {
@@ -363,10 +562,17 @@ pub(crate) fn describe<'py>(
             d.contains("held in module")
                 || d.contains("Qt callback")
                 || d.contains("owned by a Qt object")
-                || d.contains("running frame")
+                || d.contains(STILL_RUNNING)
+                || d.contains("held in its own module")
                 || d.contains(C_HOLDER)
         };
         let mut holders: Vec<String> = all.iter().filter(|d| definite(d)).cloned().collect();
+        // A holder the user can go to makes "held from C code" noise: the warnings
+        // filters list is both `warnings.filters` and the interpreter's C state.
+        let named = |d: &String| d.contains("held in module") || d.contains(STILL_RUNNING);
+        if holders.iter().any(named) {
+            holders.retain(|d| !d.contains(C_HOLDER));
+        }
         if holders.is_empty() {
             holders = all
                 .iter()
@@ -384,18 +590,56 @@ pub(crate) fn describe<'py>(
             holders.push(UNSEEN_HOLDER.into());
         }
         for h in &mut holders {
-            if h.len() > MAX_TEXT {
-                let cut = (0..=MAX_TEXT)
-                    .rev()
-                    .find(|&i| h.is_char_boundary(i))
-                    .unwrap_or(0);
-                h.truncate(cut);
-                h.push('…');
-            }
+            *h = shorten(h);
         }
         out.push(holders);
     }
     Ok(out)
+}
+
+/// A live Qt object kept in a global of its own (closed) module.
+fn own_qt_object(globals: &Bound<'_, PyAny>, lead: &Lead<'_>) -> String {
+    let key = globals
+        .cast::<PyDict>()
+        .ok()
+        .and_then(|d| {
+            d.iter()
+                .find(|(_, v)| v.is(&lead.obj))
+                .map(|(k, _)| k.to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "{} held in its own module as '{key}': a live Qt object keeps its class from C, \
+         so this cycle is never collected (close the widget and delete '{key}' in the \
+         module's __before_unload__)",
+        lead.what
+    )
+}
+
+/// True for a class made by shiboken (PySide's `Shiboken.ObjectType` metaclass).
+fn is_shiboken_class(class: &Bound<'_, PyType>) -> bool {
+    class
+        .get_type()
+        .getattr(intern!(class.py(), "__module__"))
+        .and_then(|m| m.extract::<String>())
+        .is_ok_and(|m| m.starts_with("Shiboken") || m.starts_with("shiboken"))
+}
+
+/// A holder text cut to [`MAX_TEXT`] in its middle: its start says what is held, its
+/// end where the user goes (the module global, the running function, what to do).
+fn shorten(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let half = MAX_TEXT / 2;
+    let head = (0..=half)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let tail = (text.len() - half..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    format!("{}…{}", &text[..head], &text[tail..])
 }
 
 fn holder_is_root(holder: &Bound<'_, PyAny>, root: &str) -> bool {
@@ -463,6 +707,24 @@ fn classify(
             ));
         }
         return Step::Done(format!("{what} connected as a Qt callback ({kind})"));
+    }
+    if kind == "frame" {
+        // A frame keeps its caller through `f_back`: not what holds the object.
+        if type_name(&lead.obj) == "frame" {
+            return Step::Skip;
+        }
+        // A call that has returned, kept with its locals by a traceback (an
+        // exception stored somewhere: `sys.last_traceback` in a Script Editor), or a
+        // suspended generator or coroutine: follow what keeps the frame.
+        let next = format!(
+            "{what} in a local variable of {}, kept by a traceback or a generator",
+            frame_place(holder)
+        );
+        return if last {
+            Step::Done(format!("{next}, held by an object outside the session"))
+        } else {
+            Step::Follow(next)
+        };
     }
     // A class refers to itself through its MRO tuple and its own descriptors: those
     // are not holders.

@@ -107,6 +107,9 @@ fn release_process_wide(py: Python<'_>, prefix_dot: &str) {
             drop_entries(&cache, |_, finder| defined_in_session(finder, prefix_dot));
         }
     }
+    if let Some(warnings) = mods.get_item("warnings").ok().flatten() {
+        release_warnings(py, &warnings, &mods, prefix_dot);
+    }
     if let Some(logging) = mods.get_item("logging").ok().flatten() {
         let loggers = logging
             .getattr("root")
@@ -126,6 +129,72 @@ fn release_process_wide(py: Python<'_>, prefix_dot: &str) {
     }
     for what in released {
         log::info!(target: "subsession", "closing: removed the session's {what}");
+    }
+}
+
+/// Drops the warning filters whose category is a class of the closing session (sympy
+/// installs one for its deprecation warning) and the "already warned" entries keyed by
+/// such a class: the filters list lives as long as the interpreter, so one filter
+/// keeps the session's module alive (and costs a holder search on every close).
+fn release_warnings(
+    py: Python<'_>,
+    warnings: &Bound<'_, PyAny>,
+    mods: &Bound<'_, PyDict>,
+    prefix_dot: &str,
+) {
+    let ours = |category: Option<Bound<'_, PyAny>>| {
+        category.is_some_and(|c| c.is_instance_of::<PyType>() && defined_in_session(&c, prefix_dot))
+    };
+    let mut changed = false;
+    if let Ok(filters) = warnings
+        .getattr("filters")
+        .and_then(|f| f.cast_into::<PyList>().map_err(PyErr::from))
+    {
+        // (action, message, category, module, lineno): removed in place, as
+        // `warnings.resetwarnings` does, so `_warnings` keeps the same list.
+        let doomed: Vec<usize> = filters
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| ours(f.get_item(2).ok()))
+            .map(|(i, _)| i)
+            .collect();
+        for i in doomed.into_iter().rev() {
+            changed |= filters.del_item(i).is_ok();
+        }
+    }
+    // Keys are (text, category, lineno) (or with a module): per module and "once".
+    let drop_keyed = |registry: &Bound<'_, PyDict>| {
+        drop_entries(registry, |k, _| ours(k.get_item(1).ok()));
+    };
+    if let Ok(once) = warnings
+        .getattr("onceregistry")
+        .and_then(|r| r.cast_into::<PyDict>().map_err(PyErr::from))
+    {
+        drop_keyed(&once);
+    }
+    for (_, module) in mods.iter() {
+        let Ok(m) = module.cast::<PyModule>() else {
+            continue;
+        };
+        if let Ok(Some(registry)) = m.dict().get_item(intern!(py, "__warningregistry__")) {
+            if let Ok(registry) = registry.cast::<PyDict>() {
+                drop_keyed(registry);
+            }
+        }
+    }
+    if changed {
+        // Invalidates the caches keyed by the filters' version (3.14 wants its lock).
+        if let Ok(f) = warnings.getattr("_filters_mutated") {
+            let _ = f.call0();
+        } else if let (Ok(lock), Ok(f)) = (
+            warnings.getattr("_lock"),
+            warnings.getattr("_filters_mutated_lock_held"),
+        ) {
+            if lock.call_method0("__enter__").is_ok() {
+                let _ = f.call0();
+                let _ = lock.call_method1("__exit__", (py.None(), py.None(), py.None()));
+            }
+        }
     }
 }
 
@@ -149,11 +218,14 @@ fn held_by_extensions(
         .collect();
     let mut kept: FxHashSet<usize> = FxHashSet::default();
     let mut pending: Vec<usize> = Vec::new();
-    for (i, (_, dict)) in found.iter().enumerate() {
+    for (i, (real, dict)) in found.iter().enumerate() {
         let file: Option<String> = dict
             .get_item(intern!(py, "__file__"))?
             .and_then(|f| f.extract().ok());
-        if file.is_some_and(|f| it.is_extension_file(&f)) && kept.insert(i) {
+        // Cython's runtime modules (`cython_runtime`, the shared `_cython_3_0_11`) are
+        // made by compiled modules at init and kept in their C state.
+        let cython = real == "cython_runtime" || real.starts_with("_cython_");
+        if (cython || file.is_some_and(|f| it.is_extension_file(&f))) && kept.insert(i) {
             pending.push(i);
         }
     }
@@ -244,7 +316,7 @@ pub(crate) fn close<'py>(
         // One step under the session's lock: `enter` claims a frame under the same
         // lock, so a block can never begin once closing has (nor closing succeed
         // while a block is beginning).
-        let mut st = session.lock(py);
+        let mut st = session.try_lock(py)?;
         if st.closed {
             return Ok((label, Vec::new(), PyDict::new(py)));
         }
@@ -303,7 +375,7 @@ pub(crate) fn close<'py>(
         unloaded.push(real);
     }
     let (extras, bodies): (Vec<(String, Py<PyAny>)>, _) = {
-        let mut st = session.lock(py);
+        let mut st = session.try_lock(py)?;
         st.closed = true;
         st.modules.clear();
         st.tracking = Tracking::default();

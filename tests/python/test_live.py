@@ -444,6 +444,33 @@ def test_adopt_reloads_a_package_init_in_place(
     assert sorted(report.unloaded) == sorted([name, f"{name}.core"])
 
 
+def test_a_second_adopt_of_modules_another_session_owns_names_the_owner(
+    tool: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 item 8: a studio reloader deleted the entries by prefix; adopting them
+    again under another name returned an empty session that owned nothing."""
+    name, root = tool
+    write(root / name / "__init__.py", "V = 1\n")
+    monkeypatch.syspath_prepend(str(root))
+    importlib.import_module(name)
+    first = subsession.adopt(f"first-{name}", [name])
+    try:
+        del sys.modules[name]  # the reloader's `del sys.modules[k]` by prefix
+        with pytest.raises(
+            subsession.SessionExistsError,
+            match=f"{name} already adopted by session first-{name}; close that session",
+        ):
+            subsession.adopt(f"second-{name}", [name])
+        with pytest.raises(subsession.NoSuchSessionError):
+            subsession.get(f"second-{name}")
+        # Adopting again under the owner's own name adds patterns, as before.
+        assert subsession.adopt(f"first-{name}", [name]) is first
+    finally:
+        first.close()
+    second = subsession.adopt(f"second-{name}", [name])  # free once the owner closed
+    second.close()
+
+
 def test_adopt_refuses_shared_modules_and_bad_arguments() -> None:
     with pytest.raises(ValueError, match="shared by everyone"):
         subsession.adopt("adopt-json", ["json"])

@@ -73,6 +73,20 @@ def test_kinds_filter_and_unsubscribe(new_session: Callable[..., Any]) -> None:
     assert len(seen) == 1
 
 
+def test_one_kind_may_be_given_as_a_string(new_session: Callable[..., Any]) -> None:
+    """Issue 20 item 8: ``kinds="closed"`` was read letter by letter."""
+    seen: list[subsession.Change] = []
+    token = subsession.subscribe(seen.append, kinds="closed")
+    try:
+        s = new_session(unique_name("onekind"))
+        s.close()
+        assert [c.kind for c in seen] == ["closed"]
+    finally:
+        subsession.unsubscribe(token)
+    with pytest.raises(ValueError, match="unknown change kind 'close'; use some of"):
+        subsession.subscribe(print, kinds="close")  # type: ignore[arg-type]
+
+
 def test_bad_arguments_say_what_to_do() -> None:
     with pytest.raises(ValueError, match="unknown change kind 'create'; use some of: created"):
         subsession.subscribe(print, kinds=["create"])  # type: ignore[list-item]

@@ -553,3 +553,54 @@ def test_another_threads_exit_is_not_kept_as_this_blocks_edit(
     assert a.env == {"SUBSESSION_RACE_A": "a"}
     assert b.env == {"SUBSESSION_RACE_B": "b"}
     assert "SUBSESSION_RACE_A" not in os.environ and "SUBSESSION_RACE_B" not in os.environ
+
+
+def test_a_logging_handler_using_the_session_under_its_lock_gets_an_error_not_a_hang(
+    pkgs: PkgFactory,
+) -> None:
+    """Issue 20 item 8: a reload logs its import-cycle warning while it holds the
+    session's state; a handler of the ``subsession`` logger (Maya's Script Editor has
+    one) that uses the same session on that thread waited forever on the lock (a hung
+    Maya loses the scene). It now gets a one-line error and the reload completes."""
+    name = pkgs.unique("cyc")
+    root = pkgs.make(
+        name,
+        files={
+            "__init__.py": "from . import a\n",
+            "a.py": "from . import b\nX = 1\n",
+            "b.py": "from . import a\nY = 1\n",
+        },
+    )
+    child = run_child(
+        f"""
+        import logging, os, subsession
+        seen = []
+        class Handler(logging.Handler):
+            def emit(self, record):
+                try:
+                    seen.append(len(s.modules))
+                except subsession.SessionError as error:
+                    seen.append(str(error))
+        logging.getLogger("subsession").addHandler(Handler())
+        logging.getLogger("subsession").setLevel(logging.WARNING)
+        s = subsession.Session(paths=[{str(root)!r}])
+        s.import_module({name!r})
+        for leaf in ("a", "b"):
+            path = os.path.join({str(root)!r}, {name!r}, leaf + ".py")
+            with open(path, "a") as handle:
+                handle.write("Z = 2\\n")
+            st = os.stat(path)
+            os.utime(path, ns=(st.st_mtime_ns + 2_000_000_000,) * 2)
+        print(sorted(s.reload_stale()))
+        for line in seen:
+            print(line)
+        print("after", len(s.modules))
+        """,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    out = child.stdout.splitlines()
+    assert out[0] == str(sorted([name, f"{name}.a", f"{name}.b"])), out
+    busy = [line for line in out[1:-1] if "is busy on this thread" in line]
+    assert busy and all(line.endswith("use the session outside that code") for line in busy), out
+    assert out[-1] == "after 3", out  # the lock was let go

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pytest
 import realpkgs
-from conftest import PkgFactory, is_session_module, unique_name
+from conftest import PkgFactory, is_session_module, unique_name, write_files
 
 # -- sys.path ---------------------------------------------------------------------------
 
@@ -147,6 +147,53 @@ def test_submodule_registered_by_session_code(
         mod = __import__(name)
     assert mod.VALUE == "virtual"
     assert f"{name}.virtual" not in sys.modules
+
+
+PYTEST_FAMILY = ["pytest", "_pytest.*", "pluggy.*", "iniconfig.*", "py", "packaging.*"]
+
+
+@pytest.mark.parametrize("mode", ["importlib", "prepend"])
+def test_the_hosts_pytest_run_in_a_block_leaves_test_modules_to_the_session(
+    tmp_path: Path, new_session: Callable[..., Any], mode: str
+) -> None:
+    """Issue 20 item 6 (SPEC §3.3.10): the host's own pytest (shared) runs a session's
+    tests with ``s.run``. In importlib mode pytest itself puts each test module into
+    sys.modules under its real name; pickle and typing in the block must find that
+    very module, and at exit it belongs to the session, never left global."""
+    tests = unique_name("suite")
+    write_files(
+        tmp_path,
+        {
+            f"{tests}/__init__.py": "",
+            f"{tests}/test_dunders.py": """\
+                import pickle, sys, typing
+
+                class X:
+                    a: "int" = 1
+
+                def test_pickle_finds_this_module():
+                    assert sys.modules[X.__module__] is sys.modules[__name__]
+                    assert type(pickle.loads(pickle.dumps(X()))) is X
+
+                def test_typing_finds_this_module():
+                    assert typing.get_type_hints(X) == {"a": int}
+                """,
+        },
+    )
+    s = new_session(keep_global=PYTEST_FAMILY, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    args = [f"--import-mode={mode}", "-q", "-p", "no:cacheprovider", str(tmp_path / tests)]
+    code = s.run(pytest.main, args)
+    assert code == 0
+    module = f"{tests}.test_dunders"
+    assert module not in sys.modules and tests not in sys.modules
+    if mode == "importlib":
+        # pytest's own module object, under its real name, shown again by the session.
+        with s:
+            assert sys.modules[module].__name__ == module
+    else:
+        # Imported through sys.path in the block: an ordinary module of the session.
+        assert s.modules[module].__name__ == f"{s.prefix}.{module}"
+    assert module not in sys.modules
 
 
 # -- custom finders, path hooks, .pth files ------------------------------------------------
@@ -490,6 +537,35 @@ def test_pickle_written_by_session_code_names_real_modules(tool: Any) -> None:
     assert type(item) is mod.Item and item == mod.Item("a", 2)
     assert color is mod.Color.RED
     assert fn is mod.double
+
+
+def test_pickle_through_run_and_exec_names_real_modules(tool: Any) -> None:
+    """Issue 20 item 8: ``s.run(pickle.dumps, obj)`` hands the host's function to the
+    block; it pickles as session code does, and so does ``s.exec``."""
+    import io
+    import pickle
+
+    s, mod, name, folder = tool
+    obj = [mod.Item("r", 1), mod.Color.RED, mod.double]
+    for data in (
+        s.run(pickle.dumps, obj),
+        s.run(pickle.dumps, obj, protocol=2),
+        _exec_dumps(s, obj),
+    ):
+        assert b"__subsession" not in data and name.encode() in data, data
+        assert mod.load(data)[0] == mod.Item("r", 1)
+    buf = io.BytesIO()
+    s.run(pickle.dump, obj, buf)
+    assert b"__subsession" not in buf.getvalue()
+    buf = io.BytesIO()
+    s.run(lambda: pickle.Pickler(buf).dump(obj))  # the host's own Pickler: unchanged
+    assert b"__subsession" in buf.getvalue()
+
+
+def _exec_dumps(s: Any, obj: Any) -> bytes:
+    s.exec("import pickle\n")["OBJ"] = obj
+    data: bytes = s.exec("DATA = pickle.dumps(OBJ)\n")["DATA"]
+    return data
 
 
 def test_pickle_of_session_code_is_read_by_a_plain_subprocess(tool: Any) -> None:

@@ -315,6 +315,29 @@ def test_close_asks_then_closes_the_selected_session(
     assert manager.leak_dialog is None
 
 
+def test_the_manager_closes_cleanly_what_close_closes_cleanly(
+    manager: ui.SessionManager, new_session: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Issue 20 item 2: Close… must not itself hold the session's modules (a loop
+    variable over them left in its frame did, and the report blamed C code)."""
+    pkg = unique_name("uiclean")
+    s = new_session(unique_name("toolClean"), paths=[str(tool_tree(tmp_path, pkg))])
+    s.import_module(f"{pkg}.widgets")
+    assert len(s.modules) >= 2
+    pump_until(lambda: s.name in manager.session_names())
+    manager.select_session(s.name)
+    manager.confirm_close = lambda s: True
+    report = manager.close_selected()
+    assert report is not None and s.closed
+    assert not report, str(report)
+    assert manager.leak_dialog is None
+    assert f"{_plural(len(report.unloaded))} unloaded, none alive" in manager.status.text()
+
+
+def _plural(n: int) -> str:
+    return f"{n} module{'s' * (n != 1)}"
+
+
 def test_a_leaking_close_shows_the_report_with_holders_and_force_closes(
     manager: ui.SessionManager, new_session: Callable[..., Any], tmp_path: Path
 ) -> None:

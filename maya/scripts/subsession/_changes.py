@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import Callable, Literal, NamedTuple, Optional
+from typing import Callable, Literal, NamedTuple, Optional, Union
 
 from subsession import _core
 
@@ -40,9 +40,11 @@ class Change(NamedTuple):
 
 
 def subscribe(
-    callback: Callable[[Change], object], kinds: Optional[Iterable[ChangeKind]] = None
+    callback: Callable[[Change], object],
+    kinds: Union[ChangeKind, Iterable[ChangeKind], None] = None,
 ) -> int:
-    """Call ``callback(change)`` after every change of the given ``kinds`` (default all).
+    """Call ``callback(change)`` after every change of the given ``kinds`` (default all;
+    one kind as a string, ``kinds="closed"``, or several in a list).
 
     Returns a token for :func:`unsubscribe`. The callback runs on the thread that made
     the change, right after it (a session is created before its ``Session`` object
@@ -63,7 +65,11 @@ def subscribe(
         callback(Change(kind, name, prefix, tuple(modules)))
 
     deliver.__qualname__ = f"subscribe({getattr(callback, '__qualname__', callback)!s})"
-    return _core.subscribe(deliver, None if kinds is None else list(kinds))
+    # One kind as a plain string ("closed"), not its letters.
+    wanted: Optional[list[str]] = (
+        None if kinds is None else [kinds] if isinstance(kinds, str) else list(kinds)
+    )
+    return _core.subscribe(deliver, wanted)
 
 
 def unsubscribe(token: int) -> bool:

@@ -82,6 +82,32 @@ _EXTENSION_HOLDER = (
     "a C extension module, or held by one: CPython never unloads compiled extension "
     "modules (their state lives until the process exits)"
 )
+
+
+def _portable_pickle(fn: Any) -> Any:
+    """What session code's ``import pickle`` gives for the host's pickle entry point
+    ``fn`` (``s.run`` receives the host's function object), else ``fn``."""
+    pickle = sys.modules.get("pickle")
+    if pickle is None:
+        return fn
+    proxy = _loaders.PICKLE_PROXY
+    for host, portable in (
+        (pickle.dumps, proxy.dumps),
+        (pickle.dump, proxy.dump),
+        (pickle.Pickler, proxy.Pickler),
+    ):
+        if fn is host:
+            return portable
+    return fn
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+# What a survivor without holders says (the core always gives one; a report built by
+# hand may not).
+_NO_HOLDER = "no holder found (gc.get_referrers() on its functions and classes may show more)"
 # Names listed on the grouped line; the rest are in report.held_by_extensions.
 _GROUP_SHOWN = 12
 
@@ -128,21 +154,23 @@ class UnloadReport:
 
     def __str__(self) -> str:
         if not self.leaks:
-            lines = [f"session {self.session}: {len(self.unloaded)} modules unloaded, none alive"]
+            unloaded = _plural(len(self.unloaded), "module")
+            lines = [f"session {self.session}: {unloaded} unloaded, none alive"]
         else:
-            lines = [f"session {self.session}: {len(self.leaks)} modules still alive:"]
+            lines = [f"session {self.session}: {_plural(len(self.leaks), 'module')} still alive:"]
         grouped = self.held_by_extensions
         if grouped:
             more = ", …" if len(grouped) > _GROUP_SHOWN else ""
             shown = ", ".join(grouped[:_GROUP_SHOWN]) + more
             lines.append(
-                f"  {len(grouped)} modules are compiled extension modules or held by one, "
-                f"which CPython never unloads: {shown}"
+                f"  {_plural(len(grouped), 'module')} kept until the process exits: "
+                f"compiled extension modules, which CPython never unloads, and what they "
+                f"hold: {shown}"
             )
         for name, holders in sorted(self.leaks.items()):
             if holders == [_EXTENSION_HOLDER]:
                 continue
-            lines.append(f"  {name}: " + "; ".join(holders or ["held by an unknown object"]))
+            lines.append(f"  {name}: " + "; ".join(holders or [_NO_HOLDER]))
         if self.removed:
             lines.append(f"  removed from Maya: {', '.join(self.removed)}")
         return "\n".join(lines)
@@ -412,7 +440,11 @@ class Session:
             return self._core.import_module(name)
 
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Call ``fn(*args, **kwargs)`` with this session active and return its result."""
+        """Call ``fn(*args, **kwargs)`` with this session active and return its result.
+
+        ``s.run(pickle.dumps, obj)`` (and ``pickle.dump``, ``pickle.Pickler``) pickles
+        as session code does: session classes and functions under their real names."""
+        fn = _portable_pickle(fn)
         with self:
             return fn(*args, **kwargs)
 
@@ -717,6 +749,21 @@ def adopt(name: str, packages: Iterable[str]) -> Session:
     if not patterns:
         raise ValueError("adopt() needs at least one package, e.g. ['mytool']")
     existing = _core.lookup(name)
+    with _live._adopted_lock:
+        # Modules another session adopted, whether or not sys.modules still lists them
+        # (a reloader that deletes entries by prefix): one owner at a time, named.
+        taken = sorted(
+            (n, s.name)
+            for n, s in _live.adopted.items()
+            if s is not existing and _matches(n, patterns)
+        )
+    if taken:
+        owners = sorted({owner for _, owner in taken})
+        listed = ", ".join(n for n, _ in taken[:5]) + (", …" if len(taken) > 5 else "")
+        raise SessionExistsError(
+            f"{listed} already adopted by session {', '.join(map(str, owners))}; close that "
+            "session first, or adopt under its name to add patterns"
+        )
     if existing is not None and "_adopt_patterns" in existing.__dict__:
         session: Session = existing
         session.__dict__["_adopt_patterns"] = sorted(

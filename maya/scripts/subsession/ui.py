@@ -180,7 +180,8 @@ class LeakReportDialog(QtWidgets.QDialog):
         layout = QtWidgets.QVBoxLayout(self)
         intro = QtWidgets.QLabel(
             f"<b>{html.escape(report.session)}</b> is closed, but "
-            f"{len(report.leaks)} of its modules are still alive. Drop what holds them "
+            f"{len(report.leaks)} of its modules {'is' if len(report.leaks) == 1 else 'are'} "
+            "still alive. Drop what holds them "
             "(below), or force-close: their globals are cleared and whoever still calls "
             "into them fails."
         )
@@ -223,9 +224,9 @@ class LeakReportDialog(QtWidgets.QDialog):
         self._probes.clear()
         self.force_button.setEnabled(False)
         _log.warning(
-            "force-closed session %s: cleared the globals of %d modules still alive: %s",
+            "force-closed session %s: cleared the globals of %s still alive: %s",
             self.report.session,
-            len(cleared),
+            _plural(len(cleared), "module"),
             ", ".join(cleared) or "none",
         )
         return cleared
@@ -763,14 +764,7 @@ class SessionManager(QtWidgets.QWidget):
         if session is None or not self.confirm_close(session):
             return None
         label = _label(session)
-        probes: dict[str, weakref.ref[Any]] = {}
-        for name, module in session.modules.items():
-            probe = _Probe()
-            try:
-                vars(module)[_PROBE_KEY] = probe
-            except TypeError:
-                continue
-            probes[name] = weakref.ref(probe)
+        probes = _probe_modules(session)
         try:
             report = session.close(force=force)
         except subsession.SessionError as error:
@@ -779,14 +773,16 @@ class SessionManager(QtWidgets.QWidget):
             self._say(f"{label}: {error}", error=True)
             return None
         if report:
+            alive = _plural(len(report.leaks), "module")
             self._say(
-                f"closed {label}: {len(report.leaks)} modules still alive (see the report)",
+                f"closed {label}: {alive} still alive (see the report)",
                 error=True,
             )
             self.leak_dialog = LeakReportDialog(report, probes, self)
             self.leak_dialog.show()
         else:
-            self._say(f"closed {label}: {len(report.unloaded)} modules unloaded, none alive")
+            unloaded = _plural(len(report.unloaded), "module")
+            self._say(f"closed {label}: {unloaded} unloaded, none alive")
         return report
 
     def _ask_close(self, session: subsession.Session) -> bool:
@@ -896,6 +892,21 @@ class SessionManager(QtWidgets.QWidget):
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def _probe_modules(session: subsession.Session) -> dict[str, weakref.ref[Any]]:
+    """A weakly referenced probe in each module's globals, to tell later whether the
+    globals died. A function of its own: a loop variable left in the caller's frame
+    would keep the last module alive through close() and into its leak report."""
+    probes: dict[str, weakref.ref[Any]] = {}
+    for name, module in session.modules.items():
+        probe = _Probe()
+        try:
+            vars(module)[_PROBE_KEY] = probe
+        except TypeError:
+            continue
+        probes[name] = weakref.ref(probe)
+    return probes
 
 
 def _drop_probe(ref: weakref.ref[Any]) -> None:
