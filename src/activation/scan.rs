@@ -119,7 +119,11 @@ impl Aliases {
         raced: &FxHashSet<String>,
     ) -> PyResult<bool> {
         let py = mods.py();
-        if name.starts_with(PREFIX) || name == MARKER || session.is_shared(py, name) {
+        if name.starts_with(PREFIX)
+            || name == MARKER
+            || session.is_shared(py, name)
+            || session.adopts(py, name)
+        {
             return Ok(false);
         }
         if let Some((parent, _)) = name.rsplit_once('.') {

@@ -44,7 +44,7 @@ fn live(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 pub(crate) fn stale(core: &Bound<'_, SessionCore>) -> PyResult<Vec<String>> {
     let py = core.py();
     core.get().ensure_open(py)?;
-    let groups = core.get().lock(py).tracking.files.snapshot();
+    let groups = core.get().try_lock(py)?.tracking.files.snapshot();
     // The file system calls run without the GIL: other threads (Maya's UI) go on.
     let verdicts = py.detach(move || stale::changed(&groups));
     let mut changed = Vec::new();
@@ -66,7 +66,7 @@ pub(crate) fn stale(core: &Bound<'_, SessionCore>) -> PyResult<Vec<String>> {
         }
     }
     {
-        let mut st = core.get().lock(py);
+        let mut st = core.get().try_lock(py)?;
         for (name, stamp, print) in touched {
             st.tracking.files.touch(&name, stamp, print);
         }
@@ -145,7 +145,7 @@ pub(crate) fn reload_changed(
     }
     let py = core.py();
     let order = {
-        let st = core.get().lock(py);
+        let st = core.get().try_lock(py)?;
         let known: HashSet<&str> = st
             .modules
             .keys()
@@ -175,7 +175,7 @@ pub(crate) fn reload_all(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<
     let py = core.py();
     core.get().ensure_open(py)?;
     let order = {
-        let st = core.get().lock(py);
+        let st = core.get().try_lock(py)?;
         let all: Vec<String> = st
             .modules
             .keys()
@@ -268,7 +268,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
         record::note_loaded(core, real, module);
     }
     {
-        let mut st = session.lock(py);
+        let mut st = session.try_lock(py)?;
         let replaced: Vec<_> = bodies
             .into_iter()
             .filter_map(|(real, fresh)| st.bodies.insert(real, fresh.unbind()))
@@ -301,7 +301,11 @@ pub(crate) fn adopt(
     let py = core.py();
     core.get().ensure_open(py)?;
     for (real, _) in &modules {
-        core.get().lock(py).tracking.adopted.insert(real.clone());
+        core.get()
+            .try_lock(py)?
+            .tracking
+            .adopted
+            .insert(real.clone());
     }
     for (real, module) in &modules {
         if !record::is_tracked(core, real) {
@@ -311,7 +315,7 @@ pub(crate) fn adopt(
         // attached before the adoption cannot be told apart.
         record::note_bodies(core, real, module);
     }
-    let mut st = core.get().lock(py);
+    let mut st = core.get().try_lock(py)?;
     for (a, b) in edges {
         if a != b {
             st.tracking.graph.add_edge(&a, &b);

@@ -43,13 +43,13 @@ impl Watch {
     /// Real names of the session's modules whose file content changed since the
     /// last poll (or since they were executed). Stats and reads run without the GIL;
     /// a closed session has none.
-    fn poll(&self, py: Python<'_>) -> Vec<String> {
+    fn poll(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let core = self.core.bind(py);
         let session = core.get();
         let groups = {
-            let mut st = session.lock(py);
+            let mut st = session.try_lock(py)?;
             if st.closed {
-                return Vec::new();
+                return Ok(Vec::new());
             }
             st.tracking.files.snapshot()
         };
@@ -106,16 +106,16 @@ impl Watch {
                 changed.push(entry.name);
             }
         }
-        let st = session.lock(py);
+        let st = session.try_lock(py)?;
         changed.retain(|n| st.modules.contains_key(n) || st.tracking.adopted.contains(n));
         changed.sort();
-        changed
+        Ok(changed)
     }
 
     /// How many files the watcher looks at (the session's module files).
-    fn files(&self, py: Python<'_>) -> usize {
+    fn files(&self, py: Python<'_>) -> PyResult<usize> {
         let core = self.core.bind(py);
-        let groups = core.get().lock(py).tracking.files.snapshot();
-        groups.iter().map(|g| g.entries().len()).sum()
+        let groups = core.get().try_lock(py)?.tracking.files.snapshot();
+        Ok(groups.iter().map(|g| g.entries().len()).sum())
     }
 }

@@ -197,6 +197,12 @@ impl SessionCore {
         policy::shared_by_everyone(name) || self.keeps_global(py, name)
     }
 
+    /// Whether `name` is a global module this session adopted: it keeps its real name
+    /// in sys.modules, also when a reload in a block puts it there again.
+    pub(crate) fn adopts(&self, py: Python<'_>, name: &str) -> bool {
+        self.lock(py).tracking.adopted.contains(name)
+    }
+
     /// Whether `name` is in this session's `keep_global` (the host's module is used).
     pub(crate) fn keeps_global(&self, py: Python<'_>, name: &str) -> bool {
         self.lock(py).settings.keep_global.matches(name)
