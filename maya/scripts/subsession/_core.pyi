@@ -41,6 +41,7 @@ __all__ = [
     "lookup",
     "parse_config",
     "parse_session_json",
+    "parse_toml",
     "reload_names",
     "reset_log_cache",
     "sessions",

@@ -221,7 +221,7 @@ def _session_subclass(cls: type) -> type:
     if sub is None:
 
         def create_module(self: Any, spec: machinery.ModuleSpec) -> Any:
-            create = getattr(super(sub, self), "create_module", None)  # type: ignore[arg-type]
+            create = getattr(super(sub, self), "create_module", None)
             if create is None:
                 return None
             with _real_name(spec, self._session):
