@@ -14,14 +14,24 @@ use crate::base::names::{is_initializing, is_session_module};
 /// The global module under a real name as threads without an activation must see it;
 /// `None` means: take the slow path.
 pub(crate) fn global_view<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    global_view_keyed(py, &PyString::new(py, name), name)
+}
+
+/// [`global_view`] given the name's string object too (an import statement's own
+/// name: its hash is known, no string is made).
+pub(crate) fn global_view_keyed<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyString>,
+    name: &str,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     let mods = interp::sys_modules(py);
-    let mut module = mods.get_item(name)?.filter(|m| !is_session_module(m));
+    let mut module = mods.get_item(key)?.filter(|m| !is_session_module(m));
     if module.is_none() {
         let hidden = lock(py)?.state().hidden.get(name).map(|m| m.clone_ref(py));
         module = match hidden {
             Some(h) => Some(h.into_bound(py)),
             // A block's exit restored it meanwhile: read again.
-            None => mods.get_item(name)?.filter(|m| !is_session_module(m)),
+            None => mods.get_item(key)?.filter(|m| !is_session_module(m)),
         };
     }
     Ok(module.filter(|m| !is_initializing(m)))

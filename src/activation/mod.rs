@@ -24,7 +24,7 @@ mod stack;
 mod table;
 
 pub(crate) use frames::{enter, exit};
-pub(crate) use global_view::{count_global_load, global_view, with_global_view};
+pub(crate) use global_view::{count_global_load, global_view, global_view_keyed, with_global_view};
 pub(crate) use paths::{base_path, gate_open, live_path_of, search_path, search_path_list};
 pub(crate) use scan::{is_block_registration, mirror_registered_submodules, subtree_values};
 pub(crate) use stack::{ACTIVE, depth, epoch, is_active, top_session};

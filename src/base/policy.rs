@@ -6,6 +6,7 @@
 //! shared when it or any of its parent packages matches, because a submodule cannot be
 //! isolated under a shared parent.
 
+use rustc_hash::FxHashSet;
 use std::collections::HashSet;
 use std::sync::RwLock;
 
@@ -41,7 +42,7 @@ const ALWAYS_SHARED: &[&str] = &[
 /// `?` glob anywhere else (`studio_*`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Patterns {
-    exact: HashSet<String>,
+    exact: FxHashSet<String>,
     globs: Vec<String>,
     source: Vec<String>,
 }
@@ -126,7 +127,7 @@ pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 
 /// Process-wide shared names: the standard library and the host list.
 pub(crate) struct GlobalPolicy {
-    stdlib: HashSet<String>,
+    stdlib: FxHashSet<String>,
     hosts: Patterns,
 }
 
@@ -138,8 +139,13 @@ pub(crate) fn init(stdlib: HashSet<String>) {
     let hosts = Patterns::new(DEFAULT_HOST_MODULES).unwrap_or_default();
     let mut guard = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
     match guard.as_mut() {
-        Some(existing) => existing.stdlib = stdlib,
-        None => *guard = Some(GlobalPolicy { stdlib, hosts }),
+        Some(existing) => existing.stdlib = stdlib.into_iter().collect(),
+        None => {
+            *guard = Some(GlobalPolicy {
+                stdlib: stdlib.into_iter().collect(),
+                hosts,
+            })
+        }
     }
 }
 
@@ -151,7 +157,7 @@ pub(crate) fn set_host_modules<S: AsRef<str>>(names: &[S]) -> Result<(), String>
         Some(existing) => existing.hosts = hosts,
         None => {
             *guard = Some(GlobalPolicy {
-                stdlib: HashSet::new(),
+                stdlib: FxHashSet::default(),
                 hosts,
             })
         }

@@ -144,9 +144,9 @@ fn wrap_spec<'py>(
     let loader = spec.getattr(intern!(py, "loader"))?;
     let loader_type = loader.get_type();
     let class_name = if loader_type.is(it.source_loader.bind(py)) {
-        "SessionSourceLoader"
+        intern!(py, "SessionSourceLoader")
     } else if loader_type.is(it.sourceless_loader.bind(py)) {
-        "SessionSourcelessLoader"
+        intern!(py, "SessionSourcelessLoader")
     } else if loader_type.is(it.extension_loader.bind(py)) {
         let origin: String = spec.getattr(intern!(py, "origin"))?.extract()?;
         if let Some(existing) = loaded_extension(py, &origin)? {
@@ -155,18 +155,30 @@ fn wrap_spec<'py>(
             spec.setattr(intern!(py, "loader"), shared)?;
             return Ok(Some(spec));
         }
-        "SessionExtensionLoader"
+        intern!(py, "SessionExtensionLoader")
     } else {
         // Any other loader (zip imports, custom importers): the session's builtins
         // are set before its code runs, so its imports are routed too.
         let wrapped = loaders.call_method1(intern!(py, "wrap_foreign_loader"), (&spec, core))?;
         return Ok(Some(wrapped));
     };
+    let class = loaders.getattr(class_name)?;
     let name = spec.getattr(intern!(py, "name"))?;
-    let origin = spec.getattr(intern!(py, "origin"))?;
-    let new_loader = loaders.getattr(class_name)?.call1((name, origin))?;
-    new_loader.setattr(intern!(py, "_session"), core)?;
-    spec.setattr(intern!(py, "loader"), new_loader)?;
+    let same_name = loader
+        .getattr(intern!(py, "name"))
+        .is_ok_and(|n| n.is(&name) || n.eq(&name).unwrap_or(false));
+    if same_name {
+        // The path finder made this loader for this spec alone: it becomes the
+        // session's subclass in place (same fields, no second `__init__`).
+        loader.setattr(intern!(py, "__class__"), class)?;
+        loader.setattr(intern!(py, "_session"), core)?;
+    } else {
+        // A custom finder's loader, made for the real name: a new one for ours.
+        let origin = spec.getattr(intern!(py, "origin"))?;
+        let new_loader = class.call1((name, origin))?;
+        new_loader.setattr(intern!(py, "_session"), core)?;
+        spec.setattr(intern!(py, "loader"), new_loader)?;
+    }
     Ok(Some(spec))
 }
 

@@ -181,9 +181,9 @@ fn import_statement<'py>(
             .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(top_key))?
     };
     if is_active() {
-        ensure_aliases(core, text, fromlist)?;
+        ensure_aliases(core, text, Some(name), fromlist)?;
     }
-    record::note_import(core, globals, Some(text), fromlist, &result);
+    record::note_import(core, globals, Some(name), fromlist, &result);
     Ok(result)
 }
 
@@ -259,27 +259,79 @@ fn registered_in_block(core: &Bound<'_, SessionCore>, real: &str) -> PyResult<bo
 }
 
 /// After an import in a block: the name, its parents and fromlist submodules are
-/// visible by real name (CPython's C import bypasses hooks for those).
+/// visible by real name (CPython's C import bypasses hooks for those). `key` is the
+/// statement's own name object, when it has one: its hash is already computed.
 fn ensure_aliases(
     core: &Bound<'_, SessionCore>,
     name: &str,
+    key: Option<&Bound<'_, PyAny>>,
     fromlist: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = core.py();
-    let session = core.get();
     let mods = interp::sys_modules(py);
-    let mut wanted: Vec<String> = dotted_prefixes(name).map(str::to_owned).collect();
-    wanted.extend(
-        interp::fromlist_names(fromlist)
-            .into_iter()
-            .map(|x| format!("{name}.{x}")),
-    );
-    for real in wanted {
-        if let Some(m) = mods.get_item(session.qualified(&real))? {
-            let visible = mods.get_item(&real)?;
-            if !visible.is_some_and(|v| v.is(&m)) {
-                activation::alias_if_active(core, &real, &m)?;
+    for (at, _) in name.match_indices('.') {
+        let parent = &name[..at];
+        ensure_alias(core, &mods, &PyString::new(py, parent), parent)?;
+    }
+    match key {
+        Some(key) => ensure_alias(core, &mods, key, name)?,
+        None => ensure_alias(core, &mods, &PyString::new(py, name), name)?,
+    }
+    let Some(fromlist) = fromlist.filter(|f| !f.is_none()) else {
+        return Ok(());
+    };
+    let Ok(items) = fromlist.try_iter() else {
+        return Ok(());
+    };
+    let mut real = String::with_capacity(name.len() + 16);
+    for item in items.flatten() {
+        let Ok(item) = item.cast_into::<PyString>() else {
+            continue;
+        };
+        let item = item.to_cow()?;
+        if item == "*" {
+            continue;
+        }
+        real.clear();
+        real.push_str(name);
+        real.push('.');
+        real.push_str(&item);
+        ensure_alias(core, &mods, &PyString::new(py, &real), &real)?;
+    }
+    Ok(())
+}
+
+/// Makes `sys.modules[real]` (`key`) the session's module, if the session has one.
+/// The common case, already visible, costs two lookups by keys whose hashes are
+/// known and no allocation: the visible module's own `__name__` is the qualified key.
+fn ensure_alias(
+    core: &Bound<'_, SessionCore>,
+    mods: &Bound<'_, PyDict>,
+    key: &Bound<'_, PyAny>,
+    real: &str,
+) -> PyResult<()> {
+    let py = core.py();
+    let session = core.get();
+    let visible = mods.get_item(key)?;
+    if let Some(visible) = &visible {
+        let own = visible
+            .getattr(intern!(py, "__name__"))
+            .ok()
+            .and_then(|n| n.cast_into::<PyString>().ok());
+        if let Some(own) = own {
+            let named_here = own.to_cow().is_ok_and(|n| {
+                n.len() == session.prefix_dot.len() + real.len()
+                    && n.starts_with(session.prefix_dot.as_str())
+                    && n.ends_with(real)
+            });
+            if named_here && mods.get_item(&own)?.is_some_and(|m| m.is(visible)) {
+                return Ok(());
             }
+        }
+    }
+    if let Some(m) = mods.get_item(session.qualified(real))? {
+        if !visible.is_some_and(|v| v.is(&m)) {
+            activation::alias_if_active(core, real, &m)?;
         }
     }
     Ok(())
@@ -335,7 +387,7 @@ fn route_absolute<'py>(
         .call1((qualified,))
         .map_err(|e| with_real_names(core, e))?;
     if is_active() {
-        ensure_aliases(core, absolute, None)?;
+        ensure_aliases(core, absolute, None, None)?;
     }
     Ok(module)
 }
@@ -545,11 +597,14 @@ fn global_view_import<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let absolute = absolute_name(py, name, globals, level).ok();
     if let Some(abs) = &absolute {
-        if let Some(m) = activation::global_view(py, abs)? {
+        // An absolute statement's own name object is the key (no string made).
+        let key = match name.cast::<PyString>() {
+            Ok(own) if level == 0 => own.clone(),
+            _ => PyString::new(py, abs),
+        };
+        if let Some(m) = activation::global_view_keyed(py, &key, abs)? {
             if interp::has_fromlist(fromlist) {
-                let is_package = m.hasattr(intern!(py, "__path__"))?;
-                let names = interp::fromlist_names(fromlist);
-                if !is_package || names.iter().all(|x| m.hasattr(x.as_str()).unwrap_or(false)) {
+                if !m.hasattr(intern!(py, "__path__"))? || has_every_name(&m, fromlist) {
                     return Ok(m);
                 }
             } else if level == 0 {
@@ -577,6 +632,25 @@ fn global_view_import<'py>(
     activation::with_global_view(py, &names, || {
         interp::import_level(py, name, globals, locals, fromlist, level)
     })
+}
+
+/// Whether the package `m` has an attribute for every name of a `from m import ...`.
+fn has_every_name(m: &Bound<'_, PyAny>, fromlist: Option<&Bound<'_, PyAny>>) -> bool {
+    let Some(items) = fromlist.and_then(|f| f.try_iter().ok()) else {
+        return true;
+    };
+    for item in items {
+        let Ok(item) = item.and_then(|x| Ok(x.cast_into::<PyString>()?)) else {
+            continue; // not a name: the import reports it
+        };
+        if item.to_cow().is_ok_and(|x| x == "*") {
+            continue;
+        }
+        if !m.hasattr(&item).unwrap_or(false) {
+            return false;
+        }
+    }
+    true
 }
 
 fn absolute_name(

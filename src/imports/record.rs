@@ -9,8 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyModule, PyType, PyWeakrefReference};
 
 use crate::base::interp;
-use crate::base::names::module_name;
-use crate::state::SessionCore;
+use crate::state::{PendingImport, SessionCore, State};
 use crate::tracking::stale::{self, Fingerprint, stamp_of};
 
 /// True once a module's file is tracked (reloads update the stamp themselves, after
@@ -80,61 +79,93 @@ pub(crate) fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bo
     }
 }
 
-/// Records import edges `importer -> imported` for an import statement of session code.
+/// Past this many unsettled statements an import settles them (a function-level
+/// import in a loop repeats one edge; the log must not grow with the calls).
+const PENDING_LIMIT: usize = 4096;
+
+/// Notes an import statement of session code, for dependency order. Only the
+/// statement's objects are kept; the edges are made when a reload asks
+/// ([`settle_imports`]).
 pub(crate) fn note_import(
     core: &Bound<'_, SessionCore>,
     globals: Option<&Bound<'_, PyAny>>,
-    absolute: Option<&str>,
+    absolute: Option<&Bound<'_, PyAny>>,
     fromlist: Option<&Bound<'_, PyAny>>,
     result: &Bound<'_, PyAny>,
 ) {
     let py = core.py();
-    let session = core.get();
     let Some(importer) = globals
         .and_then(|g| g.cast::<PyDict>().ok())
         .and_then(|g| g.get_item(intern!(py, "__name__")).ok().flatten())
-        .and_then(|n| n.extract::<String>().ok())
     else {
         return;
     };
-    let Some(importer) = session.strip(&importer).map(str::to_owned) else {
-        return;
-    };
     let base = match absolute {
-        Some(a) => a.to_owned(),
-        None => match module_name(result)
-            .as_deref()
-            .and_then(|n| session.strip(n))
-        {
-            Some(real) => real.to_owned(),
-            None => return,
+        Some(a) => a.clone(),
+        None => match result.getattr(intern!(py, "__name__")) {
+            Ok(n) => n,
+            Err(_) => return,
         },
     };
-    let names = interp::fromlist_names(fromlist);
-    // Busy (this thread is inside subsession already): the edge is not recorded.
-    let Ok(mut st) = session.try_lock(py) else {
+    let pending = PendingImport {
+        importer: importer.unbind(),
+        base: base.unbind(),
+        relative: absolute.is_none(),
+        fromlist: fromlist
+            .filter(|f| !f.is_none())
+            .map(|f| f.clone().unbind()),
+    };
+    // Busy (this thread is inside subsession already): the statement is not recorded.
+    let Ok(mut st) = core.get().try_lock(py) else {
         return;
     };
-    // `from pkg import sub` depends on the submodule, not on pkg's own code (pkg may
-    // import this very module); a name that is not a submodule comes from pkg itself.
-    let mut imported: Vec<String> = Vec::new();
-    let mut needs_base = names.is_empty();
-    for x in names {
-        let sub = format!("{base}.{x}");
-        if st.modules.contains_key(&sub) {
-            imported.push(sub);
+    st.pending_imports.push(pending);
+    if st.pending_imports.len() >= PENDING_LIMIT {
+        settle_imports(core.get(), py, &mut st);
+    }
+}
+
+/// Turns the logged import statements into graph edges `importer -> imported`.
+pub(crate) fn settle_imports(session: &SessionCore, py: Python<'_>, st: &mut State) {
+    let pending = std::mem::take(&mut st.pending_imports);
+    for statement in &pending {
+        let Ok(importer) = statement.importer.bind(py).extract::<String>() else {
+            continue;
+        };
+        let Some(importer) = session.strip(&importer) else {
+            continue;
+        };
+        let Ok(base) = statement.base.bind(py).extract::<String>() else {
+            continue;
+        };
+        // A relative import names the module it resolved to (qualified).
+        let base = if statement.relative {
+            match session.strip(&base) {
+                Some(real) => real.to_owned(),
+                None => continue,
+            }
         } else {
-            needs_base = true;
+            base
+        };
+        let names = interp::fromlist_names(statement.fromlist.as_ref().map(|f| f.bind(py)));
+        // `from pkg import sub` depends on the submodule, not on pkg's own code (pkg
+        // may import this very module); a name that is not a submodule comes from pkg.
+        let mut needs_base = names.is_empty();
+        for x in names {
+            let sub = format!("{base}.{x}");
+            if st.modules.contains_key(&sub) {
+                if sub != importer {
+                    st.tracking.graph.add_edge(importer, &sub);
+                }
+            } else {
+                needs_base = true;
+            }
+        }
+        if needs_base && base != importer {
+            st.tracking.graph.add_edge(importer, &base);
         }
     }
-    if needs_base {
-        imported.push(base);
-    }
-    for target in imported {
-        if target != importer {
-            st.tracking.graph.add_edge(&importer, &target);
-        }
-    }
+    drop(pending); // strings and the statements' fromlists: nothing runs code
 }
 
 /// What each class of `module` (defined there, bound to a global) holds right after

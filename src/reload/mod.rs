@@ -145,7 +145,8 @@ pub(crate) fn reload_changed(
     }
     let py = core.py();
     let order = {
-        let st = core.get().try_lock(py)?;
+        let mut st = core.get().try_lock(py)?;
+        record::settle_imports(core.get(), py, &mut st);
         let known: HashSet<&str> = st
             .modules
             .keys()
@@ -175,7 +176,8 @@ pub(crate) fn reload_all(core: &Bound<'_, SessionCore>, deep: bool) -> PyResult<
     let py = core.py();
     core.get().ensure_open(py)?;
     let order = {
-        let st = core.get().try_lock(py)?;
+        let mut st = core.get().try_lock(py)?;
+        record::settle_imports(core.get(), py, &mut st);
         let all: Vec<String> = st
             .modules
             .keys()

@@ -50,6 +50,22 @@ pub(crate) struct State {
     /// Per real module name, what its classes' bodies defined when its code last ran
     /// (`imports::record::class_bodies`): a deep reload removes only those names.
     pub(crate) bodies: HashMap<String, Py<PyDict>>,
+    /// Import statements of session code not yet turned into graph edges: kept as the
+    /// statement's own objects, so an import pays a few reference counts, and settled
+    /// (`imports::record::settle_imports`) when a reload asks for an order.
+    pub(crate) pending_imports: Vec<PendingImport>,
+}
+
+/// One import statement of session code, as it ran.
+pub(crate) struct PendingImport {
+    /// The importer's `__name__` (qualified, or not this session's: then ignored).
+    pub(crate) importer: Py<PyAny>,
+    /// The imported module's name: real for an absolute import, the resolved
+    /// module's qualified `__name__` for a relative one.
+    pub(crate) base: Py<PyAny>,
+    pub(crate) relative: bool,
+    /// The statement's fromlist, if any.
+    pub(crate) fromlist: Option<Py<PyAny>>,
 }
 
 pub(crate) struct ModuleKeys {
@@ -148,6 +164,7 @@ impl SessionCore {
                 search_cache: None,
                 live_cache: None,
                 bodies: HashMap::new(),
+                pending_imports: Vec::new(),
             }),
         })
     }

@@ -374,14 +374,18 @@ pub(crate) fn close<'py>(
         }
         unloaded.push(real);
     }
-    let (extras, bodies): (Vec<(String, Py<PyAny>)>, _) = {
+    let (extras, bodies, pending): (Vec<(String, Py<PyAny>)>, _, _) = {
         let mut st = session.try_lock(py)?;
         st.closed = true;
         st.modules.clear();
         st.tracking = Tracking::default();
-        (st.extras.drain().collect(), std::mem::take(&mut st.bodies))
+        (
+            st.extras.drain().collect(),
+            std::mem::take(&mut st.bodies),
+            std::mem::take(&mut st.pending_imports),
+        )
     };
-    drop(bodies); // released outside the lock
+    drop((bodies, pending)); // released outside the lock
     for (name, module) in extras {
         if mods.get_item(&name)?.is_some_and(|m| m.is(module.bind(py))) {
             mods.del_item(&name)?;
