@@ -101,6 +101,66 @@ fn base_generation(py: Python<'_>) -> Option<u64> {
     lock(py).ok()?.state().base.as_ref().map(|b| b.generation)
 }
 
+/// `sys.path_importer_cache` entry for a session-only path entry: while blocks are
+/// active it answers only threads whose active session holds the entry. In Rust, as
+/// the path finder asks it for every import that searches the entry.
+#[pyclass(frozen, module = "subsession._core")]
+pub(crate) struct DirGate {
+    #[pyo3(get)]
+    path: String,
+    #[pyo3(get)]
+    inner: Py<PyAny>,
+}
+
+#[pymethods]
+impl DirGate {
+    #[pyo3(signature = (fullname, target=None))]
+    fn find_spec<'py>(
+        &self,
+        py: Python<'py>,
+        fullname: &str,
+        target: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if !gate_open(py, &self.path, fullname) {
+            return Ok(None);
+        }
+        let spec = self
+            .inner
+            .bind(py)
+            .call_method1(intern!(py, "find_spec"), (fullname, target))?;
+        Ok(Some(spec).filter(|s| !s.is_none()))
+    }
+
+    fn invalidate_caches(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = self.inner.bind(py);
+        if let Ok(invalidate) = inner.getattr(intern!(py, "invalidate_caches")) {
+            invalidate.call0()?;
+        }
+        Ok(())
+    }
+
+    /// `pkgutil.iter_modules` support: the inner finder's modules, for the threads
+    /// the gate is open to.
+    #[pyo3(signature = (prefix=""))]
+    fn iter_modules<'py>(&self, py: Python<'py>, prefix: &str) -> PyResult<Bound<'py, PyAny>> {
+        if gate_open(py, &self.path, "") {
+            return py.import(intern!(py, "pkgutil"))?.call_method1(
+                intern!(py, "iter_importer_modules"),
+                (self.inner.bind(py), prefix),
+            );
+        }
+        PyList::empty(py).try_iter().map(Bound::into_any)
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.inner)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<subsession path gate {:?}>", self.path)
+    }
+}
+
 /// The path gate: may `fullname` be searched for in the session-only entry `path`?
 #[pyfunction]
 pub(crate) fn gate_open(py: Python<'_>, path: &str, fullname: &str) -> bool {
@@ -157,7 +217,6 @@ pub(super) fn gate_paths(py: Python<'_>, st: &mut Aliases, paths: &[String]) -> 
     }
     let sys = interp::get(py)?.sys.bind(py);
     let cache = sys.getattr(intern!(py, "path_importer_cache"))?;
-    let mut gate_fn: Option<Bound<'_, PyAny>> = None;
     for path in paths {
         let current = cache.get_item(path).ok();
         if let (Some(cur), Some(gate)) = (&current, st.gates.get(path)) {
@@ -179,11 +238,14 @@ pub(super) fn gate_paths(py: Python<'_>, st: &mut Aliases, paths: &[String]) -> 
             }
         }
         let Some(inner) = inner else { continue };
-        if gate_fn.is_none() {
-            gate_fn = Some(wrap_pyfunction!(gate_open, py)?.into_any());
-        }
-        let gate_class = interp::get(py)?.loaders.bind(py).getattr("DirGate")?;
-        let gate = gate_class.call1((path, inner, gate_fn.as_ref()))?;
+        let gate = Bound::new(
+            py,
+            DirGate {
+                path: path.clone(),
+                inner: inner.unbind(),
+            },
+        )?
+        .into_any();
         cache.set_item(path, &gate)?;
         st.gates.insert(path.clone(), gate.unbind());
     }

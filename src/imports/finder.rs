@@ -13,9 +13,9 @@ use pyo3::types::PyModule;
 
 use super::{capi, record};
 use crate::activation::{self, is_active};
-use crate::base::names::{PREFIX, is_session_module, module_name, top_level};
+use crate::base::names::{PREFIX, is_session_module, module_name, module_name_py, top_level};
 use crate::base::{interp, policy};
-use crate::state::{SessionCore, notify, registry};
+use crate::state::{ModuleKeys, SessionCore, notify, registry};
 
 #[pyclass(frozen, module = "subsession._core")]
 pub(crate) struct SessionFinder;
@@ -273,13 +273,25 @@ pub(crate) fn exec_session_module(
         .dict()
         .set_item(intern!(py, "__builtins__"), session.builtins.bind(py))?;
     exec.call1((module,))?;
-    let Some(name) = module_name(module.as_any()) else {
+    let Some(name_py) = module_name_py(module.as_any()) else {
         return Ok(());
     };
+    let name = name_py.to_cow()?;
     if let Some(real) = session.strip(&name) {
-        let new = !session.try_lock(py)?.modules.contains_key(real);
-        session.note_module(py, real, None);
-        if !record::is_tracked(core, real) {
+        // One look at the state: is the module new, is its file tracked. Its own
+        // `__name__` is the sys.modules key (the spec's name), so no key is made.
+        let (new, tracked) = {
+            let mut st = session.try_lock(py)?;
+            let new = !st.modules.contains_key(real);
+            if new {
+                let keys = ModuleKeys {
+                    qualified: name_py.clone().unbind(),
+                };
+                st.modules.insert(real.to_owned(), keys);
+            }
+            (new, st.tracking.files.contains(real))
+        };
+        if !tracked {
             record::note_loaded(core, real, module);
         }
         if new {

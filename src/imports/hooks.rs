@@ -494,7 +494,7 @@ unsafe fn slow_import(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: see fast_import; the tuple and dict are built from borrowed references.
+    // SAFETY: see fast_import.
     unsafe {
         let py = Python::assume_attached();
         let Some(slow) = SLOW_IMPORT.get(py) else {
@@ -504,6 +504,20 @@ unsafe fn slow_import(
             );
             return std::ptr::null_mut();
         };
+        call_with(slow.as_ptr(), args, nargs, kwnames)
+    }
+}
+
+/// `callable(*args, **kwargs)` from vectorcall arguments, through `PyObject_Call`
+/// (`PyObject_Vectorcall` is not in the stable ABI before 3.12).
+unsafe fn call_with(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: see fast_import; the tuple and dict are built from borrowed references.
+    unsafe {
         let nkw = if kwnames.is_null() {
             0
         } else {
@@ -531,12 +545,113 @@ unsafe fn slow_import(
                 *args.offset(npos + i),
             );
         }
-        let result = ffi::PyObject_Call(slow.as_ptr(), positional, keywords);
+        let result = ffi::PyObject_Call(callable, positional, keywords);
         ffi::Py_DecRef(positional);
         if !keywords.is_null() {
             ffi::Py_DecRef(keywords);
         }
         result
+    }
+}
+
+/// A session's `__import__` (in its code's builtins) as a raw vectorcall C function
+/// bound to its [`SessionImport`]: an import statement's five positional arguments go
+/// to [`session_import`] without a tuple and a dict built per statement. Anything else
+/// (keywords, other counts) calls the `SessionImport` itself.
+unsafe extern "C" fn session_fast_import(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython passes the function's `self` (a SessionImport, set at creation),
+    // `nargs` valid borrowed references in `args` and NULL or a tuple in `kwnames`.
+    unsafe {
+        if !kwnames.is_null() || nargs != 5 {
+            return call_with(slf, args, nargs, kwnames);
+        }
+        let level = ffi::PyLong_AsLong(*args.add(4));
+        if level == -1 && !ffi::PyErr_Occurred().is_null() {
+            return std::ptr::null_mut();
+        }
+        let Ok(level) = i32::try_from(level) else {
+            return call_with(slf, args, nargs, kwnames);
+        };
+        let outcome = std::panic::catch_unwind(|| {
+            let py = Python::assume_attached();
+            let hook = Bound::from_borrowed_ptr(py, slf);
+            let Ok(hook) = hook.cast::<SessionImport>() else {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "subsession import hook is not bound to a session",
+                ));
+            };
+            let arg = |i: usize| {
+                let obj = Bound::from_borrowed_ptr(py, *args.add(i));
+                Some(obj).filter(|o| !o.is_none())
+            };
+            let name = Bound::from_borrowed_ptr(py, *args);
+            let core = hook.get().session.bind(py);
+            session_import(
+                core,
+                &name,
+                arg(1).as_ref(),
+                arg(2).as_ref(),
+                arg(3).as_ref(),
+                level,
+                true,
+            )
+            .map(Bound::into_ptr)
+        });
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(err)) => {
+                err.restore(Python::assume_attached());
+                std::ptr::null_mut()
+            }
+            Err(_) => {
+                ffi::PyErr_SetString(
+                    ffi::PyExc_SystemError,
+                    c"subsession: internal error in the import hook (a panic); please report it"
+                        .as_ptr(),
+                );
+                std::ptr::null_mut()
+            }
+        }
+    }
+}
+
+/// The `__import__` of one session's code: [`session_fast_import`] bound to `hook`.
+pub(crate) fn make_session_import<'py>(
+    hook: &Bound<'py, SessionImport>,
+) -> PyResult<Bound<'py, PyAny>> {
+    static DEF: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let def = *DEF.get_or_init(|| {
+        Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: c"__import__".as_ptr(),
+            // SAFETY: as for `make_import_hook`.
+            ml_meth: unsafe {
+                std::mem::transmute::<
+                    unsafe extern "C" fn(
+                        *mut ffi::PyObject,
+                        *const *mut ffi::PyObject,
+                        ffi::Py_ssize_t,
+                        *mut ffi::PyObject,
+                    ) -> *mut ffi::PyObject,
+                    ffi::PyMethodDefPointer,
+                >(session_fast_import)
+            },
+            ml_flags: METH_FASTCALL_KEYWORDS,
+            ml_doc: c"__import__(name, globals=None, locals=None, fromlist=(), level=0)\n--\n\nsubsession's import hook of one session's code.".as_ptr(),
+        })) as *mut ffi::PyMethodDef as usize
+    });
+    // SAFETY: `def` lives forever; CPython keeps a reference to `hook` as `self`.
+    unsafe {
+        let func = ffi::PyCFunction_NewEx(
+            def as *mut ffi::PyMethodDef,
+            hook.as_ptr(),
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(hook.py(), func)
     }
 }
 

@@ -77,6 +77,7 @@ pub(crate) fn wire_session(core: &Bound<'_, SessionCore>) -> PyResult<()> {
             session: core.clone().unbind(),
         },
     )?;
+    let importer = hooks::make_session_import(&importer)?;
     session.builtins.bind(py).set_item("__import__", importer)?;
     let loaders = interp::get(py)?.loaders.bind(py);
     let _ = session

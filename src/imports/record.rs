@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyModule, PyType, PyWeakrefReference};
+use pyo3::types::{PyBytes, PyDict, PyModule, PyTuple, PyType, PyWeakrefReference};
 
 use crate::base::interp;
 use crate::state::{PendingImport, SessionCore, State};
@@ -169,10 +169,12 @@ pub(crate) fn settle_imports(session: &SessionCore, py: Python<'_>, st: &mut Sta
 }
 
 /// What each class of `module` (defined there, bound to a global) holds right after
-/// the module's code ran: `{global name: (weakref to the class, frozenset of its
-/// __dict__ keys)}`. That is what its body (and decorators, and the module's own code)
+/// the module's code ran: `{global name: (weakref to the class, tuple of its __dict__
+/// keys)}`. That is what its body (and decorators, and the module's own code)
 /// defined; a host that attaches to the class later (Blender's `bl_rna`, a registry)
-/// is not in it, so a deep reload leaves those attributes alone.
+/// is not in it, so a deep reload leaves those attributes alone. A tuple of strings:
+/// the collector stops tracking it at its first pass (a frozenset per class was
+/// traversed by every collection for the session's life).
 pub(crate) fn class_bodies<'py>(module: &Bound<'py, PyModule>) -> PyResult<Bound<'py, PyDict>> {
     let py = module.py();
     let globals = module.dict();
@@ -180,22 +182,23 @@ pub(crate) fn class_bodies<'py>(module: &Bound<'py, PyModule>) -> PyResult<Bound
     let Some(name) = globals.get_item(intern!(py, "__name__"))? else {
         return Ok(out);
     };
-    let frozenset = py.get_type::<PyFrozenSet>();
+    let tuple = py.get_type::<PyTuple>();
     for (key, value) in globals.iter() {
         let Ok(class) = value.cast::<PyType>() else {
             continue;
         };
+        // A class defined here got the very `__name__` object as `__module__`.
         let here = class
             .getattr(intern!(py, "__module__"))
-            .is_ok_and(|m| m.eq(&name).unwrap_or(false));
+            .is_ok_and(|m| m.is(&name) || m.eq(&name).unwrap_or(false));
         if !here {
             continue;
         }
         let Ok(reference) = PyWeakrefReference::new(class) else {
             continue;
         };
-        // frozenset(cls.__dict__): one C-level pass over the class's keys.
-        let keys = frozenset.call1((class.getattr(intern!(py, "__dict__"))?,))?;
+        // tuple(cls.__dict__): one C-level pass over the class's keys.
+        let keys = tuple.call1((class.getattr(intern!(py, "__dict__"))?,))?;
         out.set_item(key, (reference, keys))?;
     }
     Ok(out)

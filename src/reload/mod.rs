@@ -147,21 +147,11 @@ pub(crate) fn reload_changed(
     let order = {
         let mut st = core.get().try_lock(py)?;
         record::settle_imports(core.get(), py, &mut st);
-        let known: HashSet<&str> = st
-            .modules
-            .keys()
-            .chain(st.tracking.adopted.iter())
-            .map(String::as_str)
-            .collect();
-        let changed: Vec<String> = changed
-            .iter()
-            .filter(|n| known.contains(n.as_str()))
-            .cloned()
-            .collect();
-        let plan = st
-            .tracking
-            .graph
-            .reload_order(&changed, |n| known.contains(n));
+        // Looked up per name met, not collected: a reload of one leaf must not cost
+        // O(modules of the session).
+        let known = |n: &str| st.modules.contains_key(n) || st.tracking.adopted.contains(n);
+        let changed: Vec<String> = changed.iter().filter(|n| known(n)).cloned().collect();
+        let plan = st.tracking.graph.reload_order(&changed, known);
         for cycle in &plan.cycles {
             log::warn!(target: "subsession", "import cycle, reloaded in name order: {}", cycle.join(" -> "));
         }

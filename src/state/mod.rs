@@ -6,4 +6,4 @@ pub(crate) mod registry;
 mod session;
 pub(crate) mod settings;
 
-pub(crate) use session::{PendingImport, SessionCore, State};
+pub(crate) use session::{ModuleKeys, PendingImport, SessionCore, State};

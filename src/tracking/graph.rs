@@ -19,6 +19,13 @@ pub(crate) struct Plan {
 
 impl ImportGraph {
     pub(crate) fn add_edge(&mut self, importer: &str, imported: &str) {
+        if self
+            .imports
+            .get(importer)
+            .is_some_and(|s| s.contains(imported))
+        {
+            return; // a statement run again (a reload, a function-level import)
+        }
         self.imports
             .entry(importer.to_owned())
             .or_default()

@@ -556,3 +556,32 @@ def test_syntax_error_introduced_and_fixed_repeatedly(tree: Tree, new_session: A
         tree.write("loop.py", f"N = {n}\n")
         assert s.reload_stale() == [f"{p}.loop", f"{p}.dep"]
         assert (loop.N, dep.M) == (n, n * 10)
+
+
+def test_function_level_imports_run_many_times_still_order_the_reload(
+    tree: Tree, new_session: Any
+) -> None:
+    """An import statement in a function runs at every call; the engine logs statements
+    and turns them into edges when a reload asks (and, past a bound, at an import), so
+    20,000 calls neither grow the log without bound nor lose the dependency."""
+    p = tree.package
+    tree.write("__init__.py", "")
+    tree.write("leaf.py", counting(f"{p}.leaf", "VALUE = 1\n"))
+    tree.write(
+        "user.py",
+        counting(
+            f"{p}.user",
+            f"def value():\n    from {p} import leaf\n    import {p}.leaf as again\n"
+            "    return leaf.VALUE + again.VALUE\n",
+        ),
+    )
+    tree.write("bystander.py", counting(f"{p}.bystander", "X = 1\n"))
+    s = session_on(new_session, tree)
+    (user, _) = imp(s, tree, "user", "bystander")
+    for _ in range(20_000):
+        assert user.value() == 2
+    tree.write("leaf.py", counting(f"{p}.leaf", "VALUE = 5\n"))
+    order = s.reload_stale()
+    assert order == [f"{p}.leaf", f"{p}.user"]
+    assert user.value() == 10
+    assert runs(f"{p}.bystander") == 1

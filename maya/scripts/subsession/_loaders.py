@@ -25,7 +25,6 @@ from typing import Any, cast
 
 __all__ = [
     "AliasLoader",
-    "DirGate",
     "ImportlibProxy",
     "MetadataProxy",
     "PickleProxy",
@@ -163,11 +162,8 @@ def find_foreign_spec(
     cache = sys.path_importer_cache
     for entry in list(entries):
         entry_finder = cache.get(entry) if isinstance(entry, str) else None
-        entry_finder = (
-            getattr(entry_finder, "inner", entry_finder)
-            if isinstance(entry_finder, DirGate)
-            else entry_finder
-        )
+        if type(entry_finder).__name__ == "DirGate":  # _core's gate of a session path
+            entry_finder = entry_finder.inner
         if entry_finder is None or isinstance(entry_finder, _NAME_KEYED_PATH_FINDERS):
             continue
         find = getattr(entry_finder, "find_spec", None)
@@ -326,31 +322,6 @@ class UnloadProbe:
     points back at the dict, so a live probe gives its module's globals at once."""
 
     __slots__ = ("__weakref__", "globals")
-
-
-class DirGate:
-    """``sys.path_importer_cache`` entry for a session-only path entry: while blocks are
-    active it answers only threads whose active session holds the entry."""
-
-    def __init__(self, path: str, inner: Any, gate: Any) -> None:
-        self.path = path
-        self.inner = inner
-        self._open = gate
-
-    def find_spec(self, fullname: str, target: Any = None) -> Any:
-        if self._open(self.path, fullname):
-            return self.inner.find_spec(fullname, target)
-        return None
-
-    def invalidate_caches(self) -> None:
-        invalidate = getattr(self.inner, "invalidate_caches", None)
-        if invalidate is not None:
-            invalidate()
-
-    def iter_modules(self, prefix: str = "") -> Iterator[tuple[str, bool]]:
-        if self._open(self.path, ""):
-            return pkgutil.iter_importer_modules(self.inner, prefix)  # type: ignore[attr-defined,no-any-return]
-        return iter(())
 
 
 class MetadataProxy(types.ModuleType):
