@@ -44,14 +44,20 @@ pub(crate) fn prefix_for(name: &str) -> String {
 
 /// `a`, `a.b`, `a.b.c` for `a.b.c`.
 pub(crate) fn dotted_prefixes(name: &str) -> impl Iterator<Item = &str> {
-    name.match_indices('.')
+    // Byte positions: '.' never occurs inside a multi-byte UTF-8 sequence.
+    name.bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'.')
         .map(move |(i, _)| &name[..i])
         .chain(std::iter::once(name))
 }
 
 /// The top-level package of a dotted name.
 pub(crate) fn top_level(name: &str) -> &str {
-    name.split('.').next().unwrap_or(name)
+    match name.bytes().position(|b| b == b'.') {
+        Some(dot) => &name[..dot],
+        None => name,
+    }
 }
 
 /// `name.startswith(prefix)` without allocating.

@@ -18,16 +18,32 @@ pub(crate) fn is_tracked(core: &Bound<'_, SessionCore>, real: &str) -> bool {
     core.get().lock(core.py()).tracking.files.contains(real)
 }
 
+/// What the stale check records of a module that finished executing: its file, the
+/// stamp its code was validated with and a fingerprint of what ran.
+pub(crate) type FileRecord = (PathBuf, Option<stale::Stamp>, Option<Fingerprint>);
+
 /// Records a module's source file and its stamp when it finishes executing.
 pub(crate) fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_, PyModule>) {
-    let py = core.py();
+    if let Some((path, stamp, print)) = file_record(module) {
+        core.get()
+            .lock(core.py())
+            .tracking
+            .files
+            .record(real, path, stamp, print);
+    }
+}
+
+/// [`FileRecord`] of `module`, taken without the session's state.
+pub(crate) fn file_record(module: &Bound<'_, PyModule>) -> Option<FileRecord> {
+    let py = module.py();
     let file = module
         .dict()
         .get_item(intern!(py, "__file__"))
         .ok()
         .flatten()
         .and_then(|f| f.extract::<String>().ok());
-    if let Some(file) = file {
+    let file = file?;
+    {
         let path = PathBuf::from(file);
         let loader = module
             .getattr(intern!(py, "__spec__"))
@@ -71,11 +87,7 @@ pub(crate) fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bo
                 .and_then(|s| py.detach(|| stale::hash_if_stamp(&path, s)))
                 .map(Fingerprint::Source)
         };
-        core.get()
-            .lock(py)
-            .tracking
-            .files
-            .record(real, path, stamp, print);
+        Some((path, stamp, print))
     }
 }
 
@@ -207,15 +219,26 @@ pub(crate) fn class_bodies<'py>(module: &Bound<'py, PyModule>) -> PyResult<Bound
 /// Records [`class_bodies`] of a module whose code just ran for the first time (or was
 /// adopted).
 pub(crate) fn note_bodies(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_, PyModule>) {
+    if let Some(bodies) = bodies_of(real, module) {
+        let previous = core
+            .get()
+            .lock(core.py())
+            .bodies
+            .insert(real.to_owned(), bodies.unbind());
+        drop(previous); // outside the lock
+    }
+}
+
+/// [`class_bodies`] of `module`, or `None` (logged) when they cannot be read.
+pub(crate) fn bodies_of<'py>(
+    real: &str,
+    module: &Bound<'py, PyModule>,
+) -> Option<Bound<'py, PyDict>> {
     match class_bodies(module) {
-        Ok(bodies) => {
-            let previous = core
-                .get()
-                .lock(core.py())
-                .bodies
-                .insert(real.to_owned(), bodies.unbind());
-            drop(previous); // outside the lock
+        Ok(bodies) => Some(bodies),
+        Err(e) => {
+            log::debug!(target: "subsession", "class bodies of {real} not recorded: {e}");
+            None
         }
-        Err(e) => log::debug!(target: "subsession", "class bodies of {real} not recorded: {e}"),
     }
 }

@@ -7,13 +7,14 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
+use rustc_hash::FxHashMap;
 
 use super::session::SessionCore;
 use crate::base::names::{PREFIX, prefix_for};
 
 #[derive(Default)]
 struct Registry {
-    by_prefix: HashMap<String, Py<SessionCore>>,
+    by_prefix: FxHashMap<String, Py<SessionCore>>,
     /// Name -> prefix, from the moment the name is reserved: a second `reserve` of
     /// the same name fails even while the first session is still being built.
     by_name: HashMap<String, String>,

@@ -5,7 +5,9 @@
 //! does is elsewhere: activation enters it, imports fill it, reload and unload empty it;
 //! its Python methods are in `bindings::session`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyValueError;
@@ -37,7 +39,7 @@ pub(crate) struct State {
     pub(crate) modules: BTreeMap<String, ModuleKeys>,
     /// Other real-name keys holding this session's modules (`requests.packages.*`):
     /// written by session code, captured out of the global namespace on exit.
-    pub(crate) extras: HashMap<String, Py<PyAny>>,
+    pub(crate) extras: FxHashMap<String, Py<PyAny>>,
     /// Activation frames of this session on any thread (ids, innermost last).
     pub(crate) frames: Vec<u64>,
     pub(crate) closed: bool,
@@ -49,7 +51,7 @@ pub(crate) struct State {
     pub(crate) live_cache: Option<(Py<PyList>, Py<PyList>)>,
     /// Per real module name, what its classes' bodies defined when its code last ran
     /// (`imports::record::class_bodies`): a deep reload removes only those names.
-    pub(crate) bodies: HashMap<String, Py<PyDict>>,
+    pub(crate) bodies: FxHashMap<String, Py<PyDict>>,
     /// Import statements of session code not yet turned into graph edges: kept as the
     /// statement's own objects, so an import pays a few reference counts, and settled
     /// (`imports::record::settle_imports`) when a reload asks for an order.
@@ -157,13 +159,13 @@ impl SessionCore {
             state: Mutex::new(State {
                 settings,
                 modules: BTreeMap::new(),
-                extras: HashMap::new(),
+                extras: FxHashMap::default(),
                 frames: Vec::new(),
                 closed: false,
                 tracking: Tracking::default(),
                 search_cache: None,
                 live_cache: None,
-                bodies: HashMap::new(),
+                bodies: FxHashMap::default(),
                 pending_imports: Vec::new(),
             }),
         })

@@ -13,6 +13,8 @@
 //! over a few threads. Other platforms fall back to one `metadata` call per file.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -135,10 +137,10 @@ fn c_names(dir: &Path, files: &[Entry]) -> Option<(std::ffi::CString, Vec<std::f
 /// (a stale check then only clones an `Arc`).
 #[derive(Default)]
 pub(crate) struct FileIndex {
-    files: HashMap<String, (PathBuf, Option<Stamp>, Option<Fingerprint>)>,
+    files: FxHashMap<String, (PathBuf, Option<Stamp>, Option<Fingerprint>)>,
     snapshot: Option<Arc<Vec<DirGroup>>>,
     /// Where each name sits in the snapshot: a reload updates its stamp in place.
-    slots: HashMap<String, (usize, usize)>,
+    slots: FxHashMap<String, (usize, usize)>,
 }
 
 impl FileIndex {
