@@ -91,9 +91,11 @@ pub(crate) fn file_record(module: &Bound<'_, PyModule>) -> Option<FileRecord> {
     }
 }
 
-/// Past this many unsettled statements an import settles them (a function-level
-/// import in a loop repeats one edge; the log must not grow with the calls).
-const PENDING_LIMIT: usize = 4096;
+/// Past this many distinct unsettled statements an import settles them, which bounds
+/// the log (~2 MB); a tool's start-up stays below it (sympy, pandas, networkx and
+/// scipy.stats together run ~20,000 import statements, fewer distinct ones), so its
+/// edges are made only if a reload asks.
+const PENDING_LIMIT: usize = 1 << 16;
 
 /// Notes an import statement of session code, for dependency order. Only the
 /// statement's objects are kept; the edges are made when a reload asks
@@ -119,6 +121,18 @@ pub(crate) fn note_import(
             Err(_) => return,
         },
     };
+    let key = (
+        importer.as_ptr() as usize,
+        base.as_ptr() as usize,
+        fromlist.map_or(0, |f| f.as_ptr() as usize),
+    );
+    // Busy (this thread is inside subsession already): the statement is not recorded.
+    let Ok(mut st) = core.get().try_lock(py) else {
+        return;
+    };
+    if !st.pending_seen.insert(key) {
+        return; // logged already
+    }
     let pending = PendingImport {
         importer: importer.unbind(),
         base: base.unbind(),
@@ -126,10 +140,6 @@ pub(crate) fn note_import(
         fromlist: fromlist
             .filter(|f| !f.is_none())
             .map(|f| f.clone().unbind()),
-    };
-    // Busy (this thread is inside subsession already): the statement is not recorded.
-    let Ok(mut st) = core.get().try_lock(py) else {
-        return;
     };
     st.pending_imports.push(pending);
     if st.pending_imports.len() >= PENDING_LIMIT {
@@ -140,6 +150,7 @@ pub(crate) fn note_import(
 /// Turns the logged import statements into graph edges `importer -> imported`.
 pub(crate) fn settle_imports(session: &SessionCore, py: Python<'_>, st: &mut State) {
     let pending = std::mem::take(&mut st.pending_imports);
+    st.pending_seen.clear();
     for statement in &pending {
         let Ok(importer) = statement.importer.bind(py).extract::<String>() else {
             continue;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyValueError;
@@ -56,6 +56,10 @@ pub(crate) struct State {
     /// statement's own objects, so an import pays a few reference counts, and settled
     /// (`imports::record::settle_imports`) when a reload asks for an order.
     pub(crate) pending_imports: Vec<PendingImport>,
+    /// The statements in `pending_imports`, by the addresses of their three objects:
+    /// a statement run again (a function-level import in a loop) is logged once. The
+    /// log holds the objects, so no address is reused while it is in this set.
+    pub(crate) pending_seen: FxHashSet<(usize, usize, usize)>,
 }
 
 /// One import statement of session code, as it ran.
@@ -167,6 +171,7 @@ impl SessionCore {
                 live_cache: None,
                 bodies: FxHashMap::default(),
                 pending_imports: Vec::new(),
+                pending_seen: FxHashSet::default(),
             }),
         })
     }

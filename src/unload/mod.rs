@@ -379,6 +379,7 @@ pub(crate) fn close<'py>(
         st.closed = true;
         st.modules.clear();
         st.tracking = Tracking::default();
+        st.pending_seen.clear();
         (
             st.extras.drain().collect(),
             std::mem::take(&mut st.bodies),
