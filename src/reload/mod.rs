@@ -14,6 +14,7 @@ use std::collections::HashSet;
 
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule};
 
 use crate::activation;
@@ -37,7 +38,23 @@ fn key_of(core: &Bound<'_, SessionCore>, real: &str) -> String {
 
 /// The facade's helpers for hooks and Maya registrations (`subsession._live`).
 fn live(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import(intern!(py, "subsession._live"))
+    static LIVE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    LIVE.get_or_try_init(py, || {
+        Ok(py.import(intern!(py, "subsession._live"))?.unbind())
+    })
+    .map(|m| m.bind(py).clone())
+}
+
+/// `importlib.reload` (the module found once: an import per reload went through the
+/// hooks; the function read each time, as a patched one must be honoured).
+fn importlib_reload(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static IMPORTLIB: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    IMPORTLIB
+        .get_or_try_init(py, || {
+            PyResult::Ok(py.import(intern!(py, "importlib"))?.unbind())
+        })?
+        .bind(py)
+        .getattr(intern!(py, "reload"))
 }
 
 /// Real names of modules whose file changed since they were executed.
@@ -196,7 +213,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
     let py = core.py();
     let session = core.get();
     session.ensure_open(py)?;
-    let importlib = py.import("importlib")?;
+    let reload = importlib_reload(py)?;
     let live = live(py)?;
     let facade = session.facade.bind(py);
     let mods = interp::sys_modules(py);
@@ -227,7 +244,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
                 .bodies
                 .get(real.as_str())
                 .map(|b| b.clone_ref(py));
-            importlib.call_method1(intern!(py, "reload"), (&module,))?;
+            reload.call1((&module,))?;
             let fresh = record::class_bodies(&module)?;
             if deep {
                 let old_bodies = old_bodies.map(|b| b.into_bound(py));

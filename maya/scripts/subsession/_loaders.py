@@ -161,7 +161,7 @@ def find_foreign_spec(
     entries = path if path is not None else ()
     cache = sys.path_importer_cache
     for entry in list(entries):
-        entry_finder = cache.get(entry) if isinstance(entry, str) else None
+        entry_finder: Any = cache.get(entry) if isinstance(entry, str) else None
         if type(entry_finder).__name__ == "DirGate":  # _core's gate of a session path
             entry_finder = entry_finder.inner
         if entry_finder is None or isinstance(entry_finder, _NAME_KEYED_PATH_FINDERS):

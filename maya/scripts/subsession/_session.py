@@ -380,9 +380,10 @@ class Session:
     def __enter__(self) -> Session:
         """Activate this session on this thread (re-entrant, nestable).
 
-        Cost: ~33-37 µs per enter+exit of a 200-module session (5.5x the bare ``sys.modules``
-        writes), ~3.7 µs for an empty one, flat in the size of ``sys.modules`` (1k-10k
-        modules), measured by scripts/bench (a).
+        Cost: ~4.5 µs per enter+exit of a 200-module session (0.4x the bare ``sys.modules``
+        writes of its aliases), ~3.7 µs for an empty one, flat in the size of
+        ``sys.modules`` (1k-10k modules) and of the session (1,656 modules: ~4-5 µs),
+        measured by scripts/bench (a) and (m).
         """
         token = self._core.enter()
         # The frame running the with-statement calls __exit__ too, even on another
@@ -431,9 +432,9 @@ class Session:
     def import_module(self, name: str) -> types.ModuleType:
         """Import ``name`` (a real name such as ``"requests.adapters"``) in this session.
 
-        Cost: a fresh 200-module package takes ~1.36-1.45x a plain import with cached
-        bytecode (37 ms vs 26 ms), ~1.04x without, measured by scripts/bench (b); an
-        import statement of a loaded module outside any block costs +10-20 ns with
+        Cost: a fresh 200-module package takes ~1.12-1.21x a plain import with cached
+        bytecode (27-31 ms vs 23 ms), ~1.12-1.15x without, measured by scripts/bench (b);
+        an import statement of a loaded module outside any block costs +10-50 ns with
         subsession loaded (bench (c)).
         """
         with self:
@@ -512,8 +513,9 @@ class Session:
         While the session is watched, the changes the watcher already found are used
         (no file is checked again); with none found, every file is checked.
 
-        Cost: ~1.5 ms for one changed leaf of a 200-module session (``importlib.reload``
-        of the same module: ~0.65 ms), measured by scripts/bench (f); ~1-1.25 ms watched.
+        Cost: ~1.1-1.7 ms for one changed leaf of a 200-module session, every file
+        checked (``importlib.reload`` of the same module: ~0.65-1.0 ms), measured by
+        scripts/bench (f); ~1.0-1.25 ms watched (1.18-1.39x).
         """
         self._adopt_scan()
         known = _watch.take_pending(self)
@@ -585,8 +587,9 @@ class Session:
         removed. ``force=True`` also clears the globals of modules that are still alive,
         which breaks whoever still uses them: a last resort for leaks you cannot fix.
 
-        Cost: ~12-20 ms for a 200-module session with 3,000 modules in ``sys.modules``,
-        mostly its garbage-collection pass, measured by scripts/bench (h).
+        Cost: ~35-47 ms for a 200-module session with 3,000 modules in ``sys.modules``,
+        mostly its garbage-collection pass, measured by scripts/bench (h); 2.4-2.6x one
+        ``gc.collect()`` for a 1,656-module pandas/scipy/sympy tool (bench (m)).
         """
         removed: list[str] = []
         if not self.closed and _core.current() is not self:
