@@ -570,7 +570,8 @@ unsafe extern "C" fn session_fast_import(
         if !kwnames.is_null() || nargs != 5 {
             return call_with(slf, args, nargs, kwnames);
         }
-        let level = ffi::PyLong_AsLong(*args.add(4));
+        // `long long`: 64 bits on every platform (`long` is 32 on Windows).
+        let level = ffi::PyLong_AsLongLong(*args.add(4));
         if level == -1 && !ffi::PyErr_Occurred().is_null() {
             return std::ptr::null_mut();
         }
