@@ -630,3 +630,49 @@ def test_global_pickling_of_session_objects_still_round_trips(tool: Any) -> None
     assert type(pickle.loads(data)) is mod.Item
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         assert pool.submit(mod.double, 5).result() == 10
+
+
+# -- the session's __import__ called directly --------------------------------------------
+
+
+def test_session_import_hook_takes_every_call_shape_of_the_builtin(
+    pkgs: PkgFactory, new_session: Callable[..., Any]
+) -> None:
+    """Session code's ``__import__`` is a C function with a fast path for the five
+    positional arguments of an import statement; every other shape the builtin accepts
+    (keywords, fewer arguments, a relative level) gives what the builtin gives, and a
+    level out of range is an error, as with the builtin."""
+    name = pkgs.unique("shapes")
+    root = pkgs.make(
+        name,
+        "1.0",
+        {
+            "sub.py": "VALUE = 'sub'\n",
+            "probe.py": """
+                def shapes():
+                    hook = __builtins__["__import__"]
+                    pkg_name = __name__.rpartition(".")[0].rpartition(".")[2]
+                    one = __import__(pkg_name)
+                    five = __import__(pkg_name + ".sub", globals(), None, ["VALUE"], 0)
+                    keywords = __import__(pkg_name, fromlist=["sub"], level=0)
+                    relative = __import__("sub", globals(), None, ["VALUE"], 1)
+                    try:
+                        __import__(pkg_name, globals(), None, None, 10**30)
+                    except OverflowError:
+                        overflow = "OverflowError"
+                    else:
+                        overflow = "no error"
+                    return hook, one, five, keywords, relative, overflow
+            """,
+        },
+    )
+    s = new_session(paths=[str(root)])
+    probe = s.import_module(f"{name}.probe")
+    hook, one, five, keywords, relative, overflow = probe.shapes()
+    pkg = s.modules[name]
+    sub = s.modules[f"{name}.sub"]
+    assert hook is not __import__
+    assert one is pkg and keywords is pkg
+    assert five is sub and relative is sub and five.VALUE == "sub"
+    assert overflow == "OverflowError"
+    assert name not in sys.modules
