@@ -291,26 +291,7 @@ pub(crate) fn exec_session_module(
             }
             (new, st.tracking.files.contains(real))
         };
-        // Read outside the state, recorded with one more look at it.
-        let file = if tracked {
-            None
-        } else {
-            record::file_record(module)
-        };
-        let bodies = if new {
-            record::bodies_of(real, module)
-        } else {
-            None
-        };
-        if file.is_some() || bodies.is_some() {
-            let mut st = session.try_lock(py)?;
-            if let Some((path, stamp, print)) = file {
-                st.tracking.files.record(real, path, stamp, print);
-            }
-            let previous = bodies.and_then(|b| st.bodies.insert(real.to_owned(), b.unbind()));
-            drop(st);
-            drop(previous); // outside the lock
-        }
+        record::note_run(core, real, module, !tracked, new)?;
         activation::alias_if_active(core, real, module.as_any())?;
         if new {
             notify::emit(py, "imported", session, &[real.to_owned()]);

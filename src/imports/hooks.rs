@@ -621,68 +621,71 @@ unsafe extern "C" fn session_fast_import(
     }
 }
 
+/// The C signature CPython calls a METH_FASTCALL|METH_KEYWORDS function with.
+type VectorcallFn = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+/// A builtin function named `__import__` running `meth`, bound to `slf` (its first C
+/// argument; NULL for none). The method definition is made once per `def` slot and
+/// lives for the process, as CPython requires.
+fn vectorcall_import<'py>(
+    py: Python<'py>,
+    def: &'static std::sync::OnceLock<usize>,
+    meth: VectorcallFn,
+    doc: &'static std::ffi::CStr,
+    slf: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let def = *def.get_or_init(|| {
+        Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: c"__import__".as_ptr(),
+            // SAFETY: CPython calls functions flagged METH_FASTCALL|METH_KEYWORDS with
+            // the vectorcall signature of `meth`; the pointer is only stored here.
+            ml_meth: unsafe { std::mem::transmute::<VectorcallFn, ffi::PyMethodDefPointer>(meth) },
+            ml_flags: METH_FASTCALL_KEYWORDS,
+            ml_doc: doc.as_ptr(),
+        })) as *mut ffi::PyMethodDef as usize
+    });
+    // SAFETY: `def` lives forever; CPython keeps its own reference to `slf`.
+    unsafe {
+        let func = ffi::PyCFunction_NewEx(
+            def as *mut ffi::PyMethodDef,
+            slf.map_or(std::ptr::null_mut(), Bound::as_ptr),
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, func)
+    }
+}
+
 /// The `__import__` of one session's code: [`session_fast_import`] bound to `hook`.
 pub(crate) fn make_session_import<'py>(
     hook: &Bound<'py, SessionImport>,
 ) -> PyResult<Bound<'py, PyAny>> {
     static DEF: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let def = *DEF.get_or_init(|| {
-        Box::leak(Box::new(ffi::PyMethodDef {
-            ml_name: c"__import__".as_ptr(),
-            // SAFETY: as for `make_import_hook`.
-            ml_meth: unsafe {
-                std::mem::transmute::<
-                    unsafe extern "C" fn(
-                        *mut ffi::PyObject,
-                        *const *mut ffi::PyObject,
-                        ffi::Py_ssize_t,
-                        *mut ffi::PyObject,
-                    ) -> *mut ffi::PyObject,
-                    ffi::PyMethodDefPointer,
-                >(session_fast_import)
-            },
-            ml_flags: METH_FASTCALL_KEYWORDS,
-            ml_doc: c"__import__(name, globals=None, locals=None, fromlist=(), level=0)\n--\n\nsubsession's import hook of one session's code.".as_ptr(),
-        })) as *mut ffi::PyMethodDef as usize
-    });
-    // SAFETY: `def` lives forever; CPython keeps a reference to `hook` as `self`.
-    unsafe {
-        let func = ffi::PyCFunction_NewEx(
-            def as *mut ffi::PyMethodDef,
-            hook.as_ptr(),
-            std::ptr::null_mut(),
-        );
-        Bound::from_owned_ptr_or_err(hook.py(), func)
-    }
+    vectorcall_import(
+        hook.py(),
+        &DEF,
+        session_fast_import,
+        c"__import__(name, globals=None, locals=None, fromlist=(), level=0)\n--\n\nsubsession's import hook of one session's code.",
+        Some(hook.as_any()),
+    )
 }
 
 /// Creates the `builtins.__import__` replacement.
 pub(crate) fn make_import_hook(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static DEF: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let slow = wrap_pyfunction!(global_import, py)?;
     let _ = SLOW_IMPORT.set(py, slow.into_any().unbind());
-    let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"__import__".as_ptr(),
-        // SAFETY: CPython calls functions flagged METH_FASTCALL|METH_KEYWORDS with the
-        // vectorcall signature of `fast_import`; the pointer is only stored here.
-        ml_meth: unsafe {
-            std::mem::transmute::<
-                unsafe extern "C" fn(
-                    *mut ffi::PyObject,
-                    *const *mut ffi::PyObject,
-                    ffi::Py_ssize_t,
-                    *mut ffi::PyObject,
-                ) -> *mut ffi::PyObject,
-                ffi::PyMethodDefPointer,
-            >(fast_import)
-        },
-        ml_flags: METH_FASTCALL_KEYWORDS,
-        ml_doc: c"__import__(name, globals=None, locals=None, fromlist=(), level=0)\n--\n\nsubsession's import hook: the builtin import, routed per session.".as_ptr(),
-    }));
-    // SAFETY: `def` lives forever (leaked once per interpreter install).
-    unsafe {
-        let func = ffi::PyCFunction_NewEx(def, std::ptr::null_mut(), std::ptr::null_mut());
-        Bound::from_owned_ptr_or_err(py, func)
-    }
+    vectorcall_import(
+        py,
+        &DEF,
+        fast_import,
+        c"__import__(name, globals=None, locals=None, fromlist=(), level=0)\n--\n\nsubsession's import hook: the builtin import, routed per session.",
+        None,
+    )
 }
 
 /// A `keep_global` name imported by a session: the host's module, never the alias a

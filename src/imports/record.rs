@@ -12,29 +12,42 @@ use crate::base::interp;
 use crate::state::{PendingImport, SessionCore, State};
 use crate::tracking::stale::{self, Fingerprint, stamp_of};
 
-/// True once a module's file is tracked (reloads update the stamp themselves, after
-/// the whole batch succeeded).
-pub(crate) fn is_tracked(core: &Bound<'_, SessionCore>, real: &str) -> bool {
-    core.get().lock(core.py()).tracking.files.contains(real)
-}
-
 /// What the stale check records of a module that finished executing: its file, the
 /// stamp its code was validated with and a fingerprint of what ran.
 pub(crate) type FileRecord = (PathBuf, Option<stale::Stamp>, Option<Fingerprint>);
 
-/// Records a module's source file and its stamp when it finishes executing.
-pub(crate) fn note_loaded(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_, PyModule>) {
-    if let Some((path, stamp, print)) = file_record(module) {
-        core.get()
-            .lock(core.py())
-            .tracking
-            .files
-            .record(real, path, stamp, print);
+/// Records what a module that finished executing leaves for reload: its file record
+/// (`file`: the file, the stamp its code was validated with, a fingerprint of what
+/// ran) and what its class bodies defined (`bodies`). Both are read outside the
+/// session's state and recorded with one look at it.
+pub(crate) fn note_run(
+    core: &Bound<'_, SessionCore>,
+    real: &str,
+    module: &Bound<'_, PyModule>,
+    file: bool,
+    bodies: bool,
+) -> PyResult<()> {
+    let file = if file { file_record(module) } else { None };
+    let bodies = if bodies {
+        bodies_of(real, module)
+    } else {
+        None
+    };
+    if file.is_none() && bodies.is_none() {
+        return Ok(());
     }
+    let mut st = core.get().try_lock(core.py())?;
+    if let Some((path, stamp, print)) = file {
+        st.tracking.files.record(real, path, stamp, print);
+    }
+    let previous = bodies.and_then(|b| st.bodies.insert(real.to_owned(), b.unbind()));
+    drop(st);
+    drop(previous); // outside the lock
+    Ok(())
 }
 
-/// [`FileRecord`] of `module`, taken without the session's state.
-pub(crate) fn file_record(module: &Bound<'_, PyModule>) -> Option<FileRecord> {
+/// [`FileRecord`] of `module`.
+fn file_record(module: &Bound<'_, PyModule>) -> Option<FileRecord> {
     let py = module.py();
     let file = module
         .dict()
@@ -42,53 +55,50 @@ pub(crate) fn file_record(module: &Bound<'_, PyModule>) -> Option<FileRecord> {
         .ok()
         .flatten()
         .and_then(|f| f.extract::<String>().ok());
-    let file = file?;
-    {
-        let path = PathBuf::from(file);
-        let loader = module
-            .getattr(intern!(py, "__spec__"))
-            .and_then(|s| s.getattr(intern!(py, "loader")))
-            .ok();
-        // The session's source loader kept the stat it validated the code with.
-        let seen = loader
-            .as_ref()
-            .and_then(|l| l.getattr(intern!(py, "_stamp")).ok())
-            .and_then(|t| t.extract::<(i128, u64)>().ok());
-        let stamp = match seen {
-            Some((mtime_ns, size)) => Some(stale::Stamp { mtime_ns, size }),
-            None => stamp_of(&path),
-        };
-        // What was executed, for telling an edit from a touch, from the bytes the
-        // session's loader read (`_ran`): the source it compiled is hashed; code from
-        // the `.pyc` needs nothing (its header names the stamp). Another loader (an
-        // adopted module's) leaves the file to be read here. Not for an extension
-        // module: it cannot be initialised again, so any new stamp reports it
-        // (hashing its library at import read ~90 MB for a numpy/scipy/pandas stack).
-        let extension = path
-            .to_str()
-            .is_some_and(|p| interp::get(py).is_ok_and(|it| it.is_extension_file(p)));
-        let ran = loader
-            .as_ref()
-            .and_then(|l| l.getattr(intern!(py, "_ran")).ok())
-            .filter(|r| !r.is_none());
-        let print = if extension {
-            None
-        } else if let Some(ran) = ran {
-            if let Some(l) = &loader {
-                // The bytes are not needed any more: do not keep a source per module.
-                let _ = l.setattr(intern!(py, "_ran"), py.None());
-            }
-            match ran.cast::<PyBytes>() {
-                Ok(source) => Some(Fingerprint::Source(stale::hash_bytes(source.as_bytes()))),
-                Err(_) => Some(Fingerprint::Pyc),
-            }
-        } else {
-            stamp
-                .and_then(|s| py.detach(|| stale::hash_if_stamp(&path, s)))
-                .map(Fingerprint::Source)
-        };
-        Some((path, stamp, print))
-    }
+    let path = PathBuf::from(file?);
+    let loader = module
+        .getattr(intern!(py, "__spec__"))
+        .and_then(|s| s.getattr(intern!(py, "loader")))
+        .ok();
+    // The session's source loader kept the stat it validated the code with.
+    let seen = loader
+        .as_ref()
+        .and_then(|l| l.getattr(intern!(py, "_stamp")).ok())
+        .and_then(|t| t.extract::<(i128, u64)>().ok());
+    let stamp = match seen {
+        Some((mtime_ns, size)) => Some(stale::Stamp { mtime_ns, size }),
+        None => stamp_of(&path),
+    };
+    // What was executed, for telling an edit from a touch, from the bytes the
+    // session's loader read (`_ran`): the source it compiled is hashed; code from
+    // the `.pyc` needs nothing (its header names the stamp). Another loader (an
+    // adopted module's) leaves the file to be read here. Not for an extension
+    // module: it cannot be initialised again, so any new stamp reports it
+    // (hashing its library at import read ~90 MB for a numpy/scipy/pandas stack).
+    let extension = path
+        .to_str()
+        .is_some_and(|p| interp::get(py).is_ok_and(|it| it.is_extension_file(p)));
+    let ran = loader
+        .as_ref()
+        .and_then(|l| l.getattr(intern!(py, "_ran")).ok())
+        .filter(|r| !r.is_none());
+    let print = if extension {
+        None
+    } else if let Some(ran) = ran {
+        if let Some(l) = &loader {
+            // The bytes are not needed any more: do not keep a source per module.
+            let _ = l.setattr(intern!(py, "_ran"), py.None());
+        }
+        match ran.cast::<PyBytes>() {
+            Ok(source) => Some(Fingerprint::Source(stale::hash_bytes(source.as_bytes()))),
+            Err(_) => Some(Fingerprint::Pyc),
+        }
+    } else {
+        stamp
+            .and_then(|s| py.detach(|| stale::hash_if_stamp(&path, s)))
+            .map(Fingerprint::Source)
+    };
+    Some((path, stamp, print))
 }
 
 /// Past this many distinct unsettled statements an import settles them, which bounds
@@ -227,24 +237,8 @@ pub(crate) fn class_bodies<'py>(module: &Bound<'py, PyModule>) -> PyResult<Bound
     Ok(out)
 }
 
-/// Records [`class_bodies`] of a module whose code just ran for the first time (or was
-/// adopted).
-pub(crate) fn note_bodies(core: &Bound<'_, SessionCore>, real: &str, module: &Bound<'_, PyModule>) {
-    if let Some(bodies) = bodies_of(real, module) {
-        let previous = core
-            .get()
-            .lock(core.py())
-            .bodies
-            .insert(real.to_owned(), bodies.unbind());
-        drop(previous); // outside the lock
-    }
-}
-
 /// [`class_bodies`] of `module`, or `None` (logged) when they cannot be read.
-pub(crate) fn bodies_of<'py>(
-    real: &str,
-    module: &Bound<'py, PyModule>,
-) -> Option<Bound<'py, PyDict>> {
+fn bodies_of<'py>(real: &str, module: &Bound<'py, PyModule>) -> Option<Bound<'py, PyDict>> {
     match class_bodies(module) {
         Ok(bodies) => Some(bodies),
         Err(e) => {

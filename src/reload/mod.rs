@@ -274,7 +274,7 @@ fn reload_batch(core: &Bound<'_, SessionCore>, names: &[String], deep: bool) -> 
         return Err(reload_error(core, err));
     }
     for (real, module, _, _) in &done {
-        record::note_loaded(core, real, module);
+        record::note_run(core, real, module, true, false)?;
     }
     {
         let mut st = session.try_lock(py)?;
@@ -317,12 +317,10 @@ pub(crate) fn adopt(
             .insert(real.clone());
     }
     for (real, module) in &modules {
-        if !record::is_tracked(core, real) {
-            record::note_loaded(core, real, module);
-        }
         // What the classes hold now stands for their bodies: attributes a host
         // attached before the adoption cannot be told apart.
-        record::note_bodies(core, real, module);
+        let tracked = core.get().try_lock(py)?.tracking.files.contains(real);
+        record::note_run(core, real, module, !tracked, true)?;
     }
     let mut st = core.get().try_lock(py)?;
     for (a, b) in edges {
