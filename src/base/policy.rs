@@ -6,9 +6,10 @@
 //! shared when it or any of its parent packages matches, because a submodule cannot be
 //! isolated under a shared parent.
 
-use rustc_hash::FxHashSet;
 use std::collections::HashSet;
 use std::sync::RwLock;
+
+use rustc_hash::FxHashSet;
 
 use super::names::{PREFIX, dotted_prefixes, top_level};
 

@@ -6,14 +6,13 @@
 //! its Python methods are in `bindings::session`.
 
 use std::collections::BTreeMap;
-
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyList, PyString};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::base::errors::{ClosedSessionError, SessionError};
 use crate::base::interp;

@@ -13,11 +13,11 @@
 //! over a few threads. Other platforms fall back to one `metadata` call per file.
 
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
+
+use rustc_hash::FxHashMap;
 
 /// A file's identity for change detection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
